@@ -1,0 +1,151 @@
+"""JSON API for the clinic's website and integrations: the same rules as the form."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from flask import abort, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+
+from scheduler.api import bp
+from scheduler.availability.operations import location_tz, open_slot_rows
+from scheduler.availability.slots import local_day_bounds
+from scheduler.booking.forms import ApiBookingForm
+from scheduler.booking.links import manage_url
+from scheduler.booking.operations import (
+    BookingError,
+    SlotFull,
+    SlotNotBookable,
+    SlotNotFound,
+    book_appointment,
+)
+from scheduler.booking.validation import formdata_from_json
+from scheduler.booking.views import active_locations, booking_limit
+from scheduler.extensions import db
+from scheduler.models import Appointment, Location, utcnow
+
+DEFAULT_RANGE_DAYS = 14
+MAX_RANGE_DAYS = 92
+
+
+def api_error(status: int, error: str, message: str, **extra: Any) -> ResponseReturnValue:
+    return jsonify(error=error, message=message, **extra), status
+
+
+def location_json(location: Location) -> dict[str, str]:
+    return {
+        "slug": location.slug,
+        "name": location.name,
+        "timezone": location.timezone,
+        "address": location.address,
+        "phone": location.phone,
+    }
+
+
+@bp.get("/locations")
+def locations() -> ResponseReturnValue:
+    return jsonify([location_json(loc) for loc in active_locations()])
+
+
+def _date_arg(name: str, default: date) -> date:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        abort(400, description=f"'{name}' must be a date as YYYY-MM-DD.")
+
+
+@bp.get("/locations/<slug>/slots")
+def slots(slug: str) -> ResponseReturnValue:
+    location = db.session.scalar(select(Location).where(Location.slug == slug, Location.is_active))
+    if location is None:
+        abort(404, description=f"No location '{slug}'.")
+    tz = location_tz(location)
+    today = utcnow().astimezone(tz).date()
+    first = _date_arg("from", today)
+    last = _date_arg("to", first + timedelta(days=DEFAULT_RANGE_DAYS))
+    if first > last:
+        abort(400, description="'from' must not be after 'to'.")
+    if (last - first).days > MAX_RANGE_DAYS:
+        abort(400, description=f"The range may span at most {MAX_RANGE_DAYS} days.")
+    start, _ = local_day_bounds(first, tz)
+    _, end = local_day_bounds(last, tz)
+    rows = open_slot_rows(location.id, start, end)
+    return jsonify(
+        location=location.slug,
+        slots=[
+            {
+                "id": slot_id,
+                "start": _local_iso(starts_at, tz),
+                "end": _local_iso(ends_at, tz),
+                "remaining": remaining,
+            }
+            for slot_id, starts_at, ends_at, remaining in rows
+        ],
+    )
+
+
+def _local_iso(instant: datetime, tz: Any) -> str:
+    return instant.astimezone(tz).isoformat()
+
+
+def appointment_json(appt: Appointment) -> dict[str, Any]:
+    tz = location_tz(appt.slot.location)
+    return {
+        "reference": appt.reference,
+        "status": appt.status,
+        "location": appt.slot.location.slug,
+        "start": _local_iso(appt.slot.starts_at, tz),
+        "end": _local_iso(appt.slot.ends_at, tz),
+        "manage_url": manage_url(appt),
+    }
+
+
+@bp.post("/appointments")
+@booking_limit
+def create_appointment() -> ResponseReturnValue:
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict):
+        return api_error(400, "bad_request", "Send a JSON object with Content-Type: application/json.")
+    formdata, type_errors = formdata_from_json(payload)
+    form = ApiBookingForm(formdata=formdata)
+    form.validate()
+    errors = {name: list(msgs) for name, msgs in form.errors.items()}
+    errors.update(type_errors)
+    if errors:
+        return jsonify(error="invalid", errors=errors), 422
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 64):
+        return jsonify(error="invalid", errors={"Idempotency-Key": ["1 to 64 characters."]}), 422
+    try:
+        appt = book_appointment(
+            form.to_booking_request(
+                form.slot_id.data, source="api", idempotency_key=f"api:{key}" if key else None
+            )
+        )
+    except SlotNotFound as exc:
+        return api_error(404, exc.code, str(exc))
+    except SlotFull as exc:
+        return api_error(409, exc.code, str(exc))
+    except SlotNotBookable as exc:
+        return api_error(409, exc.code, str(exc))
+    except BookingError as exc:
+        return api_error(503, exc.code, str(exc))
+    return jsonify(appointment_json(appt)), 201
+
+
+@bp.get("/")
+def root() -> ResponseReturnValue:
+    return jsonify(
+        version="v1",
+        clinic=current_app.config["CLINIC_NAME"],
+        endpoints=[
+            "GET /api/v1/locations",
+            "GET /api/v1/locations/<slug>/slots?from=YYYY-MM-DD&to=YYYY-MM-DD",
+            "POST /api/v1/appointments",
+        ],
+    )

@@ -1,0 +1,295 @@
+"""Booking, cancelling and rescheduling. Each operation owns its transaction.
+
+Room in a slot is taken with one conditional UPDATE on the slot row
+(``booked_count < capacity``), so the database decides races: PostgreSQL
+row-locks the slot and re-checks the condition, SQLite serialises writers.
+Slot rows are always updated in ascending id order so two reschedules
+crossing each other cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from scheduler.availability.operations import current_booking_window
+from scheduler.extensions import db
+from scheduler.models import (
+    CHANGEABLE,
+    Appointment,
+    AppointmentEvent,
+    AppointmentStatus,
+    Patient,
+    Slot,
+    utcnow,
+)
+
+# No 0/O, 1/I/L, U/V, 2/Z or 5/S look-alikes: easy to read aloud and type.
+REFERENCE_ALPHABET = "346789ACDEFGHJKMNPQRTWXY"
+REFERENCE_LENGTH = 4
+
+
+class BookingError(Exception):
+    """A booking operation refused; ``code`` is stable for the API, the message for people."""
+
+    code = "booking_error"
+
+
+class SlotNotFound(BookingError):
+    code = "slot_not_found"
+
+
+class SlotFull(BookingError):
+    code = "slot_full"
+
+
+class SlotNotBookable(BookingError):
+    """Too soon, too far ahead, in the past or blocked."""
+
+    code = "slot_not_bookable"
+
+
+class AppointmentNotChangeable(BookingError):
+    code = "appointment_not_changeable"
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    slot_id: int
+    first_name: str
+    last_name: str
+    phone: str  # E.164
+    email: str | None
+    date_of_birth: date | None
+    language: str
+    sms_consent: bool
+    sms_consent_text: str | None
+    conservative_treatment: str | None
+    source: str  # online_form, api, staff
+    idempotency_key: str | None = None
+
+
+def new_reference(location_code: str) -> str:
+    body = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    return f"{location_code}-{body}"
+
+
+def _record(appt: Appointment, from_status: str | None, actor: str, note: str = "") -> None:
+    db.session.add(
+        AppointmentEvent(
+            appointment=appt,
+            from_status=from_status,
+            to_status=appt.status,
+            actor=actor,
+            note=note,
+        )
+    )
+
+
+def _appointment_for_key(key: str | None) -> Appointment | None:
+    if not key:
+        return None
+    return db.session.scalar(select(Appointment).where(Appointment.idempotency_key == key))
+
+
+def _take_place(slot_id: int, now: datetime) -> None:
+    """Add one booking to the slot, or raise why it cannot take one."""
+    window = current_booking_window(now)
+    taken = db.session.execute(
+        update(Slot)
+        .where(
+            Slot.id == slot_id,
+            Slot.booked_count < Slot.capacity,
+            Slot.is_blocked.is_(False),
+            Slot.starts_at >= window.earliest,
+            Slot.starts_at <= window.latest,
+        )
+        .values(booked_count=Slot.booked_count + 1),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if taken == 1:
+        return
+    db.session.rollback()
+    slot = db.session.get(Slot, slot_id)
+    if slot is None:
+        raise SlotNotFound("This time slot does not exist.")
+    if slot.is_blocked or not window.contains(slot.starts_at):
+        raise SlotNotBookable("This time can no longer be booked online.")
+    raise SlotFull("This time was just booked by someone else. Please choose another time.")
+
+
+def _release_place(slot_id: int) -> None:
+    db.session.execute(
+        update(Slot)
+        .where(Slot.id == slot_id, Slot.booked_count > 0)
+        .values(booked_count=Slot.booked_count - 1),
+        execution_options={"synchronize_session": False},
+    )
+
+
+def _patient_for(request: BookingRequest, now: datetime) -> Patient:
+    """The patient record for this person: reused when phone, names and birth date match."""
+    patient = db.session.scalar(
+        select(Patient)
+        .where(
+            Patient.phone == request.phone,
+            Patient.first_name == request.first_name,
+            Patient.last_name == request.last_name,
+            Patient.date_of_birth == request.date_of_birth
+            if request.date_of_birth
+            else Patient.date_of_birth.is_(None),
+        )
+        .order_by(Patient.id)
+        .limit(1)
+    )
+    if patient is None:
+        patient = Patient(
+            first_name=request.first_name,
+            last_name=request.last_name,
+            phone=request.phone,
+            date_of_birth=request.date_of_birth,
+        )
+        db.session.add(patient)
+    if request.email:
+        patient.email = request.email
+    patient.language = request.language
+    # The latest explicit choice is the one that counts.
+    if request.sms_consent and not patient.sms_consent:
+        patient.sms_consent_at = now
+    patient.sms_consent = request.sms_consent
+    if request.sms_consent:
+        patient.sms_consent_source = request.source
+        patient.sms_consent_text = request.sms_consent_text
+    return patient
+
+
+def book_appointment(
+    request: BookingRequest, now: datetime | None = None, attempts: int = 5
+) -> Appointment:
+    """Book one place in a slot; a repeated idempotency key returns the first booking."""
+    now = now or utcnow()
+    existing = _appointment_for_key(request.idempotency_key)
+    if existing is not None:
+        return existing
+    for _ in range(attempts):
+        db.session.rollback()
+        try:
+            _take_place(request.slot_id, now)
+        except (SlotFull, SlotNotBookable):
+            # A concurrent duplicate of this very request may have taken the place.
+            existing = _appointment_for_key(request.idempotency_key)
+            if existing is not None:
+                return existing
+            raise
+        slot = db.session.get(Slot, request.slot_id)
+        assert slot is not None
+        appt = Appointment(
+            reference=new_reference(slot.location.code),
+            slot=slot,
+            patient=_patient_for(request, now),
+            status=AppointmentStatus.BOOKED,
+            conservative_treatment=request.conservative_treatment,
+            source=request.source,
+            idempotency_key=request.idempotency_key,
+            manage_nonce=secrets.token_urlsafe(12),
+            created_at=now,
+            updated_at=now,
+        )
+        db.session.add(appt)
+        _record(appt, None, actor=request.source)
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            existing = _appointment_for_key(request.idempotency_key)
+            if existing is not None:
+                return existing
+            continue  # a reference collision: draw another
+        return appt
+    raise BookingError("Could not book this time; please try again.")
+
+
+def _claim_for_change(appt: Appointment, new_status: str, now: datetime) -> str:
+    """Move a still-changeable appointment to new_status; returns its old status.
+
+    The conditional UPDATE makes a cancel racing a reschedule (or a second
+    click) lose cleanly instead of releasing the slot twice.
+    """
+    old_status = appt.status
+    if appt.slot.starts_at <= now:
+        raise AppointmentNotChangeable("This appointment has already started or passed.")
+    changed = db.session.execute(
+        update(Appointment)
+        .where(Appointment.id == appt.id, Appointment.status.in_(CHANGEABLE))
+        .values(status=new_status, updated_at=now, version=Appointment.version + 1),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if changed != 1:
+        db.session.rollback()
+        raise AppointmentNotChangeable("This appointment was already cancelled or changed.")
+    return old_status
+
+
+def cancel_appointment(appt: Appointment, actor: str, now: datetime | None = None) -> Appointment:
+    now = now or utcnow()
+    appt_id = appt.id
+    db.session.rollback()
+    appt = db.session.get(Appointment, appt_id)  # type: ignore[assignment]
+    old_status = _claim_for_change(appt, AppointmentStatus.CANCELLED, now)
+    _release_place(appt.slot_id)
+    db.session.refresh(appt)
+    _record(appt, old_status, actor=actor)
+    db.session.commit()
+    return appt
+
+
+def reschedule_appointment(
+    appt: Appointment, new_slot_id: int, actor: str, now: datetime | None = None
+) -> Appointment:
+    """Move a booking to another slot, at any location, in one transaction.
+
+    The old appointment becomes ``rescheduled`` and a new one (with its own
+    reference and manage link) holds the new slot; if the new slot has no
+    room, nothing changes.
+    """
+    now = now or utcnow()
+    appt_id = appt.id
+    db.session.rollback()
+    old = db.session.get(Appointment, appt_id)
+    assert old is not None
+    if new_slot_id == old.slot_id:
+        raise SlotNotBookable("That is the time you already have.")
+    old_status = _claim_for_change(old, AppointmentStatus.RESCHEDULED, now)
+    try:
+        for slot_id in sorted((old.slot_id, new_slot_id)):
+            if slot_id == new_slot_id:
+                _take_place(new_slot_id, now)
+            else:
+                _release_place(old.slot_id)
+    except BookingError:
+        db.session.rollback()
+        raise
+    db.session.refresh(old)
+    new_slot = db.session.get(Slot, new_slot_id)
+    assert new_slot is not None
+    new = Appointment(
+        reference=new_reference(new_slot.location.code),
+        slot=new_slot,
+        patient=old.patient,
+        status=AppointmentStatus.BOOKED,
+        conservative_treatment=old.conservative_treatment,
+        source=old.source,
+        manage_nonce=secrets.token_urlsafe(12),
+        rescheduled_from=old,
+        created_at=now,
+        updated_at=now,
+    )
+    db.session.add(new)
+    _record(old, old_status, actor=actor, note=f"moved to {new.reference}")
+    _record(new, None, actor=actor, note=f"moved from {old.reference}")
+    db.session.commit()
+    return new

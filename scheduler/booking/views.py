@@ -1,0 +1,273 @@
+"""Public pages: choose a location, a slot, book, and manage the booking."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from itertools import groupby
+from urllib.parse import urlsplit
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
+
+from scheduler.availability.operations import current_booking_window, location_tz, open_slots
+from scheduler.availability.slots import local_day_bounds
+from scheduler.booking import bp
+from scheduler.booking.calendar import appointment_ics
+from scheduler.booking.forms import BookingForm, CancelForm, RescheduleForm
+from scheduler.booking.links import (
+    ManageLinkError,
+    appointment_for_link,
+    manage_token,
+)
+from scheduler.booking.operations import (
+    AppointmentNotChangeable,
+    BookingError,
+    book_appointment,
+    cancel_appointment,
+    reschedule_appointment,
+)
+from scheduler.content import content_for, lines_of
+from scheduler.extensions import db, limiter
+from scheduler.models import Appointment, Location, Slot, utcnow
+
+booking_limit = limiter.shared_limit(
+    lambda: current_app.config["RATELIMIT_BOOKING"], scope="booking", methods=["POST"]
+)
+
+
+def active_locations() -> list[Location]:
+    return list(
+        db.session.scalars(select(Location).where(Location.is_active).order_by(Location.position))
+    )
+
+
+def location_or_404(slug: str) -> Location:
+    location = db.session.scalar(select(Location).where(Location.slug == slug, Location.is_active))
+    if location is None:
+        abort(404, description="We have no clinic at that address.")
+    return location
+
+
+def first_day_from_query(location: Location) -> date:
+    today = utcnow().astimezone(location_tz(location)).date()
+    try:
+        asked = date.fromisoformat(request.args.get("from", ""))
+    except ValueError:
+        return today
+    return max(asked, today)
+
+
+def slot_days(
+    location: Location, first_day: date, url_for_slot: dict[str, str]
+) -> tuple[list[tuple[date, list[tuple[Slot, str]]]], date | None, date | None]:
+    """Open slots of a page of days grouped by local day, with the next and previous page."""
+    tz = location_tz(location)
+    page_days = current_app.config["BOOKING_PAGE_DAYS"]
+    last_day = first_day + timedelta(days=page_days - 1)
+    start, _ = local_day_bounds(first_day, tz)
+    _, end = local_day_bounds(last_day, tz)
+    slots = open_slots(location, start, end)
+    days = [
+        (day, [(s, url_for(**url_for_slot, slot_id=s.id)) for s in group])
+        for day, group in groupby(slots, key=lambda s: s.starts_at.astimezone(tz).date())
+    ]
+    today = utcnow().astimezone(tz).date()
+    latest = current_booking_window().latest.astimezone(tz).date()
+    previous_page = max(first_day - timedelta(days=page_days), today) if first_day > today else None
+    next_page = last_day + timedelta(days=1) if last_day < latest else None
+    return days, previous_page, next_page
+
+
+@bp.get("/")
+def index() -> str:
+    return render_template("booking/index.html", locations=active_locations())
+
+
+@bp.get("/book/<slug>")
+def choose_slot(slug: str) -> str:
+    location = location_or_404(slug)
+    first_day = first_day_from_query(location)
+    days, previous_page, next_page = slot_days(
+        location, first_day, {"endpoint": "booking.book", "slug": slug}
+    )
+    return render_template(
+        "booking/slots.html",
+        location=location,
+        locations=active_locations(),
+        days=days,
+        first_day=first_day,
+        previous_page=previous_page,
+        next_page=next_page,
+    )
+
+
+def alternatives_near(location: Location, instant: datetime) -> list[Slot]:
+    start = max(instant - timedelta(days=1), utcnow())
+    return open_slots(location, start, start + timedelta(days=14))[:8]
+
+
+@bp.route("/book/<slug>/<int:slot_id>", methods=["GET", "POST"])
+@booking_limit
+def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
+    location = location_or_404(slug)
+    slot = db.session.get(Slot, slot_id)
+    if slot is None or slot.location_id != location.id:
+        abort(404, description="That time slot does not exist.")
+    form = BookingForm()
+    if request.method == "GET":
+        form.slot_id.data = slot.id
+    problem = None
+    if form.validate_on_submit():
+        chosen = db.session.get(Slot, form.slot_id.data)
+        if chosen is None or chosen.location_id != location.id:
+            abort(404, description="That time slot does not exist.")
+        try:
+            appt = book_appointment(
+                form.to_booking_request(
+                    chosen.id, source="online_form",
+                    idempotency_key=f"form:{form.submission_id.data}",
+                )
+            )
+        except BookingError as exc:
+            problem = str(exc)
+            slot = chosen
+        else:
+            return redirect(
+                url_for(
+                    "booking.manage",
+                    reference=appt.reference,
+                    token=manage_token(appt),
+                    booked=1,
+                ),
+                code=303,
+            )
+    elif request.method == "GET" and (
+        slot.remaining == 0 or not current_booking_window().contains(slot.starts_at)
+    ):
+        problem = "This time is no longer available. Please choose another time."
+    alternatives = alternatives_near(location, slot.starts_at) if problem else []
+    if problem:
+        alternatives = [s for s in alternatives if s.id != slot.id]
+    page = render_template(
+        "booking/book.html",
+        location=location,
+        slot=slot,
+        form=form,
+        problem=problem,
+        alternatives=alternatives,
+    )
+    return (page, 422) if request.method == "POST" else page
+
+
+@bp.errorhandler(ManageLinkError)
+def manage_link_refused(error: ManageLinkError) -> tuple[str, int]:
+    status = 404 if error.reason == "invalid" else 410
+    return render_template("booking/link_error.html", reason=error.reason), status
+
+
+def _manage_page(appt: Appointment, **extra: object) -> str:
+    location = appt.slot.location
+    instructions = content_for("preconsult_instructions", location, appt.patient.language)
+    return render_template(
+        "booking/manage.html",
+        appt=appt,
+        location=location,
+        token=manage_token(appt),
+        instructions=lines_of(instructions),
+        now=utcnow(),
+        **extra,
+    )
+
+
+@bp.get("/manage/<reference>/<token>")
+def manage(reference: str, token: str) -> str:
+    appt = appointment_for_link(reference, token)
+    return _manage_page(appt, just_booked=request.args.get("booked") == "1")
+
+
+@bp.get("/manage/<reference>/<token>/appointment.ics")
+def calendar_file(reference: str, token: str) -> Response:
+    appt = appointment_for_link(reference, token)
+    domain = urlsplit(current_app.config["PUBLIC_BASE_URL"]).hostname or "localhost"
+    body = appointment_ics(appt, current_app.config["CLINIC_NAME"], domain, utcnow())
+    return Response(
+        body,
+        mimetype="text/calendar",
+        headers={"Content-Disposition": f'attachment; filename="{appt.reference}.ics"'},
+    )
+
+
+@bp.route("/manage/<reference>/<token>/cancel", methods=["GET", "POST"])
+def cancel(reference: str, token: str) -> str | BaseResponse:
+    appt = appointment_for_link(reference, token)
+    form = CancelForm()
+    if form.validate_on_submit():
+        try:
+            appt = cancel_appointment(appt, actor="patient")
+        except AppointmentNotChangeable as exc:
+            flash(str(exc), "error")
+        else:
+            flash("Your appointment is cancelled. The time is free for someone else.", "success")
+        return redirect(url_for("booking.manage", reference=reference, token=token), code=303)
+    return render_template("booking/cancel.html", appt=appt, token=token, form=form)
+
+
+@bp.get("/manage/<reference>/<token>/reschedule")
+def choose_new_slot(reference: str, token: str) -> str:
+    appt = appointment_for_link(reference, token)
+    slug = request.args.get("location") or appt.slot.location.slug
+    location = location_or_404(slug)
+    first_day = first_day_from_query(location)
+    days, previous_page, next_page = slot_days(
+        location,
+        first_day,
+        {"endpoint": "booking.reschedule", "reference": reference, "token": token},
+    )
+    return render_template(
+        "booking/reschedule_choose.html",
+        appt=appt,
+        token=token,
+        location=location,
+        locations=active_locations(),
+        days=days,
+        first_day=first_day,
+        previous_page=previous_page,
+        next_page=next_page,
+    )
+
+
+@bp.route("/manage/<reference>/<token>/reschedule/<int:slot_id>", methods=["GET", "POST"])
+@booking_limit
+def reschedule(reference: str, token: str, slot_id: int) -> str | BaseResponse:
+    appt = appointment_for_link(reference, token)
+    new_slot = db.session.get(Slot, slot_id)
+    if new_slot is None:
+        abort(404, description="That time slot does not exist.")
+    form = RescheduleForm()
+    if request.method == "GET":
+        form.slot_id.data = slot_id
+    if form.validate_on_submit():
+        try:
+            new = reschedule_appointment(appt, slot_id, actor="patient")
+        except BookingError as exc:
+            flash(str(exc), "error")
+            return redirect(
+                url_for("booking.choose_new_slot", reference=reference, token=token), code=303
+            )
+        flash("Your appointment has been moved. This is your new booking.", "success")
+        return redirect(
+            url_for("booking.manage", reference=new.reference, token=manage_token(new)), code=303
+        )
+    return render_template(
+        "booking/reschedule_confirm.html", appt=appt, token=token, new_slot=new_slot, form=form
+    )

@@ -1,0 +1,100 @@
+"""Settings and their defaults.
+
+Every setting here can be set in ``instance/config.py`` and overridden by an
+environment variable of the same name. Values whose default is a bool or a
+number are parsed from the environment as JSON (``false``, ``5``, ``0.5``), the
+way Flask's ``from_prefixed_env`` does; strings are taken as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Where the data lives. None means SQLite in the instance folder.
+    "DATABASE_URL": None,
+    # Signs sessions, CSRF tokens and manage links. None means: generate once
+    # into instance/secret_key (owner-only permissions) and reuse it.
+    "SECRET_KEY": None,
+    # Links sent to patients are built from this, never from the Host header.
+    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    "CLINIC_NAME": "Freedom Spine & Pain Center",
+    "CLINIC_PHONE": "+12109208945",
+    "DISPLAY_TIMEZONE": "America/Chicago",
+    # No slot sooner than this is offered or booked.
+    "MIN_NOTICE_MINUTES": 120,
+    # No slot later than this many days ahead is offered or booked.
+    "BOOKING_HORIZON_DAYS": 90,
+    # Slot rows are kept materialised this many days past the horizon.
+    "SLOT_ROLL_MARGIN_DAYS": 7,
+    # How many days of slots the public booking page shows at a time.
+    "BOOKING_PAGE_DAYS": 14,
+    # Manage links stop working after this many days (a new one is issued on reschedule).
+    "MANAGE_LINK_MAX_AGE_DAYS": 120,
+    # Request bodies larger than this are refused with 413.
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "WTF_CSRF_TIME_LIMIT": 4 * 3600,
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_BOOKING": "5 per minute;30 per hour",
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    # Number of trusted proxies in front of the app (X-Forwarded-For / -Proto).
+    "PROXY_FIX_X_FOR": 0,
+    "PROXY_FIX_X_PROTO": 0,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    # Pool size per process for server databases (PostgreSQL).
+    "DATABASE_POOL_SIZE": 10,
+    "DATABASE_MAX_OVERFLOW": 20,
+    # Daily slot roll-forward in the `flask scheduler` process (Central time).
+    "SCHEDULER_DAILY_HOUR": 2,
+}
+
+
+def parse_env_value(raw: str, default: Any) -> Any:
+    """Parse an environment string into the type of the setting's default."""
+    if isinstance(default, bool | int | float) and not isinstance(default, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    return raw
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        key: parse_env_value(environ[key], default)
+        for key, default in DEFAULTS.items()
+        if key in environ
+    }
+
+
+def sqlite_url_in(instance_path: str) -> str:
+    return "sqlite:///" + str(Path(instance_path) / "scheduler.sqlite3")
+
+
+def instance_secret_key(instance_path: str) -> str:
+    """Read the generated secret key, creating it (mode 0600) on first use.
+
+    O_EXCL makes several workers starting at once agree on one key.
+    """
+    path = Path(instance_path) / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.02)
+        raise RuntimeError(f"{path} is empty; delete it to generate a new key") from None
+    key = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key

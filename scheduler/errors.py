@@ -1,0 +1,67 @@
+"""Errors: JSON under /api/, a friendly page elsewhere, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+FRIENDLY = {
+    400: "Something in that request was not right.",
+    404: "We could not find that page.",
+    405: "That action is not available here.",
+    413: "That was more data than we accept at once.",
+    429: "Too many attempts in a short time. Please wait a minute and try again.",
+    500: "Something went wrong on our side. Please try again, or call us.",
+    503: "The service is briefly unavailable. Please try again in a moment.",
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/healthz"
+
+
+def error_name(error: HTTPException) -> str:
+    return (error.name or "error").lower().replace(" ", "_").replace("'", "")
+
+
+def render_error(error: HTTPException) -> ResponseReturnValue:
+    status = error.code or 500
+    custom = error.description if error.description != type(error).description else None
+    kept_headers = {
+        k: v for k, v in error.get_response().headers.items() if k in ("Retry-After", "Allow")
+    }
+    if wants_json():
+        body = jsonify(error=error_name(error), message=custom or error.name)
+        return body, status, kept_headers
+    page = render_template(
+        "errors/page.html",
+        status=status,
+        title=error.name,
+        message=custom or FRIENDLY.get(status, error.name),
+    )
+    return page, status, kept_headers
+
+
+def handle_csrf(error: CSRFError) -> ResponseReturnValue:
+    error.description = (
+        "This form has expired or was sent from another page. "
+        "Please go back, reload the page and try again."
+    )
+    return render_error(error)
+
+
+def handle_unexpected(error: Exception) -> ResponseReturnValue:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return render_error(InternalServerError())
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(CSRFError, handle_csrf)
+    app.register_error_handler(HTTPException, render_error)
+    app.register_error_handler(Exception, handle_unexpected)

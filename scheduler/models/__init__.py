@@ -1,0 +1,29 @@
+"""All models, re-exported so Alembic and callers import one place."""
+
+from scheduler.models.appointments import (
+    CHANGEABLE,
+    HOLDS_SLOT,
+    Appointment,
+    AppointmentEvent,
+    AppointmentStatus,
+    Patient,
+)
+from scheduler.models.content import ContentBlock
+from scheduler.models.locations import Location, OpeningRule, ScheduleException, Slot
+from scheduler.models.types import UTCDateTime, utcnow
+
+__all__ = [
+    "CHANGEABLE",
+    "HOLDS_SLOT",
+    "Appointment",
+    "AppointmentEvent",
+    "AppointmentStatus",
+    "ContentBlock",
+    "Location",
+    "OpeningRule",
+    "Patient",
+    "ScheduleException",
+    "Slot",
+    "UTCDateTime",
+    "utcnow",
+]
