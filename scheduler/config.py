@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     # Slot rows are kept materialised this many days past the horizon.
     "SLOT_ROLL_MARGIN_DAYS": 7,
     # How many days of slots the public booking page shows at a time.
-    "BOOKING_PAGE_DAYS": 14,
+    "BOOKING_PAGE_DAYS": 7,
     # Manage links stop working after this many days (a new one is issued on reschedule).
     "MANAGE_LINK_MAX_AGE_DAYS": 120,
     # Request bodies larger than this are refused with 413.

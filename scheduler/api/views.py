@@ -110,7 +110,9 @@ def appointment_json(appt: Appointment) -> dict[str, Any]:
 def create_appointment() -> ResponseReturnValue:
     payload = request.get_json(silent=True)
     if not isinstance(payload, dict):
-        return api_error(400, "bad_request", "Send a JSON object with Content-Type: application/json.")
+        return api_error(
+            400, "bad_request", "Send a JSON object with Content-Type: application/json."
+        )
     formdata, type_errors = formdata_from_json(payload)
     form = ApiBookingForm(formdata=formdata)
     form.validate()

@@ -56,7 +56,9 @@ def slot_specs_for(location: Location, first_day: date, last_day: date) -> list[
         if first_day <= e.day <= last_day
     ]
     holiday_dates = (
-        federal_holidays(first_day, last_day) if location.closed_on_federal_holidays else frozenset()
+        federal_holidays(first_day, last_day)
+        if location.closed_on_federal_holidays
+        else frozenset()
     )
     return slots_between(
         first_day, last_day, rules, exceptions, location_tz(location), holiday_dates

@@ -10,6 +10,7 @@ from wtforms import (
     HiddenField,
     IntegerField,
     RadioField,
+    SelectChoice,
     StringField,
     TelField,
 )
@@ -32,8 +33,12 @@ SMS_CONSENT_TEXT = (
     "Message and data rates may apply. Reply STOP to opt out, HELP for help. "
     "Consent is not required to book."
 )
-TREATMENT_CHOICES = [("yes", "Yes"), ("no", "No"), ("not_sure", "Not sure")]
-LANGUAGE_CHOICES = [("en", "English"), ("es", "Español (Spanish)")]
+TREATMENT_CHOICES = [
+    SelectChoice("yes", "Yes"),
+    SelectChoice("no", "No"),
+    SelectChoice("not_sure", "Not sure"),
+]
+LANGUAGE_CHOICES = [SelectChoice("en", "English"), SelectChoice("es", "Español (Spanish)")]
 
 
 class PatientDetailsForm(FlaskForm):

@@ -28,6 +28,7 @@ from scheduler.booking.links import (
     ManageLinkError,
     appointment_for_link,
     manage_token,
+    manage_url,
 )
 from scheduler.booking.operations import (
     AppointmentNotChangeable,
@@ -134,7 +135,8 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
         try:
             appt = book_appointment(
                 form.to_booking_request(
-                    chosen.id, source="online_form",
+                    chosen.id,
+                    source="online_form",
                     idempotency_key=f"form:{form.submission_id.data}",
                 )
             )
@@ -183,6 +185,7 @@ def _manage_page(appt: Appointment, **extra: object) -> str:
         appt=appt,
         location=location,
         token=manage_token(appt),
+        manage_link=manage_url(appt),
         instructions=lines_of(instructions),
         now=utcnow(),
         **extra,

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from datetime import date, time, timedelta
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from scheduler.availability.operations import open_slots, roll_slots_forward, sync_slots
+from scheduler.extensions import db
+from scheduler.models import ScheduleException, Slot, utcnow
+from tests.factories import (
+    add_weekly_hours,
+    local_instant,
+    make_appointment,
+    make_location,
+    make_slot,
+)
+
+WEEK = (date(2027, 1, 4), date(2027, 1, 10))  # Mon 4 .. Sun 10 January 2027
+
+
+def slot_count(location_id: int) -> int:
+    return db.session.scalar(select(func.count(Slot.id)).where(Slot.location_id == location_id))
+
+
+def test_sync_creates_the_weeks_slots_once(app: Flask) -> None:
+    location = make_location()
+    add_weekly_hours(location)
+    first = sync_slots(location, *WEEK)
+    db.session.commit()
+    assert first.created == 5 * 18
+    again = sync_slots(location, *WEEK)
+    db.session.commit()
+    assert (again.created, again.removed, again.orphaned) == (0, 0, [])
+    assert slot_count(location.id) == 90
+
+
+def test_sync_skips_federal_holidays_unless_the_location_opens_on_them(app: Flask) -> None:
+    closed = make_location()
+    open_ = make_location(closed_on_federal_holidays=False)
+    for location in (closed, open_):
+        add_weekly_hours(location)
+        sync_slots(location, date(2027, 1, 1), date(2027, 1, 1))  # New Year's Day, a Friday
+    db.session.commit()
+    assert slot_count(closed.id) == 0
+    assert slot_count(open_.id) == 18
+
+
+def test_closure_removes_free_slots_and_reports_booked_ones(app: Flask) -> None:
+    location = make_location()
+    add_weekly_hours(location)
+    sync_slots(location, *WEEK)
+    db.session.commit()
+    booked = db.session.scalar(
+        select(Slot).where(Slot.starts_at == local_instant(date(2027, 1, 5), time(9)))
+    )
+    booked.booked_count = 1
+    db.session.add(ScheduleException(location=location, day=date(2027, 1, 5), kind="closed"))
+    db.session.commit()
+    db.session.refresh(location)
+    result = sync_slots(location, *WEEK)
+    db.session.commit()
+    assert result.removed == 17
+    assert [s.id for s in result.orphaned] == [booked.id]
+    assert slot_count(location.id) == 4 * 18 + 1
+
+
+def test_roll_forward_reaches_the_horizon(app: Flask) -> None:
+    app.config["BOOKING_HORIZON_DAYS"] = 20
+    location = make_location(closed_on_federal_holidays=False)
+    add_weekly_hours(location, weekdays=range(7), start=time(9), end=time(10))
+    roll_slots_forward()
+    last = db.session.scalar(select(func.max(Slot.starts_at)))
+    assert last.date() >= (utcnow() + timedelta(days=20)).date()
+    assert roll_slots_forward()[location.slug].created == 0
+
+
+def test_open_slots_leave_out_full_blocked_too_soon_and_too_far(app: Flask) -> None:
+    location = make_location()
+    now = utcnow()
+    ok = make_slot(location, starts_at=now + timedelta(days=2))
+    make_slot(location, starts_at=now + timedelta(days=2, hours=1), is_blocked=True)
+    full = make_slot(location, starts_at=now + timedelta(days=2, hours=2), capacity=1)
+    make_appointment(full)
+    make_slot(location, starts_at=now + timedelta(minutes=90))  # inside the 2-hour notice
+    make_slot(location, starts_at=now - timedelta(hours=1))  # past
+    make_slot(location, starts_at=now + timedelta(days=91))  # past the horizon
+    found = open_slots(location, now - timedelta(days=1), now + timedelta(days=100))
+    assert [s.id for s in found] == [ok.id]

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from scheduler.booking.operations import (
+    REFERENCE_ALPHABET,
+    AppointmentNotChangeable,
+    SlotFull,
+    SlotNotBookable,
+    SlotNotFound,
+    book_appointment,
+    cancel_appointment,
+    reschedule_appointment,
+)
+from scheduler.extensions import db
+from scheduler.models import Appointment, AppointmentEvent, Patient, Slot, utcnow
+from tests.factories import booking_request, make_appointment, make_location, make_slot
+
+
+def active_in(slot: Slot) -> int:
+    db.session.refresh(slot)
+    return slot.booked_count
+
+
+def test_booking_takes_a_place_and_records_history(app: Flask) -> None:
+    slot = make_slot(capacity=2)
+    appt = make_appointment(slot)
+    assert re.fullmatch(rf"{slot.location.code}-[{REFERENCE_ALPHABET}]{{4}}", appt.reference)
+    assert appt.status == "booked"
+    assert active_in(slot) == 1
+    assert [(e.from_status, e.to_status) for e in appt.events] == [(None, "booked")]
+    assert appt.patient.sms_consent and appt.patient.sms_consent_at is not None
+
+
+def test_slot_never_holds_more_than_its_capacity(app: Flask) -> None:
+    slot = make_slot(capacity=2)
+    make_appointment(slot)
+    make_appointment(slot, first_name="Luz")
+    with pytest.raises(SlotFull):
+        make_appointment(slot, first_name="Eva")
+    assert active_in(slot) == 2
+    assert db.session.scalar(select(func.count(Appointment.id))) == 2
+
+
+@pytest.mark.parametrize(
+    ("offset", "blocked"),
+    [
+        (timedelta(minutes=60), False),  # inside the minimum notice
+        (timedelta(days=-1), False),  # past
+        (timedelta(days=120), False),  # beyond the horizon
+        (timedelta(days=3), True),  # blocked by staff
+    ],
+)
+def test_unbookable_slots_are_refused_without_a_trace(
+    app: Flask, offset: timedelta, blocked: bool
+) -> None:
+    slot = make_slot(starts_at=utcnow() + offset, is_blocked=blocked)
+    with pytest.raises(SlotNotBookable):
+        make_appointment(slot)
+    assert active_in(slot) == 0
+    assert db.session.scalar(select(func.count(Appointment.id))) == 0
+    assert db.session.scalar(select(func.count(Patient.id))) == 0
+
+
+def test_unknown_slot(app: Flask) -> None:
+    with pytest.raises(SlotNotFound):
+        book_appointment(booking_request(987654))
+
+
+def test_same_idempotency_key_books_once(app: Flask) -> None:
+    slot = make_slot(capacity=3)
+    first = make_appointment(slot, idempotency_key="form:abc")
+    second = make_appointment(slot, idempotency_key="form:abc")
+    assert first.id == second.id
+    assert active_in(slot) == 1
+
+
+def test_same_key_on_a_now_full_slot_still_returns_the_booking(app: Flask) -> None:
+    slot = make_slot(capacity=1)
+    first = make_appointment(slot, idempotency_key="k1")
+    assert make_appointment(slot, idempotency_key="k1").id == first.id
+
+
+def test_returning_patient_is_reused_and_consent_follows_the_latest_choice(app: Flask) -> None:
+    a = make_appointment(make_slot(), sms_consent=True)
+    b = make_appointment(make_slot(days_ahead=4), sms_consent=False, email=None)
+    assert a.patient_id == b.patient_id
+    patient = db.session.get(Patient, a.patient_id)
+    assert patient.sms_consent is False
+    assert patient.email == "maria@example.com"
+    other = make_appointment(make_slot(days_ahead=5), first_name="Rosa")
+    assert other.patient_id != a.patient_id
+
+
+def test_cancel_frees_the_place_at_once(app: Flask) -> None:
+    slot = make_slot(capacity=1)
+    appt = make_appointment(slot)
+    cancel_appointment(appt, actor="patient")
+    assert appt.status == "cancelled"
+    assert active_in(slot) == 0
+    make_appointment(slot, first_name="Luz")  # someone else can take it now
+    with pytest.raises(AppointmentNotChangeable):
+        cancel_appointment(appt, actor="patient")
+    assert active_in(slot) == 1
+
+
+def test_reschedule_moves_the_booking_atomically(app: Flask) -> None:
+    other_location = make_location()
+    old_slot = make_slot(capacity=1)
+    new_slot = make_slot(other_location, days_ahead=6, capacity=1)
+    old = make_appointment(old_slot)
+    new = reschedule_appointment(old, new_slot.id, actor="patient")
+    db.session.refresh(old)
+    assert old.status == "rescheduled"
+    assert new.status == "booked" and new.slot_id == new_slot.id
+    assert new.reference.startswith(other_location.code)
+    assert new.rescheduled_from_id == old.id and new.patient_id == old.patient_id
+    assert (active_in(old_slot), active_in(new_slot)) == (0, 1)
+    notes = [e.note for e in db.session.scalars(select(AppointmentEvent))]
+    assert f"moved to {new.reference}" in notes
+
+
+def test_reschedule_to_a_full_slot_changes_nothing(app: Flask) -> None:
+    old_slot = make_slot(capacity=1)
+    full = make_slot(days_ahead=6, capacity=1)
+    make_appointment(full, first_name="Luz")
+    appt = make_appointment(old_slot)
+    with pytest.raises(SlotFull):
+        reschedule_appointment(appt, full.id, actor="patient")
+    db.session.refresh(appt)
+    assert appt.status == "booked" and appt.slot_id == old_slot.id
+    assert (active_in(old_slot), active_in(full)) == (1, 1)
+    assert db.session.scalar(select(func.count(Appointment.id))) == 2
+
+
+def test_past_appointments_cannot_be_changed(app: Flask) -> None:
+    slot = make_slot(capacity=1)
+    appt = make_appointment(slot)
+    slot.starts_at = utcnow() - timedelta(hours=1)
+    slot.ends_at = slot.starts_at + timedelta(minutes=30)
+    db.session.commit()
+    with pytest.raises(AppointmentNotChangeable):
+        cancel_appointment(appt, actor="patient")
+    assert active_in(slot) == 1

@@ -1,0 +1,72 @@
+"""Many clients racing for one slot get exactly its capacity of bookings.
+
+Real HTTP against a threaded server: every request runs in its own thread
+with its own session and, on PostgreSQL, its own connection.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections import Counter
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+
+from scheduler.extensions import db
+from scheduler.models import Appointment, Slot
+from tests.factories import api_booking, make_slot
+
+CLIENTS = 50
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def race(url: str, slot_id: int) -> list[tuple[int, dict]]:
+    barrier = threading.Barrier(CLIENTS)
+    answers: list[tuple[int, dict]] = []
+    lock = threading.Lock()
+
+    def client(n: int) -> None:
+        body = api_booking(slot_id, first_name=f"Racer{chr(65 + n % 26)}{chr(65 + n // 26)}")
+        barrier.wait()
+        answer = post(url, body)
+        with lock:
+            answers.append(answer)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return answers
+
+
+@pytest.mark.parametrize("capacity", [1, 3])
+def test_racing_clients_get_exactly_the_capacity(
+    app: Flask, live_server: str, capacity: int
+) -> None:
+    slot = make_slot(capacity=capacity)
+    answers = race(f"{live_server}/api/v1/appointments", slot.id)
+    statuses = Counter(status for status, _ in answers)
+    assert len(answers) == CLIENTS
+    assert statuses == {201: capacity, 409: CLIENTS - capacity}, statuses
+    assert all(body["error"] == "slot_full" for status, body in answers if status == 409)
+    db.session.expire_all()
+    assert db.session.get(Slot, slot.id).booked_count == capacity
+    booked = db.session.scalar(
+        select(func.count(Appointment.id)).where(Appointment.slot_id == slot.id)
+    )
+    assert booked == capacity

@@ -1,0 +1,130 @@
+"""Model factories: small functions that build valid rows with sensible defaults."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from scheduler.booking.operations import BookingRequest, book_appointment
+from scheduler.extensions import db
+from scheduler.models import Appointment, Location, OpeningRule, Slot
+from scheduler.seed import seed_clinic
+
+CHICAGO = ZoneInfo("America/Chicago")
+_counter = iter(range(1, 10_000_000))
+
+
+def make_location(**overrides: Any) -> Location:
+    n = next(_counter)
+    values: dict[str, Any] = {
+        "slug": f"clinic-{n}",
+        "name": f"Clinic {n}",
+        "code": f"C{n % 100:02d}",
+        "address": "1 Main St, Kerrville, TX",
+        "phone": "+12109208945",
+        "timezone": "America/Chicago",
+        "closed_on_federal_holidays": True,
+        "position": n,
+        "is_active": True,
+    }
+    values.update(overrides)
+    location = Location(**values)
+    db.session.add(location)
+    db.session.commit()
+    return location
+
+
+def add_weekly_hours(
+    location: Location,
+    weekdays: range | list[int] = range(5),
+    start: time = time(8),
+    end: time = time(17),
+    slot_minutes: int = 30,
+    capacity: int = 2,
+) -> None:
+    for weekday in weekdays:
+        location.opening_rules.append(
+            OpeningRule(
+                weekday=weekday,
+                start_time=start,
+                end_time=end,
+                slot_minutes=slot_minutes,
+                capacity=capacity,
+            )
+        )
+    db.session.commit()
+
+
+def local_instant(day: date, at: time) -> datetime:
+    return datetime.combine(day, at, tzinfo=CHICAGO).astimezone(UTC)
+
+
+def days_from_today(days: int) -> date:
+    return datetime.now(CHICAGO).date() + timedelta(days=days)
+
+
+def make_slot(
+    location: Location | None = None,
+    *,
+    days_ahead: int = 3,
+    at: time = time(10),
+    capacity: int = 2,
+    minutes: int = 30,
+    starts_at: datetime | None = None,
+    **overrides: Any,
+) -> Slot:
+    location = location or make_location()
+    start = starts_at or local_instant(days_from_today(days_ahead), at)
+    slot = Slot(
+        location_id=location.id,
+        starts_at=start,
+        ends_at=start + timedelta(minutes=minutes),
+        capacity=capacity,
+        booked_count=0,
+        **overrides,
+    )
+    db.session.add(slot)
+    db.session.commit()
+    return slot
+
+
+def booking_request(slot: Slot | int, **overrides: Any) -> BookingRequest:
+    values: dict[str, Any] = {
+        "slot_id": slot if isinstance(slot, int) else slot.id,
+        "first_name": "Maria",
+        "last_name": "Garza",
+        "phone": "+18302574811",
+        "email": "maria@example.com",
+        "date_of_birth": date(1956, 4, 2),
+        "language": "en",
+        "sms_consent": True,
+        "sms_consent_text": "consent text",
+        "conservative_treatment": "yes",
+        "source": "online_form",
+        "idempotency_key": None,
+    }
+    values.update(overrides)
+    return BookingRequest(**values)
+
+
+def make_appointment(slot: Slot | None = None, **overrides: Any) -> Appointment:
+    slot = slot or make_slot()
+    return book_appointment(booking_request(slot, **overrides))
+
+
+def seeded_clinic() -> list[Location]:
+    seed_clinic("+12109208945")
+    return list(db.session.scalars(db.select(Location).order_by(Location.position)))
+
+
+def api_booking(slot_id: int, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "slot_id": slot_id,
+        "first_name": "Ana",
+        "last_name": "Núñez",
+        "phone": "830-257-4811",
+        "sms_consent": False,
+    }
+    body.update(overrides)
+    return body

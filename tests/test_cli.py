@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from scheduler.extensions import db
+from scheduler.jobs import build_scheduler
+from scheduler.models import ContentBlock, Location, OpeningRule, Slot
+
+
+def snapshot() -> dict[str, object]:
+    locations = db.session.scalars(select(Location).order_by(Location.slug)).all()
+    return {
+        "locations": [(loc.slug, loc.name, loc.code, loc.address, loc.phone) for loc in locations],
+        "rules": db.session.scalar(select(func.count(OpeningRule.id))),
+        "texts": db.session.scalar(select(func.count(ContentBlock.id))),
+        "slots": db.session.scalar(select(func.count(Slot.id))),
+        "slot_ids": db.session.scalar(select(func.max(Slot.id))),
+    }
+
+
+def test_seed_creates_the_clinic_and_twice_changes_nothing(app: Flask, runner) -> None:
+    result = runner.invoke(args=["seed"])
+    assert result.exit_code == 0, result.output
+    first = snapshot()
+    assert [loc[0] for loc in first["locations"]] == ["boerne", "kerrville", "san-antonio"]
+    assert [loc[2] for loc in first["locations"]] == ["BRN", "KRV", "SAT"]
+    assert all("placeholder" in loc[3] for loc in first["locations"])
+    assert all(loc[4] == "+12109208945" for loc in first["locations"])
+    assert first["rules"] == 15  # Mon-Fri at three locations
+    assert first["texts"] == 2  # instructions in English and Spanish
+    assert first["slots"] > 3 * 50 * 18  # about 90 days of weekdays
+    again = runner.invoke(args=["seed"])
+    assert again.exit_code == 0
+    assert "0 records created, 0 slots added" in again.output
+    assert snapshot() == first
+
+
+def test_seed_keeps_staff_edits(app: Flask, runner) -> None:
+    runner.invoke(args=["seed"])
+    location = db.session.scalar(select(Location).where(Location.slug == "boerne"))
+    location.address = "100 Main St, Boerne, TX"
+    db.session.commit()
+    runner.invoke(args=["seed"])
+    db.session.expire_all()
+    assert db.session.get(Location, location.id).address == "100 Main St, Boerne, TX"
+
+
+def test_slots_roll_reports_per_location(app: Flask, runner) -> None:
+    runner.invoke(args=["seed"])
+    result = runner.invoke(args=["slots", "roll"])
+    assert result.exit_code == 0
+    assert "kerrville: 0 added, 0 removed" in result.output
+
+
+def test_scheduler_runs_the_daily_roll_job_with_deliberate_settings(app: Flask) -> None:
+    scheduler = build_scheduler(app)
+    [job] = scheduler.get_jobs()
+    assert job.id == "roll_slots"
+    assert job.coalesce is True
+    assert job.max_instances == 1
+    assert job.misfire_grace_time == 3600
+    assert str(scheduler.timezone) == "America/Chicago"
