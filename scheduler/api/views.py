@@ -28,6 +28,9 @@ from scheduler.models import Appointment, Location, utcnow
 
 DEFAULT_RANGE_DAYS = 14
 MAX_RANGE_DAYS = 92
+# Dates outside these name no slot and would overflow the calendar arithmetic.
+EARLIEST_DATE = date(2000, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
 
 
 def api_error(status: int, error: str, message: str, **extra: Any) -> ResponseReturnValue:
@@ -54,9 +57,12 @@ def _date_arg(name: str, default: date) -> date:
     if raw is None or raw == "":
         return default
     try:
-        return date.fromisoformat(raw)
+        value = date.fromisoformat(raw)
     except ValueError:
         abort(400, description=f"'{name}' must be a date as YYYY-MM-DD.")
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        abort(400, description=f"'{name}' must be between {EARLIEST_DATE} and {LATEST_DATE}.")
+    return value
 
 
 @bp.get("/locations/<slug>/slots")

@@ -14,11 +14,12 @@ from wtforms import (
     StringField,
     TelField,
 )
-from wtforms.validators import Email, InputRequired, Length, Optional
+from wtforms.validators import Email, InputRequired, Length, NumberRange, Optional
 
 from scheduler.booking.operations import BookingRequest
 from scheduler.booking.validation import (
     EMAIL_MAX,
+    MAX_ID,
     NAME_MAX,
     PHONE_MAX,
     person_name,
@@ -100,7 +101,7 @@ class PatientDetailsForm(FlaskForm):
 class BookingForm(PatientDetailsForm):
     """The public form. ``submission_id`` makes a double submit book once."""
 
-    slot_id = IntegerField(validators=[InputRequired()])
+    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
     submission_id = HiddenField(default=lambda: secrets.token_urlsafe(18))
 
 
@@ -110,7 +111,7 @@ class ApiBookingForm(PatientDetailsForm):
     class Meta:
         csrf = False
 
-    slot_id = IntegerField(validators=[InputRequired()])
+    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
     date_of_birth = DateField(
         "Date of birth",
         format=["%Y-%m-%d"],
@@ -119,7 +120,7 @@ class ApiBookingForm(PatientDetailsForm):
 
 
 class RescheduleForm(FlaskForm):
-    slot_id = IntegerField(validators=[InputRequired()])
+    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
 
 
 class CancelForm(FlaskForm):

@@ -185,7 +185,7 @@ def book_appointment(
             if existing is not None:
                 return existing
             raise
-        slot = db.session.get(Slot, request.slot_id)
+        slot = db.session.get(Slot, request.slot_id, populate_existing=True)
         assert slot is not None
         appt = Appointment(
             reference=new_reference(slot.location.code),
@@ -274,7 +274,7 @@ def reschedule_appointment(
         db.session.rollback()
         raise
     db.session.refresh(old)
-    new_slot = db.session.get(Slot, new_slot_id)
+    new_slot = db.session.get(Slot, new_slot_id, populate_existing=True)
     assert new_slot is not None
     new = Appointment(
         reference=new_reference(new_slot.location.code),
@@ -291,5 +291,9 @@ def reschedule_appointment(
     db.session.add(new)
     _record(old, old_status, actor=actor, note=f"moved to {new.reference}")
     _record(new, None, actor=actor, note=f"moved from {old.reference}")
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # a reference collision, one in hundreds of thousands
+        raise BookingError("Could not move the appointment; please try again.") from None
     return new

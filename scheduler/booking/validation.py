@@ -18,6 +18,8 @@ NAME_MAX = 60
 PHONE_MAX = 32
 EMAIL_MAX = 254
 OLDEST_AGE_YEARS = 120
+# Ids beyond this fit no database integer column: they name nothing.
+MAX_ID = 2**31 - 1
 # Numbers that cannot take a text message.
 NON_SMS_TYPES = {
     phonenumbers.PhoneNumberType.TOLL_FREE,

@@ -37,6 +37,7 @@ from scheduler.booking.operations import (
     cancel_appointment,
     reschedule_appointment,
 )
+from scheduler.booking.validation import MAX_ID
 from scheduler.content import content_for, lines_of
 from scheduler.extensions import db, limiter
 from scheduler.models import Appointment, Location, Slot, utcnow
@@ -59,13 +60,23 @@ def location_or_404(slug: str) -> Location:
     return location
 
 
+def slot_or_404(slot_id: int, location: Location | None = None) -> Slot:
+    slot = db.session.get(Slot, slot_id) if 1 <= slot_id <= MAX_ID else None
+    if slot is None or (location is not None and slot.location_id != location.id):
+        abort(404, description="That time slot does not exist.")
+    return slot
+
+
 def first_day_from_query(location: Location) -> date:
-    today = utcnow().astimezone(location_tz(location)).date()
+    """The ?from= date, kept between today and the last bookable day."""
+    tz = location_tz(location)
+    today = utcnow().astimezone(tz).date()
     try:
         asked = date.fromisoformat(request.args.get("from", ""))
     except ValueError:
         return today
-    return max(asked, today)
+    latest = current_booking_window().latest.astimezone(tz).date()
+    return min(max(asked, today), latest)
 
 
 def slot_days(
@@ -121,17 +132,13 @@ def alternatives_near(location: Location, instant: datetime) -> list[Slot]:
 @booking_limit
 def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
     location = location_or_404(slug)
-    slot = db.session.get(Slot, slot_id)
-    if slot is None or slot.location_id != location.id:
-        abort(404, description="That time slot does not exist.")
+    slot = slot_or_404(slot_id, location)
     form = BookingForm()
     if request.method == "GET":
         form.slot_id.data = slot.id
     problem = None
     if form.validate_on_submit():
-        chosen = db.session.get(Slot, form.slot_id.data)
-        if chosen is None or chosen.location_id != location.id:
-            abort(404, description="That time slot does not exist.")
+        chosen = slot_or_404(form.slot_id.data, location)
         try:
             appt = book_appointment(
                 form.to_booking_request(
@@ -253,9 +260,7 @@ def choose_new_slot(reference: str, token: str) -> str:
 @booking_limit
 def reschedule(reference: str, token: str, slot_id: int) -> str | BaseResponse:
     appt = appointment_for_link(reference, token)
-    new_slot = db.session.get(Slot, slot_id)
-    if new_slot is None:
-        abort(404, description="That time slot does not exist.")
+    new_slot = slot_or_404(slot_id)
     form = RescheduleForm()
     if request.method == "GET":
         form.slot_id.data = slot_id

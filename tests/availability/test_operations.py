@@ -9,6 +9,7 @@ from scheduler.availability.operations import open_slots, roll_slots_forward, sy
 from scheduler.extensions import db
 from scheduler.models import ScheduleException, Slot, utcnow
 from tests.factories import (
+    CHICAGO,
     add_weekly_hours,
     local_instant,
     make_appointment,
@@ -87,3 +88,17 @@ def test_open_slots_leave_out_full_blocked_too_soon_and_too_far(app: Flask) -> N
     make_slot(location, starts_at=now + timedelta(days=91))  # past the horizon
     found = open_slots(location, now - timedelta(days=1), now + timedelta(days=100))
     assert [s.id for s in found] == [ok.id]
+
+
+def test_dst_sundays_in_the_database_have_no_missing_hour_slot_and_no_double(app: Flask) -> None:
+    location = make_location(closed_on_federal_holidays=False)
+    add_weekly_hours(location, weekdays=[6], start=time(0), end=time(5), capacity=1)
+    for day, expected in ((date(2026, 3, 8), 8), (date(2026, 11, 1), 10)):
+        assert sync_slots(location, day, day).created == expected
+        db.session.commit()
+        assert sync_slots(location, day, day).created == 0
+    starts = db.session.scalars(select(Slot.starts_at).where(Slot.location_id == location.id)).all()
+    assert len(starts) == len(set(starts)) == 18
+    local = {s.astimezone(CHICAGO).strftime("%m-%d %H:%M") for s in starts}
+    assert "03-08 02:00" not in local and "03-08 02:30" not in local
+    assert "03-08 03:00" in local

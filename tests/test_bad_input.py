@@ -1,0 +1,92 @@
+"""Bad input of every kind gets a 4xx with a clear answer, never a 500."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import hidden_fields
+from tests.factories import api_booking, make_slot, seeded_clinic
+
+HUGE = "99999999999999999999999"
+
+PAGES = [
+    "/book/boerne?from=9999-12-31",
+    "/book/boerne?from=0001-01-01",
+    "/book/boerne?from=%00",
+    f"/book/boerne/{HUGE}",
+    "/book/boerne/0",
+    "/book/boerne/-1",
+    "/book/%F0%9F%92%A5",
+    "/manage/KRV-XXXX/x",
+    "/manage/" + "A" * 5000 + "/" + "B" * 5000,
+    f"/manage/KRV-XXXX/x/reschedule/{HUGE}",
+    "/manage/KRV-XXXX/x/appointment.ics",
+]
+API_QUERIES = [
+    "from=9999-12-30&to=9999-12-31",
+    "from=0001-01-01&to=0001-01-02",
+    "from=2026-02-29",
+    "from=%00",
+    "to=" + "9" * 500,
+]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_pages_never_fail_on_odd_urls(client: FlaskClient, path: str) -> None:
+    seeded_clinic()
+    response = client.get(path)
+    assert response.status_code < 500, response.get_data(as_text=True)[:300]
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("query", API_QUERIES)
+def test_slot_queries_never_fail(client: FlaskClient, query: str) -> None:
+    seeded_clinic()
+    response = client.get(f"/api/v1/locations/boerne/slots?{query}")
+    assert response.status_code == 400
+    assert response.is_json and response.get_json()["error"] == "bad_request"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"slot_id": 10**20},
+        {"slot_id": -5},
+        {"slot_id": 0},
+        {"first_name": "\x00"},
+        {"last_name": "a\u202eb"},
+        {"phone": "\x00" * 10},
+        {"email": "x@\x00.com"},
+        {"date_of_birth": "0000-00-00"},
+        {"first_name": ["list"]},
+        {"phone": {"nested": 1}},
+        {"first_name": "😀"},
+    ],
+)
+def test_api_bookings_with_odd_values_are_422(client: FlaskClient, changes: dict) -> None:
+    slot = make_slot()
+    body = {**api_booking(slot.id), **changes}
+    response = client.post("/api/v1/appointments", json=body)
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert set(response.get_json()["errors"]) == set(changes)
+
+
+def test_form_post_with_huge_slot_id_is_a_clear_error(client: FlaskClient) -> None:
+    slot = make_slot()
+    url = f"/book/{slot.location.slug}/{slot.id}"
+    hidden = hidden_fields(client.get(url).get_data(as_text=True))
+    response = client.post(
+        url,
+        data={
+            **hidden,
+            "slot_id": HUGE,
+            "first_name": "Ana",
+            "last_name": "Lee",
+            "phone": "8302574811",
+            "date_of_birth": "1950-01-01",
+            "language": "en",
+        },
+    )
+    assert response.status_code == 422
+    assert "That time is not valid" in response.get_data(as_text=True)
