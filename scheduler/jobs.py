@@ -8,6 +8,7 @@ job is idempotent, so running two of these processes is safe.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def in_app_context(app: Flask, job: Callable[[], object]) -> Callable[[], None]:
+    @functools.wraps(job)
     def run() -> None:
         with app.app_context():
             try:
@@ -29,7 +31,6 @@ def in_app_context(app: Flask, job: Callable[[], object]) -> Callable[[], None]:
                 log.exception("job %s failed", job.__name__)
                 raise
 
-    run.__name__ = job.__name__
     return run
 
 

@@ -131,9 +131,7 @@ def create_appointment() -> ResponseReturnValue:
         return jsonify(error="invalid", errors={"Idempotency-Key": ["1 to 64 characters."]}), 422
     try:
         appt = book_appointment(
-            form.to_booking_request(
-                form.slot_id.data, source="api", idempotency_key=f"api:{key}" if key else None
-            )
+            form.to_booking_request(source="api", idempotency_key=f"api:{key}" if key else None)
         )
     except SlotNotFound as exc:
         return api_error(404, exc.code, str(exc))

@@ -42,9 +42,10 @@ TREATMENT_CHOICES = [
 LANGUAGE_CHOICES = [SelectChoice("en", "English"), SelectChoice("es", "Español (Spanish)")]
 
 
-class PatientDetailsForm(FlaskForm):
-    """The patient's fields; the one set of rules behind the web form and the API."""
+class BookingFields(FlaskForm):
+    """The slot and the patient's fields: the one set of rules behind the form and the API."""
 
+    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
     first_name = StringField(
         "First name",
         filters=[strip_filter],
@@ -79,11 +80,9 @@ class PatientDetailsForm(FlaskForm):
         validators=[Optional()],
     )
 
-    def to_booking_request(
-        self, slot_id: int, source: str, idempotency_key: str | None
-    ) -> BookingRequest:
+    def to_booking_request(self, source: str, idempotency_key: str | None) -> BookingRequest:
         return BookingRequest(
-            slot_id=slot_id,
+            slot_id=self.slot_id.data,
             first_name=self.first_name.data,
             last_name=self.last_name.data,
             phone=self.phone.e164,
@@ -98,20 +97,18 @@ class PatientDetailsForm(FlaskForm):
         )
 
 
-class BookingForm(PatientDetailsForm):
+class BookingForm(BookingFields):
     """The public form. ``submission_id`` makes a double submit book once."""
 
-    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
     submission_id = HiddenField(default=lambda: secrets.token_urlsafe(18))
 
 
-class ApiBookingForm(PatientDetailsForm):
+class ApiBookingForm(BookingFields):
     """The API's form: no CSRF (JSON only), date of birth optional."""
 
     class Meta:
         csrf = False
 
-    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
     date_of_birth = DateField(
         "Date of birth",
         format=["%Y-%m-%d"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
@@ -167,6 +168,23 @@ def _patient_for(request: BookingRequest, now: datetime) -> Patient:
     return patient
 
 
+def _new_appointment(slot_id: int, now: datetime, **fields: Any) -> Appointment:
+    """A booked appointment in a slot whose place the caller has just taken."""
+    slot = db.session.get(Slot, slot_id, populate_existing=True)
+    assert slot is not None
+    appt = Appointment(
+        reference=new_reference(slot.location.code),
+        slot=slot,
+        status=AppointmentStatus.BOOKED,
+        manage_nonce=secrets.token_urlsafe(12),
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    db.session.add(appt)
+    return appt
+
+
 def book_appointment(
     request: BookingRequest, now: datetime | None = None, attempts: int = 5
 ) -> Appointment:
@@ -185,21 +203,14 @@ def book_appointment(
             if existing is not None:
                 return existing
             raise
-        slot = db.session.get(Slot, request.slot_id, populate_existing=True)
-        assert slot is not None
-        appt = Appointment(
-            reference=new_reference(slot.location.code),
-            slot=slot,
+        appt = _new_appointment(
+            request.slot_id,
+            now,
             patient=_patient_for(request, now),
-            status=AppointmentStatus.BOOKED,
             conservative_treatment=request.conservative_treatment,
             source=request.source,
             idempotency_key=request.idempotency_key,
-            manage_nonce=secrets.token_urlsafe(12),
-            created_at=now,
-            updated_at=now,
         )
-        db.session.add(appt)
         _record(appt, None, actor=request.source)
         try:
             db.session.commit()
@@ -274,21 +285,14 @@ def reschedule_appointment(
         db.session.rollback()
         raise
     db.session.refresh(old)
-    new_slot = db.session.get(Slot, new_slot_id, populate_existing=True)
-    assert new_slot is not None
-    new = Appointment(
-        reference=new_reference(new_slot.location.code),
-        slot=new_slot,
+    new = _new_appointment(
+        new_slot_id,
+        now,
         patient=old.patient,
-        status=AppointmentStatus.BOOKED,
         conservative_treatment=old.conservative_treatment,
         source=old.source,
-        manage_nonce=secrets.token_urlsafe(12),
         rescheduled_from=old,
-        created_at=now,
-        updated_at=now,
     )
-    db.session.add(new)
     _record(old, old_status, actor=actor, note=f"moved to {new.reference}")
     _record(new, None, actor=actor, note=f"moved from {old.reference}")
     try:

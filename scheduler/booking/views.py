@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from itertools import groupby
 from urllib.parse import urlsplit
@@ -79,10 +80,18 @@ def first_day_from_query(location: Location) -> date:
     return min(max(asked, today), latest)
 
 
-def slot_days(
-    location: Location, first_day: date, url_for_slot: dict[str, str]
-) -> tuple[list[tuple[date, list[tuple[Slot, str]]]], date | None, date | None]:
-    """Open slots of a page of days grouped by local day, with the next and previous page."""
+@dataclass(frozen=True)
+class SlotPage:
+    """A page of open slots grouped by local day, each with the URL that picks it."""
+
+    location: Location
+    first_day: date
+    days: list[tuple[date, list[tuple[Slot, str]]]]
+    previous_page: date | None
+    next_page: date | None
+
+
+def slot_page(location: Location, first_day: date, url_for_slot: dict[str, str]) -> SlotPage:
     tz = location_tz(location)
     page_days = current_app.config["BOOKING_PAGE_DAYS"]
     last_day = first_day + timedelta(days=page_days - 1)
@@ -97,7 +106,7 @@ def slot_days(
     latest = current_booking_window().latest.astimezone(tz).date()
     previous_page = max(first_day - timedelta(days=page_days), today) if first_day > today else None
     next_page = last_day + timedelta(days=1) if last_day < latest else None
-    return days, previous_page, next_page
+    return SlotPage(location, first_day, days, previous_page, next_page)
 
 
 @bp.get("/")
@@ -108,18 +117,11 @@ def index() -> str:
 @bp.get("/book/<slug>")
 def choose_slot(slug: str) -> str:
     location = location_or_404(slug)
-    first_day = first_day_from_query(location)
-    days, previous_page, next_page = slot_days(
-        location, first_day, {"endpoint": "booking.book", "slug": slug}
+    page = slot_page(
+        location, first_day_from_query(location), {"endpoint": "booking.book", "slug": slug}
     )
     return render_template(
-        "booking/slots.html",
-        location=location,
-        locations=active_locations(),
-        days=days,
-        first_day=first_day,
-        previous_page=previous_page,
-        next_page=next_page,
+        "booking/slots.html", location=location, locations=active_locations(), page=page
     )
 
 
@@ -142,7 +144,6 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
         try:
             appt = book_appointment(
                 form.to_booking_request(
-                    chosen.id,
                     source="online_form",
                     idempotency_key=f"form:{form.submission_id.data}",
                 )
@@ -237,10 +238,9 @@ def choose_new_slot(reference: str, token: str) -> str:
     appt = appointment_for_link(reference, token)
     slug = request.args.get("location") or appt.slot.location.slug
     location = location_or_404(slug)
-    first_day = first_day_from_query(location)
-    days, previous_page, next_page = slot_days(
+    page = slot_page(
         location,
-        first_day,
+        first_day_from_query(location),
         {"endpoint": "booking.reschedule", "reference": reference, "token": token},
     )
     return render_template(
@@ -249,10 +249,7 @@ def choose_new_slot(reference: str, token: str) -> str:
         token=token,
         location=location,
         locations=active_locations(),
-        days=days,
-        first_day=first_day,
-        previous_page=previous_page,
-        next_page=next_page,
+        page=page,
     )
 
 
