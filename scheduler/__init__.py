@@ -16,7 +16,7 @@ from scheduler.database import engine_options
 from scheduler.display import register_filters
 from scheduler.errors import register_error_handlers
 from scheduler.extensions import csrf, db, limiter, migrate
-from scheduler.security import register_security_headers
+from scheduler.security import register_security
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -50,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     register_blueprints(app)
     register_error_handlers(app)
-    register_security_headers(app)
+    register_security(app)
     register_filters(app)
     register_commands(app)
     return app

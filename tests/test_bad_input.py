@@ -18,6 +18,12 @@ PAGES = [
     "/book/boerne/0",
     "/book/boerne/-1",
     "/book/%F0%9F%92%A5",
+    "/book/a%00b",
+    "/book/a%00b/1",
+    "/book/boerne?from=2026-12-01%00",
+    "/manage/KRV-XXXX/x/reschedule?location=a%00b",
+    "/api/v1/locations/a%00b/slots",
+    "/api/v1/locations/" + "b" * 300 + "/slots",
     "/manage/KRV-XXXX/x",
     "/manage/" + "A" * 5000 + "/" + "B" * 5000,
     f"/manage/KRV-XXXX/x/reschedule/{HUGE}",
@@ -29,6 +35,7 @@ API_QUERIES = [
     "from=2026-02-29",
     "from=%00",
     "to=" + "9" * 500,
+    "from=2026-12-01%00",
 ]
 
 
@@ -90,3 +97,20 @@ def test_form_post_with_huge_slot_id_is_a_clear_error(client: FlaskClient) -> No
     )
     assert response.status_code == 422
     assert "That time is not valid" in response.get_data(as_text=True)
+
+
+def test_nul_in_form_fields_is_a_clear_400(client: FlaskClient) -> None:
+    slot = make_slot()
+    url = f"/book/{slot.location.slug}/{slot.id}"
+    hidden = hidden_fields(client.get(url).get_data(as_text=True))
+    response = client.post(url, data={**hidden, "submission_id": "a\x00" * 10})
+    assert response.status_code == 400
+    assert "NUL" in response.get_data(as_text=True)
+
+
+def test_nul_in_the_idempotency_key_is_422(client: FlaskClient) -> None:
+    slot = make_slot()
+    response = client.post(
+        "/api/v1/appointments", json=api_booking(slot.id), headers={"Idempotency-Key": "a\x00b"}
+    )
+    assert response.status_code in (400, 422)

@@ -7,23 +7,27 @@ from typing import Any
 
 from flask import abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
 from scheduler.api import bp
-from scheduler.availability.operations import location_tz, open_slot_rows
+from scheduler.availability.operations import (
+    active_location,
+    active_locations,
+    location_tz,
+    open_slot_rows,
+)
 from scheduler.availability.slots import local_day_bounds
 from scheduler.booking.forms import ApiBookingForm
 from scheduler.booking.links import manage_url
 from scheduler.booking.operations import (
     BookingError,
+    IdempotencyKeyReused,
     SlotFull,
     SlotNotBookable,
     SlotNotFound,
     book_appointment,
 )
-from scheduler.booking.validation import formdata_from_json
-from scheduler.booking.views import active_locations, booking_limit
-from scheduler.extensions import db
+from scheduler.booking.validation import IDEMPOTENCY_KEY_PATTERN, formdata_from_json
+from scheduler.booking.views import booking_limit
 from scheduler.models import Appointment, Location, utcnow
 
 DEFAULT_RANGE_DAYS = 14
@@ -67,7 +71,7 @@ def _date_arg(name: str, default: date) -> date:
 
 @bp.get("/locations/<slug>/slots")
 def slots(slug: str) -> ResponseReturnValue:
-    location = db.session.scalar(select(Location).where(Location.slug == slug, Location.is_active))
+    location = active_location(slug)
     if location is None:
         abort(404, description=f"No location '{slug}'.")
     tz = location_tz(location)
@@ -127,8 +131,9 @@ def create_appointment() -> ResponseReturnValue:
     if errors:
         return jsonify(error="invalid", errors=errors), 422
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (1 <= len(key) <= 64):
-        return jsonify(error="invalid", errors={"Idempotency-Key": ["1 to 64 characters."]}), 422
+    if key is not None and not IDEMPOTENCY_KEY_PATTERN.match(key):
+        message = "1 to 64 printable ASCII characters, no spaces."
+        return jsonify(error="invalid", errors={"Idempotency-Key": [message]}), 422
     try:
         appt = book_appointment(
             form.to_booking_request(source="api", idempotency_key=f"api:{key}" if key else None)
@@ -139,6 +144,8 @@ def create_appointment() -> ResponseReturnValue:
         return api_error(409, exc.code, str(exc))
     except SlotNotBookable as exc:
         return api_error(409, exc.code, str(exc))
+    except IdempotencyKeyReused as exc:
+        return api_error(422, exc.code, str(exc))
     except BookingError as exc:
         return api_error(503, exc.code, str(exc))
     return jsonify(appointment_json(appt)), 201

@@ -12,12 +12,13 @@ in step with the rules: ``sync_slots`` does that, and the daily job in
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, exists, select
 
 from scheduler.availability.slots import (
     BookingWindow,
@@ -30,7 +31,7 @@ from scheduler.availability.slots import (
     slots_between,
 )
 from scheduler.extensions import db
-from scheduler.models import Location, Slot, utcnow
+from scheduler.models import Appointment, Location, Slot, utcnow
 
 
 @dataclass
@@ -39,6 +40,23 @@ class SyncResult:
     removed: int = 0
     # Booked slots the rules no longer produce: kept, for staff to handle.
     orphaned: list[Slot] = field(default_factory=list)
+
+
+# Why sync_slots blocked a slot: it left the opening hours but appointments point at it.
+OUTSIDE_HOURS = "Outside opening hours"
+SLUG_PATTERN = re.compile(r"^[a-z0-9-]{1,40}$")
+
+
+def active_locations() -> list[Location]:
+    return list(
+        db.session.scalars(select(Location).where(Location.is_active).order_by(Location.position))
+    )
+
+
+def active_location(slug: str) -> Location | None:
+    if not SLUG_PATTERN.match(slug):
+        return None
+    return db.session.scalar(select(Location).where(Location.slug == slug, Location.is_active))
 
 
 def location_tz(location: Location) -> ZoneInfo:
@@ -68,9 +86,11 @@ def slot_specs_for(location: Location, first_day: date, last_day: date) -> list[
 def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResult:
     """Make the location's slot rows for these local days match its rules.
 
-    Missing slots are added; slots the rules no longer produce are deleted when
-    nobody is booked in them and they are not blocked; booked ones are kept and
-    reported. The caller commits.
+    Missing slots are added. A slot the rules no longer produce is deleted if
+    no appointment ever pointed at it; otherwise it is kept (history refers to
+    it) but blocked, so nobody new books it, and reported if people are
+    still booked in it. Slots blocked this way open again when the rules
+    bring them back. The caller commits.
     """
     tz = location_tz(location)
     window_start, _ = local_day_bounds(first_day, tz)
@@ -84,22 +104,34 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
         )
     ).all()
     result = SyncResult()
-    stale_ids = []
+    gone: list[Slot] = []
     for slot in existing:
         spec = specs.pop(slot.starts_at, None)
         if spec is None:
-            if slot.booked_count == 0 and not slot.is_blocked:
-                stale_ids.append(slot.id)
-            else:
-                result.orphaned.append(slot)
-        elif spec.capacity != slot.capacity and spec.capacity >= slot.booked_count:
+            gone.append(slot)
+            continue
+        if slot.is_blocked and slot.block_reason == OUTSIDE_HOURS:
+            slot.is_blocked, slot.block_reason = False, ""
+        if spec.capacity != slot.capacity and spec.capacity >= slot.booked_count:
             slot.capacity = spec.capacity
-    if stale_ids:
-        db.session.execute(
-            delete(Slot).where(Slot.id.in_(stale_ids), Slot.booked_count == 0),
-            execution_options={"synchronize_session": False},
+    referenced = set(
+        db.session.scalars(
+            select(Appointment.slot_id).where(Appointment.slot_id.in_([s.id for s in gone]))
         )
-        result.removed = len(stale_ids)
+    )
+    referenced |= {s.id for s in gone if s.booked_count > 0}
+    unused_ids = [s.id for s in gone if s.id not in referenced and not s.is_blocked]
+    if unused_ids:
+        never_booked = ~exists().where(Appointment.slot_id == Slot.id)
+        result.removed = db.session.execute(
+            delete(Slot).where(Slot.id.in_(unused_ids), Slot.booked_count == 0, never_booked),
+            execution_options={"synchronize_session": False},
+        ).rowcount
+    for slot in gone:
+        if slot.id in referenced and not slot.is_blocked:
+            slot.is_blocked, slot.block_reason = True, OUTSIDE_HOURS
+        if slot.booked_count > 0:
+            result.orphaned.append(slot)
     db.session.add_all(
         Slot(
             location_id=location.id,
@@ -115,15 +147,18 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
 
 
 def roll_slots_forward(now: datetime | None = None) -> dict[str, SyncResult]:
-    """Materialise every active location's slots from today to past the horizon."""
+    """Materialise every active location's slots from today to past the horizon.
+
+    Each location commits on its own, so one location's trouble never stops the others.
+    """
     now = now or utcnow()
     config = current_app.config
     days_ahead = config["BOOKING_HORIZON_DAYS"] + config["SLOT_ROLL_MARGIN_DAYS"]
     results = {}
-    for location in db.session.scalars(select(Location).where(Location.is_active)).all():
+    for location in active_locations():
         today = now.astimezone(location_tz(location)).date()
         results[location.slug] = sync_slots(location, today, today + timedelta(days=days_ahead))
-    db.session.commit()
+        db.session.commit()
     return results
 
 

@@ -14,7 +14,7 @@ from wtforms import (
     StringField,
     TelField,
 )
-from wtforms.validators import Email, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import Email, InputRequired, Length, NumberRange, Optional, Regexp
 
 from scheduler.booking.operations import BookingRequest
 from scheduler.booking.validation import (
@@ -22,6 +22,7 @@ from scheduler.booking.validation import (
     MAX_ID,
     NAME_MAX,
     PHONE_MAX,
+    SUBMISSION_ID_PATTERN,
     person_name,
     plausible_birth_date,
     strip_filter,
@@ -100,7 +101,10 @@ class BookingFields(FlaskForm):
 class BookingForm(BookingFields):
     """The public form. ``submission_id`` makes a double submit book once."""
 
-    submission_id = HiddenField(default=lambda: secrets.token_urlsafe(18))
+    submission_id = HiddenField(
+        default=lambda: secrets.token_urlsafe(18),
+        validators=[InputRequired(), Regexp(SUBMISSION_ID_PATTERN)],
+    )
 
 
 class ApiBookingForm(BookingFields):

@@ -33,8 +33,8 @@ def manage_token(appt: Appointment) -> str:
     return _serializer().dumps({"r": appt.reference, "n": appt.manage_nonce})
 
 
-def manage_url(appt: Appointment) -> str:
-    return public_url("booking.manage", reference=appt.reference, token=manage_token(appt))
+def manage_url(appt: Appointment, token: str | None = None) -> str:
+    return public_url("booking.manage", reference=appt.reference, token=token or manage_token(appt))
 
 
 def appointment_for_link(reference: str, token: str) -> Appointment:

@@ -9,6 +9,8 @@ crossing each other cannot deadlock.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -24,6 +26,7 @@ from scheduler.models import (
     Appointment,
     AppointmentEvent,
     AppointmentStatus,
+    Location,
     Patient,
     Slot,
     utcnow,
@@ -58,6 +61,12 @@ class AppointmentNotChangeable(BookingError):
     code = "appointment_not_changeable"
 
 
+class IdempotencyKeyReused(BookingError):
+    """The key was used before for a different booking request."""
+
+    code = "idempotency_key_reused"
+
+
 @dataclass(frozen=True)
 class BookingRequest:
     slot_id: int
@@ -72,6 +81,22 @@ class BookingRequest:
     conservative_treatment: str | None
     source: str  # online_form, api, staff
     idempotency_key: str | None = None
+
+
+def request_fingerprint(request: BookingRequest) -> str:
+    """What a repeated idempotency key must repeat: the same slot and the same person."""
+    parts = [
+        request.slot_id,
+        request.first_name,
+        request.last_name,
+        request.phone,
+        request.email,
+        request.date_of_birth.isoformat() if request.date_of_birth else None,
+        request.language,
+        request.sms_consent,
+        request.conservative_treatment,
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
 def new_reference(location_code: str) -> str:
@@ -91,10 +116,21 @@ def _record(appt: Appointment, from_status: str | None, actor: str, note: str = 
     )
 
 
-def _appointment_for_key(key: str | None) -> Appointment | None:
-    if not key:
+def _appointment_for_key(request: BookingRequest) -> Appointment | None:
+    """The booking an earlier try of this very request made, if any.
+
+    A key that comes back with a different request is refused, so it can
+    never hand one person's booking (and its manage link) to another.
+    """
+    if not request.idempotency_key:
         return None
-    return db.session.scalar(select(Appointment).where(Appointment.idempotency_key == key))
+    appt = db.session.scalar(
+        select(Appointment).where(Appointment.idempotency_key == request.idempotency_key)
+    )
+    if appt is not None and appt.idempotency_fingerprint != request_fingerprint(request):
+        db.session.rollback()
+        raise IdempotencyKeyReused("This request key was already used for another booking.")
+    return appt
 
 
 def _take_place(slot_id: int, now: datetime) -> None:
@@ -108,6 +144,7 @@ def _take_place(slot_id: int, now: datetime) -> None:
             Slot.is_blocked.is_(False),
             Slot.starts_at >= window.earliest,
             Slot.starts_at <= window.latest,
+            Slot.location_id.in_(select(Location.id).where(Location.is_active)),
         )
         .values(booked_count=Slot.booked_count + 1),
         execution_options={"synchronize_session": False},
@@ -118,7 +155,7 @@ def _take_place(slot_id: int, now: datetime) -> None:
     slot = db.session.get(Slot, slot_id)
     if slot is None:
         raise SlotNotFound("This time slot does not exist.")
-    if slot.is_blocked or not window.contains(slot.starts_at):
+    if slot.is_blocked or not slot.location.is_active or not window.contains(slot.starts_at):
         raise SlotNotBookable("This time can no longer be booked online.")
     raise SlotFull("This time was just booked by someone else. Please choose another time.")
 
@@ -132,39 +169,28 @@ def _release_place(slot_id: int) -> None:
     )
 
 
-def _patient_for(request: BookingRequest, now: datetime) -> Patient:
-    """The patient record for this person: reused when phone, names and birth date match."""
-    patient = db.session.scalar(
-        select(Patient)
-        .where(
-            Patient.phone == request.phone,
-            Patient.first_name == request.first_name,
-            Patient.last_name == request.last_name,
-            Patient.date_of_birth == request.date_of_birth
-            if request.date_of_birth
-            else Patient.date_of_birth.is_(None),
-        )
-        .order_by(Patient.id)
-        .limit(1)
+def _patient_record(request: BookingRequest, now: datetime) -> Patient:
+    """The patient as given on this booking, with its consent and when it was given.
+
+    Each booking from a public channel gets its own record: a later booking
+    by someone who knows a patient's name, phone and birth date must not be
+    able to change that patient's email or withdraw their consent. Staff
+    match records to the clinic's chart.
+    """
+    patient = Patient(
+        first_name=request.first_name,
+        last_name=request.last_name,
+        phone=request.phone,
+        email=request.email,
+        date_of_birth=request.date_of_birth,
+        language=request.language,
+        sms_consent=request.sms_consent,
+        sms_consent_at=now if request.sms_consent else None,
+        sms_consent_source=request.source if request.sms_consent else None,
+        sms_consent_text=request.sms_consent_text if request.sms_consent else None,
+        created_at=now,
     )
-    if patient is None:
-        patient = Patient(
-            first_name=request.first_name,
-            last_name=request.last_name,
-            phone=request.phone,
-            date_of_birth=request.date_of_birth,
-        )
-        db.session.add(patient)
-    if request.email:
-        patient.email = request.email
-    patient.language = request.language
-    # The latest explicit choice is the one that counts.
-    if request.sms_consent and not patient.sms_consent:
-        patient.sms_consent_at = now
-    patient.sms_consent = request.sms_consent
-    if request.sms_consent:
-        patient.sms_consent_source = request.source
-        patient.sms_consent_text = request.sms_consent_text
+    db.session.add(patient)
     return patient
 
 
@@ -190,7 +216,7 @@ def book_appointment(
 ) -> Appointment:
     """Book one place in a slot; a repeated idempotency key returns the first booking."""
     now = now or utcnow()
-    existing = _appointment_for_key(request.idempotency_key)
+    existing = _appointment_for_key(request)
     if existing is not None:
         return existing
     for _ in range(attempts):
@@ -199,24 +225,27 @@ def book_appointment(
             _take_place(request.slot_id, now)
         except (SlotFull, SlotNotBookable):
             # A concurrent duplicate of this very request may have taken the place.
-            existing = _appointment_for_key(request.idempotency_key)
+            existing = _appointment_for_key(request)
             if existing is not None:
                 return existing
             raise
         appt = _new_appointment(
             request.slot_id,
             now,
-            patient=_patient_for(request, now),
+            patient=_patient_record(request, now),
             conservative_treatment=request.conservative_treatment,
             source=request.source,
             idempotency_key=request.idempotency_key,
+            idempotency_fingerprint=(
+                request_fingerprint(request) if request.idempotency_key else None
+            ),
         )
         _record(appt, None, actor=request.source)
         try:
             db.session.commit()
         except IntegrityError:
             db.session.rollback()
-            existing = _appointment_for_key(request.idempotency_key)
+            existing = _appointment_for_key(request)
             if existing is not None:
                 return existing
             continue  # a reference collision: draw another

@@ -18,6 +18,9 @@ NAME_MAX = 60
 PHONE_MAX = 32
 EMAIL_MAX = 254
 OLDEST_AGE_YEARS = 120
+# The form's hidden submission id and the API's Idempotency-Key header.
+SUBMISSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"^[!-~]{1,64}$")  # printable ASCII, no spaces
 # Ids beyond this fit no database integer column: they name nothing.
 MAX_ID = 2**31 - 1
 # Numbers that cannot take a text message.

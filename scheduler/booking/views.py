@@ -17,10 +17,15 @@ from flask import (
     request,
     url_for,
 )
-from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from scheduler.availability.operations import current_booking_window, location_tz, open_slots
+from scheduler.availability.operations import (
+    active_location,
+    active_locations,
+    current_booking_window,
+    location_tz,
+    open_slots,
+)
 from scheduler.availability.slots import local_day_bounds
 from scheduler.booking import bp
 from scheduler.booking.calendar import appointment_ics
@@ -34,6 +39,7 @@ from scheduler.booking.links import (
 from scheduler.booking.operations import (
     AppointmentNotChangeable,
     BookingError,
+    IdempotencyKeyReused,
     book_appointment,
     cancel_appointment,
     reschedule_appointment,
@@ -48,14 +54,8 @@ booking_limit = limiter.shared_limit(
 )
 
 
-def active_locations() -> list[Location]:
-    return list(
-        db.session.scalars(select(Location).where(Location.is_active).order_by(Location.position))
-    )
-
-
 def location_or_404(slug: str) -> Location:
-    location = db.session.scalar(select(Location).where(Location.slug == slug, Location.is_active))
+    location = active_location(slug)
     if location is None:
         abort(404, description="We have no clinic at that address.")
     return location
@@ -148,6 +148,11 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
                     idempotency_key=f"form:{form.submission_id.data}",
                 )
             )
+        except IdempotencyKeyReused:
+            problem = (
+                "This form was already sent once. To change that booking, use the link in its "
+                "confirmation; to book again, reload this page."
+            )
         except BookingError as exc:
             problem = str(exc)
             slot = chosen
@@ -185,15 +190,16 @@ def manage_link_refused(error: ManageLinkError) -> tuple[str, int]:
     return render_template("booking/link_error.html", reason=error.reason), status
 
 
-def _manage_page(appt: Appointment, **extra: object) -> str:
+def _manage_page(appt: Appointment, token: str, **extra: object) -> str:
+    """The manage page, linking with the token it was opened with (so links do expire)."""
     location = appt.slot.location
     instructions = content_for("preconsult_instructions", location, appt.patient.language)
     return render_template(
         "booking/manage.html",
         appt=appt,
         location=location,
-        token=manage_token(appt),
-        manage_link=manage_url(appt),
+        token=token,
+        manage_link=manage_url(appt, token),
         instructions=lines_of(instructions),
         now=utcnow(),
         **extra,
@@ -203,7 +209,7 @@ def _manage_page(appt: Appointment, **extra: object) -> str:
 @bp.get("/manage/<reference>/<token>")
 def manage(reference: str, token: str) -> str:
     appt = appointment_for_link(reference, token)
-    return _manage_page(appt, just_booked=request.args.get("booked") == "1")
+    return _manage_page(appt, token, just_booked=request.args.get("booked") == "1")
 
 
 @bp.get("/manage/<reference>/<token>/appointment.ics")

@@ -70,6 +70,8 @@ class Appointment(db.Model):
     source: Mapped[str] = mapped_column(String(20))
     # Makes a double-submitted form or a retried API call book once.
     idempotency_key: Mapped[str | None] = mapped_column(String(80), unique=True)
+    # SHA-256 of the request the key came with; the same key with another request is refused.
+    idempotency_fingerprint: Mapped[str | None] = mapped_column(String(64))
     # Part of every manage link; replacing it revokes the links already sent.
     manage_nonce: Mapped[str] = mapped_column(String(32))
     rescheduled_from_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))

@@ -228,6 +228,37 @@ def test_idempotency_key_header_books_once(client: FlaskClient) -> None:
     assert db.session.get(Slot, slot.id).booked_count == 1
 
 
+def test_a_reused_idempotency_key_never_hands_out_another_booking(client: FlaskClient) -> None:
+    slot = make_slot(capacity=3)
+    headers = {"Idempotency-Key": "order-1"}
+    post_json(client, api_booking(slot.id), headers=headers)
+    response = post_json(client, api_booking(slot.id, first_name="Mallory"), headers=headers)
+    assert response.status_code == 422
+    assert response.get_json()["error"] == "idempotency_key_reused"
+    assert "manage_url" not in response.get_data(as_text=True)
+    assert count(Appointment) == 1
+
+
+@pytest.mark.parametrize("key", ["", "has space", "x" * 65, "naïve"])
+def test_malformed_idempotency_keys_are_422(client: FlaskClient, key: str) -> None:
+    slot = make_slot()
+    response = post_json(client, api_booking(slot.id), headers={"Idempotency-Key": key})
+    assert response.status_code == 422
+    assert "Idempotency-Key" in response.get_json()["errors"]
+    assert count(Appointment) == 0
+
+
+def test_inactive_location_is_hidden_and_not_bookable(client: FlaskClient) -> None:
+    slot = make_slot()
+    slot.location.is_active = False
+    db.session.commit()
+    assert client.get("/api/v1/locations").get_json() == []
+    assert client.get(f"/api/v1/locations/{slot.location.slug}/slots").status_code == 404
+    response = post_json(client, api_booking(slot.id))
+    assert response.status_code == 409
+    assert count(Appointment) == 0
+
+
 def test_api_needs_no_csrf_token(app: Flask) -> None:
     app.config["WTF_CSRF_ENABLED"] = True
     slot = make_slot()

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
-from datetime import date, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
+import time_machine
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from scheduler.availability.operations import open_slots, roll_slots_forward, sync_slots
+from scheduler.availability.operations import (
+    OUTSIDE_HOURS,
+    open_slots,
+    roll_slots_forward,
+    sync_slots,
+)
+from scheduler.booking.operations import cancel_appointment
 from scheduler.extensions import db
-from scheduler.models import ScheduleException, Slot, utcnow
+from scheduler.models import Appointment, ScheduleException, Slot, utcnow
 from tests.factories import (
     CHICAGO,
     add_weekly_hours,
@@ -102,3 +109,52 @@ def test_dst_sundays_in_the_database_have_no_missing_hour_slot_and_no_double(app
     local = {s.astimezone(CHICAGO).strftime("%m-%d %H:%M") for s in starts}
     assert "03-08 02:00" not in local and "03-08 02:30" not in local
     assert "03-08 03:00" in local
+
+
+def test_closing_a_day_keeps_slots_that_appointments_point_at_and_blocks_them(app: Flask) -> None:
+    """A cancelled booking still points at its slot: the slot stays, blocked."""
+    location = make_location()
+    add_weekly_hours(location)
+    sync_slots(location, *WEEK)
+    db.session.commit()
+    tuesday_nine = local_instant(date(2027, 1, 5), time(9))
+    slot = db.session.scalar(select(Slot).where(Slot.starts_at == tuesday_nine))
+    with time_machine.travel(datetime(2027, 1, 1, 12, tzinfo=UTC)):
+        kept = make_appointment(slot)
+        cancel_appointment(make_appointment(slot, first_name="Luz"), actor="patient")
+    db.session.add(ScheduleException(location=location, day=date(2027, 1, 5), kind="closed"))
+    db.session.commit()
+    db.session.refresh(location)
+    result = sync_slots(location, *WEEK)
+    db.session.commit()
+    assert result.removed == 17
+    assert [s.id for s in result.orphaned] == [slot.id]
+    db.session.refresh(slot)
+    assert slot.is_blocked and slot.block_reason == OUTSIDE_HOURS
+    assert db.session.get(Appointment, kept.id).status == "booked"
+    # Reopening the day unblocks it.
+    db.session.execute(delete(ScheduleException))
+    db.session.commit()
+    db.session.refresh(location)
+    sync_slots(location, *WEEK)
+    db.session.commit()
+    db.session.refresh(slot)
+    assert not slot.is_blocked
+
+
+def test_rolling_forward_survives_cancelled_appointments_on_closed_days(app: Flask) -> None:
+    location = make_location()
+    add_weekly_hours(location, weekdays=range(7))
+    roll_slots_forward()
+    slot = db.session.scalar(
+        select(Slot).where(Slot.starts_at > utcnow() + timedelta(days=3)).order_by(Slot.starts_at)
+    )
+    cancel_appointment(make_appointment(slot), actor="patient")
+    day = slot.starts_at.astimezone(CHICAGO).date()
+    db.session.add(ScheduleException(location=location, day=day, kind="closed"))
+    db.session.commit()
+    result = roll_slots_forward()[location.slug]
+    assert result.removed > 0
+    db.session.refresh(slot)
+    assert slot.is_blocked
+    assert open_slots(location, slot.starts_at, slot.ends_at) == []

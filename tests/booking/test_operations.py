@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from scheduler.booking.operations import (
     REFERENCE_ALPHABET,
     AppointmentNotChangeable,
+    IdempotencyKeyReused,
     SlotFull,
     SlotNotBookable,
     SlotNotFound,
@@ -86,15 +87,34 @@ def test_same_key_on_a_now_full_slot_still_returns_the_booking(app: Flask) -> No
     assert make_appointment(slot, idempotency_key="k1").id == first.id
 
 
-def test_returning_patient_is_reused_and_consent_follows_the_latest_choice(app: Flask) -> None:
-    a = make_appointment(make_slot(), sms_consent=True)
-    b = make_appointment(make_slot(days_ahead=4), sms_consent=False, email=None)
-    assert a.patient_id == b.patient_id
-    patient = db.session.get(Patient, a.patient_id)
-    assert patient.sms_consent is False
+def test_a_later_booking_never_changes_an_earlier_patients_record(app: Flask) -> None:
+    """Knowing someone's name, phone and birth date must not let you edit them or revoke consent."""
+    first = make_appointment(make_slot(), sms_consent=True)
+    consent_at = first.patient.sms_consent_at
+    make_appointment(make_slot(days_ahead=4), sms_consent=False, email="attacker@evil.test")
+    db.session.expire_all()
+    patient = db.session.get(Patient, first.patient_id)
     assert patient.email == "maria@example.com"
-    other = make_appointment(make_slot(days_ahead=5), first_name="Rosa")
-    assert other.patient_id != a.patient_id
+    assert patient.sms_consent is True
+    assert patient.sms_consent_at == consent_at
+    assert patient.sms_consent_source == "online_form"
+
+
+def test_same_key_with_a_different_request_is_refused(app: Flask) -> None:
+    slot = make_slot(capacity=3)
+    make_appointment(slot, idempotency_key="api:order-1")
+    with pytest.raises(IdempotencyKeyReused):
+        make_appointment(slot, idempotency_key="api:order-1", first_name="Mallory")
+    assert active_in(slot) == 1
+
+
+def test_inactive_locations_cannot_be_booked(app: Flask) -> None:
+    slot = make_slot()
+    slot.location.is_active = False
+    db.session.commit()
+    with pytest.raises(SlotNotBookable):
+        make_appointment(slot)
+    assert active_in(slot) == 0
 
 
 def test_cancel_frees_the_place_at_once(app: Flask) -> None:

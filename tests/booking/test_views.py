@@ -288,10 +288,9 @@ def test_another_bookings_token_is_refused(client: FlaskClient) -> None:
     response = client.get(f"/manage/{theirs.reference}/{manage_token(mine)}")
     assert response.status_code == 404
     assert "Luz" not in response.get_data(as_text=True)
-    assert client.post(f"/manage/{theirs.reference}/{manage_token(mine)}/cancel").status_code in (
-        400,
-        404,
-    )
+    csrf = hidden_fields(client.get(manage_path(mine) + "/cancel").get_data(as_text=True))
+    refused = client.post(f"/manage/{theirs.reference}/{manage_token(mine)}/cancel", data=csrf)
+    assert refused.status_code == 404
     db.session.refresh(theirs)
     assert theirs.status == "booked"
 
@@ -360,7 +359,7 @@ def test_every_page_carries_security_headers(client: FlaskClient) -> None:
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
         assert "unsafe-inline" not in csp
         assert headers["X-Content-Type-Options"] == "nosniff"
-        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Referrer-Policy"] == "same-origin"
         assert "Strict-Transport-Security" not in headers
     secure = client.get("/", base_url="https://book.example.test")
     assert secure.headers["Strict-Transport-Security"].startswith("max-age=")
@@ -395,3 +394,49 @@ def test_times_are_shown_in_central_time(client: FlaskClient) -> None:
     assert re.search(r"<strong>10:00 AM C[SD]T</strong>", html)
     utc_hour = appt.slot.starts_at.astimezone(UTC).hour
     assert f"{utc_hour - 12}:00 PM" not in html
+
+
+def test_booking_over_https_works_with_the_referrer_policy(app: Flask) -> None:
+    """Flask-WTF checks the Referer of HTTPS posts; browsers send it same-origin only."""
+    client = app.test_client()
+    base = "https://book.example.test"
+    slot = make_slot()
+    url = f"/book/{slot.location.slug}/{slot.id}"
+    page = client.get(url, base_url=base)
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    data = {**hidden_fields(page.get_data(as_text=True)), **form_data()}
+    response = client.post(url, data=data, base_url=base, headers={"Referer": base + url})
+    assert response.status_code == 303
+    without_referer = client.post(url, data=data, base_url=base)
+    assert without_referer.status_code == 400
+
+
+def test_a_reused_submission_id_with_other_details_is_refused(client: FlaskClient) -> None:
+    slot = make_slot(capacity=3)
+    url, hidden = open_form(client, slot)
+    client.post(url, data={**hidden, **form_data()})
+    response = client.post(url, data={**hidden, **form_data(first_name="Mallory")})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert "already sent once" in html
+    assert "/manage/" not in html
+    assert appointments() == 1
+
+
+@pytest.mark.parametrize("submission_id", ["", "short", "x" * 100, "bad id with spaces!!"])
+def test_submission_id_must_be_one_the_server_made(client: FlaskClient, submission_id: str) -> None:
+    slot = make_slot()
+    url, hidden = open_form(client, slot)
+    response = client.post(url, data={**hidden, **form_data(), "submission_id": submission_id})
+    assert response.status_code == 422
+    assert appointments() == 0
+
+
+def test_manage_page_keeps_the_token_it_was_opened_with(client: FlaskClient) -> None:
+    """Viewing the page must not mint a fresh token, or links would never expire."""
+    appt = make_appointment()
+    token = manage_token(appt)
+    with time_machine.travel(utcnow() + timedelta(days=2)):
+        html = client.get(manage_path(appt, token)).get_data(as_text=True)
+    tokens = set(re.findall(rf"/manage/{appt.reference}/([^/\"?<]+)", html))
+    assert tokens == {token}

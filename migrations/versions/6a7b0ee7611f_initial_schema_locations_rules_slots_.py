@@ -1,8 +1,8 @@
 """initial schema: locations, rules, slots, patients, appointments, content
 
-Revision ID: 66d720797ad5
+Revision ID: 6a7b0ee7611f
 Revises: 
-Create Date: 2026-11-23 17:26:50.253118
+Create Date: 2026-11-23 17:49:11.528960
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '66d720797ad5'
+revision = '6a7b0ee7611f'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -129,6 +129,7 @@ def upgrade():
     sa.Column('conservative_treatment', sa.String(length=10), nullable=True),
     sa.Column('source', sa.String(length=20), nullable=False),
     sa.Column('idempotency_key', sa.String(length=80), nullable=True),
+    sa.Column('idempotency_fingerprint', sa.String(length=64), nullable=True),
     sa.Column('manage_nonce', sa.String(length=32), nullable=False),
     sa.Column('rescheduled_from_id', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
