@@ -65,7 +65,10 @@ def finish_config(app: Flask) -> None:
     config.setdefault(
         "SQLALCHEMY_ENGINE_OPTIONS",
         engine_options(
-            config["DATABASE_URL"], config["DATABASE_POOL_SIZE"], config["DATABASE_MAX_OVERFLOW"]
+            config["DATABASE_URL"],
+            config["DATABASE_POOL_SIZE"],
+            config["DATABASE_MAX_OVERFLOW"],
+            config["DATABASE_POOL_PRE_PING"],
         ),
     )
     if not config.get("SECRET_KEY"):

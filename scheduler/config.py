@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
     # Pool size per process for server databases (PostgreSQL).
     "DATABASE_POOL_SIZE": 10,
     "DATABASE_MAX_OVERFLOW": 20,
+    # Test each pooled connection before use (one more round trip per request).
+    "DATABASE_POOL_PRE_PING": False,
     # Daily slot roll-forward in the `flask scheduler` process (Central time).
     "SCHEDULER_DAILY_HOUR": 2,
 }

@@ -21,9 +21,20 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
-def engine_options(url: str, pool_size: int, max_overflow: int) -> dict[str, Any]:
-    """SQLAlchemy engine options for this URL (``postgresql://`` uses psycopg 3)."""
+def engine_options(
+    url: str, pool_size: int, max_overflow: int, pre_ping: bool = False
+) -> dict[str, Any]:
+    """SQLAlchemy engine options for this URL (``postgresql://`` uses psycopg 3).
+
+    Pre-ping costs a round trip per request; without it, the first request
+    after a database restart fails and SQLAlchemy then drops the whole stale pool.
+    """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         return {"connect_args": {"timeout": 30}}
-    return {"pool_size": pool_size, "max_overflow": max_overflow, "pool_pre_ping": True}
+    return {
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+        "pool_pre_ping": pre_ping,
+        "pool_recycle": 3600,
+    }

@@ -57,7 +57,7 @@ def test_environment_overrides_instance_config_and_the_test_mapping_wins(
     assert app.config["RATELIMIT_ENABLED"] is False
     assert app.config["BOOKING_HORIZON_DAYS"] == 30
     assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql://postgres@127.0.0.1/none"
-    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is True
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"]["pool_pre_ping"] is False
 
 
 def test_default_database_is_sqlite_in_the_instance_folder(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, delete, exists, select
+from sqlalchemy import DateTime, bindparam, delete, exists, select, type_coerce
 
 from scheduler.availability.slots import (
     BookingWindow,
@@ -31,7 +31,7 @@ from scheduler.availability.slots import (
     slots_between,
 )
 from scheduler.extensions import db
-from scheduler.models import Appointment, Location, Slot, utcnow
+from scheduler.models import Appointment, Location, Slot, UTCDateTime, utcnow
 
 
 @dataclass
@@ -171,35 +171,56 @@ def current_booking_window(now: datetime | None = None) -> BookingWindow:
     )
 
 
-def _open_slot_conditions(
-    location_id: int, start: datetime, end: datetime, window: BookingWindow
-) -> list[ColumnElement[bool]]:
-    return [
-        Slot.location_id == location_id,
-        Slot.starts_at >= max(start, window.earliest),
-        Slot.starts_at < end,
-        Slot.starts_at <= window.latest,
-        Slot.booked_count < Slot.capacity,
-        Slot.is_blocked.is_(False),
-    ]
+# Open slots: room left, not blocked, in [start, end) clipped to the booking
+# window. Built once with bound parameters; the API's listing is the hottest read.
+_OPEN_SLOT_FILTER = (
+    Slot.location_id == bindparam("location_id"),
+    Slot.starts_at >= bindparam("start", type_=UTCDateTime()),
+    Slot.starts_at < bindparam("end", type_=UTCDateTime()),
+    Slot.booked_count < Slot.capacity,
+    Slot.is_blocked.is_(False),
+)
+_OPEN_SLOTS = select(Slot).where(*_OPEN_SLOT_FILTER).order_by(Slot.starts_at)
+# Times come out as stored (naive UTC on SQLite) for display.local_isoformat,
+# which caches their formatting.
+_OPEN_SLOT_ROWS = (
+    select(
+        Slot.id,
+        type_coerce(Slot.starts_at, DateTime(timezone=True)),
+        type_coerce(Slot.ends_at, DateTime(timezone=True)),
+        Slot.capacity - Slot.booked_count,
+    )
+    .where(*_OPEN_SLOT_FILTER)
+    .order_by(Slot.starts_at)
+)
+
+
+def _open_slot_params(
+    location_id: int, start: datetime, end: datetime, now: datetime | None
+) -> dict[str, object]:
+    window = current_booking_window(now)
+    return {
+        "location_id": location_id,
+        "start": max(start, window.earliest),
+        "end": min(end, window.latest + timedelta(microseconds=1)),
+    }
 
 
 def open_slots(
     location: Location, start: datetime, end: datetime, now: datetime | None = None
 ) -> list[Slot]:
     """Slots with room left, starting in [start, end) and inside the booking window."""
-    conditions = _open_slot_conditions(location.id, start, end, current_booking_window(now))
-    return list(db.session.scalars(select(Slot).where(*conditions).order_by(Slot.starts_at)))
+    params = _open_slot_params(location.id, start, end, now)
+    return list(db.session.scalars(_OPEN_SLOTS, params))
 
 
 def open_slot_rows(
     location_id: int, start: datetime, end: datetime, now: datetime | None = None
 ) -> list[tuple[int, datetime, datetime, int]]:
-    """Like open_slots, as plain (id, starts_at, ends_at, remaining) rows: no ORM objects."""
-    conditions = _open_slot_conditions(location_id, start, end, current_booking_window(now))
-    rows = db.session.execute(
-        select(Slot.id, Slot.starts_at, Slot.ends_at, Slot.capacity - Slot.booked_count)
-        .where(*conditions)
-        .order_by(Slot.starts_at)
-    )
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
+    """Like open_slots, as plain (id, starts_at, ends_at, remaining) rows: no ORM objects.
+
+    ``starts_at``/``ends_at`` are as the database returns them: aware on
+    PostgreSQL, naive UTC on SQLite.
+    """
+    params = _open_slot_params(location_id, start, end, now)
+    return db.session.connection().execute(_OPEN_SLOT_ROWS, params).all()  # type: ignore[return-value]

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from scheduler.availability.operations import current_booking_window
 from scheduler.extensions import db
@@ -196,8 +197,12 @@ def _patient_record(request: BookingRequest, now: datetime) -> Patient:
 
 def _new_appointment(slot_id: int, now: datetime, **fields: Any) -> Appointment:
     """A booked appointment in a slot whose place the caller has just taken."""
-    slot = db.session.get(Slot, slot_id, populate_existing=True)
-    assert slot is not None
+    slot = db.session.scalars(
+        select(Slot)
+        .options(joinedload(Slot.location))
+        .where(Slot.id == slot_id)
+        .execution_options(populate_existing=True)
+    ).one()
     appt = Appointment(
         reference=new_reference(slot.location.code),
         slot=slot,
