@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
+
+from scheduler.extensions import db
 
 
 @event.listens_for(Engine, "connect")
@@ -38,3 +44,27 @@ def engine_options(
         "pool_pre_ping": pre_ping,
         "pool_recycle": 3600,
     }
+
+
+@contextmanager
+def serialized_writes() -> Iterator[None]:
+    """Around a write transaction: on a SQLite file, wait for the other writers in line.
+
+    SQLite lets one writer in at a time and makes the others retry with sleeps
+    that grow to 100 ms, which gives long, unfair waits under load. Queueing
+    on an flock(2) of a file beside the database instead wakes the next
+    writer as soon as the last one is done, across threads and processes.
+    PostgreSQL needs none of this: its row locks queue writers already.
+    """
+    engine = db.engine
+    path = engine.url.database
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        yield
+        return
+    fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -12,7 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from scheduler.api import bp
 from scheduler.availability.operations import (
-    active_location,
+    active_location_ref,
     active_locations,
     location_tz,
     open_slot_rows,
@@ -74,7 +73,7 @@ def _date_arg(name: str, default: date) -> date:
 
 @bp.get("/locations/<slug>/slots")
 def slots(slug: str) -> ResponseReturnValue:
-    location = active_location(slug)
+    location = active_location_ref(slug)
     if location is None:
         abort(404, description=f"No location '{slug}'.")
     tz = location_tz(location)
@@ -97,13 +96,22 @@ def slots(slug: str) -> ResponseReturnValue:
     return current_app.response_class(body, mimetype="application/json")
 
 
-@functools.lru_cache(maxsize=65536)
+# Slot id -> (time zone, the slot's JSON up to its "remaining" value).
+_slot_json_heads: dict[int, tuple[str, str]] = {}
+_SLOT_JSON_HEADS_MAX = 100_000
+
+
 def _slot_json_head(slot_id: int, starts_at: datetime, ends_at: datetime, tz_name: str) -> str:
     """A slot's JSON up to its ``remaining`` value, the one part that changes.
 
-    The listing is the API's hottest call; encoding each slot once per process
-    and appending only ``remaining`` cuts its cost several times over.
+    The listing is the API's hottest call. A slot's id, times and zone never
+    change (slots are never moved, and ids are never reused), so each slot is
+    encoded once per process, looked up by its integer id, and only
+    ``remaining`` is appended per request.
     """
+    cached = _slot_json_heads.get(slot_id)
+    if cached is not None and cached[0] == tz_name:
+        return cached[1]
     encoded = json.dumps(
         {
             "id": slot_id,
@@ -113,7 +121,11 @@ def _slot_json_head(slot_id: int, starts_at: datetime, ends_at: datetime, tz_nam
         },
         separators=(",", ":"),
     )
-    return encoded.removesuffix("0}")
+    head = encoded.removesuffix("0}")
+    if len(_slot_json_heads) >= _SLOT_JSON_HEADS_MAX:
+        _slot_json_heads.clear()
+    _slot_json_heads[slot_id] = (tz_name, head)
+    return head
 
 
 def appointment_json(appt: Appointment) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -59,7 +60,26 @@ def active_location(slug: str) -> Location | None:
     return db.session.scalar(select(Location).where(Location.slug == slug, Location.is_active))
 
 
-def location_tz(location: Location) -> ZoneInfo:
+class LocationRef(NamedTuple):
+    id: int
+    slug: str
+    timezone: str
+
+
+_LOCATION_REF = select(Location.id, Location.slug, Location.timezone).where(
+    Location.slug == bindparam("slug"), Location.is_active
+)
+
+
+def active_location_ref(slug: str) -> LocationRef | None:
+    """Just what the API's slot listing needs of a location: a Core row, no ORM object."""
+    if not SLUG_PATTERN.match(slug):
+        return None
+    row = db.session.connection().execute(_LOCATION_REF, {"slug": slug}).first()
+    return LocationRef(*row) if row else None
+
+
+def location_tz(location: Location | LocationRef) -> ZoneInfo:
     return ZoneInfo(location.timezone)
 
 

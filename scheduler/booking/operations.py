@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
 from scheduler.availability.operations import current_booking_window
+from scheduler.database import serialized_writes
 from scheduler.extensions import db
 from scheduler.models import (
     CHANGEABLE,
@@ -216,6 +217,35 @@ def _new_appointment(slot_id: int, now: datetime, **fields: Any) -> Appointment:
     return appt
 
 
+def _try_booking(request: BookingRequest, now: datetime) -> Appointment | None:
+    """One booking transaction; None when the drawn reference was taken (draw again)."""
+    db.session.rollback()
+    try:
+        _take_place(request.slot_id, now)
+    except (SlotFull, SlotNotBookable):
+        # A concurrent duplicate of this very request may have taken the place.
+        existing = _appointment_for_key(request)
+        if existing is not None:
+            return existing
+        raise
+    appt = _new_appointment(
+        request.slot_id,
+        now,
+        patient=_patient_record(request, now),
+        conservative_treatment=request.conservative_treatment,
+        source=request.source,
+        idempotency_key=request.idempotency_key,
+        idempotency_fingerprint=(request_fingerprint(request) if request.idempotency_key else None),
+    )
+    _record(appt, None, actor=request.source)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        return _appointment_for_key(request)
+    return appt
+
+
 def book_appointment(
     request: BookingRequest, now: datetime | None = None, attempts: int = 5
 ) -> Appointment:
@@ -225,36 +255,10 @@ def book_appointment(
     if existing is not None:
         return existing
     for _ in range(attempts):
-        db.session.rollback()
-        try:
-            _take_place(request.slot_id, now)
-        except (SlotFull, SlotNotBookable):
-            # A concurrent duplicate of this very request may have taken the place.
-            existing = _appointment_for_key(request)
-            if existing is not None:
-                return existing
-            raise
-        appt = _new_appointment(
-            request.slot_id,
-            now,
-            patient=_patient_record(request, now),
-            conservative_treatment=request.conservative_treatment,
-            source=request.source,
-            idempotency_key=request.idempotency_key,
-            idempotency_fingerprint=(
-                request_fingerprint(request) if request.idempotency_key else None
-            ),
-        )
-        _record(appt, None, actor=request.source)
-        try:
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            existing = _appointment_for_key(request)
-            if existing is not None:
-                return existing
-            continue  # a reference collision: draw another
-        return appt
+        with serialized_writes():
+            appt = _try_booking(request, now)
+        if appt is not None:
+            return appt
     raise BookingError("Could not book this time; please try again.")
 
 
@@ -284,11 +288,12 @@ def cancel_appointment(appt: Appointment, actor: str, now: datetime | None = Non
     appt_id = appt.id
     db.session.rollback()
     appt = db.session.get(Appointment, appt_id)  # type: ignore[assignment]
-    old_status = _claim_for_change(appt, AppointmentStatus.CANCELLED, now)
-    _release_place(appt.slot_id)
-    db.session.refresh(appt)
-    _record(appt, old_status, actor=actor)
-    db.session.commit()
+    with serialized_writes():
+        old_status = _claim_for_change(appt, AppointmentStatus.CANCELLED, now)
+        _release_place(appt.slot_id)
+        db.session.refresh(appt)
+        _record(appt, old_status, actor=actor)
+        db.session.commit()
     return appt
 
 
@@ -308,6 +313,11 @@ def reschedule_appointment(
     assert old is not None
     if new_slot_id == old.slot_id:
         raise SlotNotBookable("That is the time you already have.")
+    with serialized_writes():
+        return _move(old, new_slot_id, actor, now)
+
+
+def _move(old: Appointment, new_slot_id: int, actor: str, now: datetime) -> Appointment:
     old_status = _claim_for_change(old, AppointmentStatus.RESCHEDULED, now)
     try:
         for slot_id in sorted((old.slot_id, new_slot_id)):

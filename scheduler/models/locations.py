@@ -119,6 +119,8 @@ class Slot(db.Model):
         CheckConstraint("booked_count <= capacity", name="booked_within_capacity"),
         CheckConstraint("starts_at < ends_at", name="starts_before_ends"),
         Index("ix_slots_starts_at", "starts_at"),
+        # Never reuse the id of a deleted slot: caches key slot data by id.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

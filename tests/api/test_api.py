@@ -8,6 +8,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from scheduler.booking.operations import cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient, Slot, utcnow
 from tests.factories import api_booking, days_from_today, make_appointment, make_slot, seeded_clinic
@@ -276,3 +277,32 @@ def test_booking_is_rate_limited_per_client(client: FlaskClient) -> None:
     assert "Retry-After" in answers[-1].headers
     # Reading slots is not limited by the booking limit.
     assert client.get(f"/api/v1/locations/{slot.location.slug}/slots").status_code == 200
+
+
+def test_listing_is_fresh_after_every_change(client: FlaskClient) -> None:
+    """The per-slot JSON is cached; what varies (remaining, full, cancelled) never is."""
+    slot = make_slot(capacity=2)
+    url = f"/api/v1/locations/{slot.location.slug}/slots"
+
+    def remaining() -> list[int]:
+        return [s["remaining"] for s in client.get(url).get_json()["slots"]]
+
+    assert remaining() == [2]
+    post_json(client, api_booking(slot.id))
+    assert remaining() == [1]
+    second = post_json(client, api_booking(slot.id, first_name="Eva")).get_json()
+    assert remaining() == []
+    appt = db.session.scalar(
+        select(Appointment).where(Appointment.reference == second["reference"])
+    )
+    cancel_appointment(appt, actor="patient")
+    assert remaining() == [1]
+
+
+def test_slot_ids_are_never_reused(app: Flask) -> None:
+    first = make_slot(days_ahead=3)
+    location = first.location
+    db.session.delete(first)
+    db.session.commit()
+    again = make_slot(location, days_ahead=4)
+    assert again.id > first.id

@@ -1,8 +1,8 @@
 """initial schema: locations, rules, slots, patients, appointments, content
 
-Revision ID: 6a7b0ee7611f
+Revision ID: 09ad20221bf4
 Revises: 
-Create Date: 2026-11-23 17:49:11.528960
+Create Date: 2026-11-23 18:03:06.071016
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '6a7b0ee7611f'
+revision = '09ad20221bf4'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -115,7 +115,8 @@ def upgrade():
     sa.CheckConstraint('starts_at < ends_at', name=op.f('ck_slots_starts_before_ends')),
     sa.ForeignKeyConstraint(['location_id'], ['locations.id'], name=op.f('fk_slots_location_id_locations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_slots')),
-    sa.UniqueConstraint('location_id', 'starts_at', name=op.f('uq_slots_location_id_starts_at'))
+    sa.UniqueConstraint('location_id', 'starts_at', name=op.f('uq_slots_location_id_starts_at')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('slots', schema=None) as batch_op:
         batch_op.create_index('ix_slots_starts_at', ['starts_at'], unique=False)
