@@ -234,6 +234,13 @@ def open_slots(
     return list(db.session.scalars(_OPEN_SLOTS, params))
 
 
+def next_open_slot(location: Location, after: datetime, now: datetime | None = None) -> Slot | None:
+    """The first slot with room left from ``after`` to the end of the booking window."""
+    window = current_booking_window(now)
+    params = _open_slot_params(location.id, after, window.latest + timedelta(days=1), now)
+    return db.session.scalars(_OPEN_SLOTS.limit(1), params).first()
+
+
 def open_slot_rows(
     location_id: int, start: datetime, end: datetime, now: datetime | None = None
 ) -> list[tuple[int, datetime, datetime, int]]:

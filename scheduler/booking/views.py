@@ -24,6 +24,7 @@ from scheduler.availability.operations import (
     active_locations,
     current_booking_window,
     location_tz,
+    next_open_slot,
     open_slots,
 )
 from scheduler.availability.slots import local_day_bounds
@@ -66,6 +67,20 @@ def slot_or_404(slot_id: int, location: Location | None = None) -> Slot:
     if slot is None or (location is not None and slot.location_id != location.id):
         abort(404, description="That time slot does not exist.")
     return slot
+
+
+def slot_page_from_query(location: Location, url_for_slot: dict[str, str]) -> SlotPage:
+    """The page the ?from= date asks for; without one, the first page that has a free slot."""
+    page = slot_page(location, first_day_from_query(location), url_for_slot)
+    if page.days or "from" in request.args:
+        return page
+    start, _ = local_day_bounds(page.first_day, location_tz(location))
+    later = next_open_slot(location, start)
+    if later is None:
+        return page
+    return slot_page(
+        location, later.starts_at.astimezone(location_tz(location)).date(), url_for_slot
+    )
 
 
 def first_day_from_query(location: Location) -> date:
@@ -117,9 +132,7 @@ def index() -> str:
 @bp.get("/book/<slug>")
 def choose_slot(slug: str) -> str:
     location = location_or_404(slug)
-    page = slot_page(
-        location, first_day_from_query(location), {"endpoint": "booking.book", "slug": slug}
-    )
+    page = slot_page_from_query(location, {"endpoint": "booking.book", "slug": slug})
     return render_template(
         "booking/slots.html", location=location, locations=active_locations(), page=page
     )
@@ -244,10 +257,8 @@ def choose_new_slot(reference: str, token: str) -> str:
     appt = appointment_for_link(reference, token)
     slug = request.args.get("location") or appt.slot.location.slug
     location = location_or_404(slug)
-    page = slot_page(
-        location,
-        first_day_from_query(location),
-        {"endpoint": "booking.reschedule", "reference": reference, "token": token},
+    page = slot_page_from_query(
+        location, {"endpoint": "booking.reschedule", "reference": reference, "token": token}
     )
     return render_template(
         "booking/reschedule_choose.html",

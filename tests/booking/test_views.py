@@ -440,3 +440,14 @@ def test_manage_page_keeps_the_token_it_was_opened_with(client: FlaskClient) -> 
         html = client.get(manage_path(appt, token)).get_data(as_text=True)
     tokens = set(re.findall(rf"/manage/{appt.reference}/([^/\"?<]+)", html))
     assert tokens == {token}
+
+
+def test_slot_page_skips_ahead_to_the_first_free_day(client: FlaskClient) -> None:
+    slot = make_slot(days_ahead=40)
+    html = client.get(f"/book/{slot.location.slug}").get_data(as_text=True)
+    assert f"/book/{slot.location.slug}/{slot.id}" in html
+    assert "Earlier dates" in html
+    # An explicit date is shown as asked, even when empty.
+    today = utcnow().astimezone(CHICAGO).date()
+    empty = client.get(f"/book/{slot.location.slug}?from={today}").get_data(as_text=True)
+    assert "No free times in these dates" in empty
