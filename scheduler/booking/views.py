@@ -152,6 +152,7 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
     if request.method == "GET":
         form.slot_id.data = slot.id
     problem = None
+    slot_unavailable = False
     if form.validate_on_submit():
         chosen = slot_or_404(form.slot_id.data, location)
         try:
@@ -164,11 +165,10 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
         except IdempotencyKeyReused:
             problem = (
                 "This form was already sent once. To change that booking, use the link in its "
-                "confirmation; to book again, reload this page."
+                "confirmation; to book someone else, start again from the list of times."
             )
         except BookingError as exc:
-            problem = str(exc)
-            slot = chosen
+            problem, slot, slot_unavailable = str(exc), chosen, True
         else:
             return redirect(
                 url_for(
@@ -183,9 +183,12 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
         slot.remaining == 0 or not current_booking_window().contains(slot.starts_at)
     ):
         problem = "This time is no longer available. Please choose another time."
-    alternatives = alternatives_near(location, slot.starts_at) if problem else []
-    if problem:
-        alternatives = [s for s in alternatives if s.id != slot.id]
+        slot_unavailable = True
+    alternatives = (
+        [s for s in alternatives_near(location, slot.starts_at) if s.id != slot.id]
+        if slot_unavailable
+        else []
+    )
     page = render_template(
         "booking/book.html",
         location=location,
