@@ -38,12 +38,30 @@ def engine_options(
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         return {"connect_args": {"timeout": 30}}
-    return {
+    options: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": max_overflow,
         "pool_pre_ping": pre_ping,
         "pool_recycle": 3600,
     }
+    if backend == "postgresql":
+        # Timestamps come back in UTC whatever the server's zone: an instant in
+        # the repeated autumn hour is then never confused with its twin.
+        options["connect_args"] = {"options": "-c timezone=UTC"}
+    return options
+
+
+def sqlite_file_of(engine: Engine) -> str | None:
+    """The database file of a SQLite engine (also for ``file:`` URIs), None for memory or others."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database or ""
+    if engine.url.query.get("mode") == "memory":
+        return None
+    if database.startswith("file:"):
+        path, _, query = database.removeprefix("file:").partition("?")
+        return None if "mode=memory" in query or not path else path
+    return None if database in ("", ":memory:") else database
 
 
 @contextmanager
@@ -56,12 +74,14 @@ def serialized_writes() -> Iterator[None]:
     writer as soon as the last one is done, across threads and processes.
     PostgreSQL needs none of this: its row locks queue writers already.
     """
-    engine = db.engine
-    path = engine.url.database
-    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+    path = sqlite_file_of(db.engine)
+    try:
+        fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600) if path else None
+    except OSError:
+        fd = None  # a read-only folder: SQLite's own locking still keeps writes safe
+    if fd is None:
         yield
         return
-    fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -10,12 +9,10 @@ import phonenumbers
 from flask import Flask, current_app
 
 
-@functools.lru_cache(maxsize=65536)
 def local_isoformat(instant: datetime, tz_name: str) -> str:
     """ISO 8601 with the local offset, e.g. 2026-12-01T09:00:00-06:00.
 
-    A naive instant is UTC (as SQLite returns it). Cached: the same slot
-    times are listed again and again.
+    A naive instant is UTC (as SQLite returns it).
     """
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)

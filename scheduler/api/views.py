@@ -96,22 +96,22 @@ def slots(slug: str) -> ResponseReturnValue:
     return current_app.response_class(body, mimetype="application/json")
 
 
-# Slot id -> (time zone, the slot's JSON up to its "remaining" value).
-_slot_json_heads: dict[int, tuple[str, str]] = {}
+# Slot id -> (start, end, time zone, the slot's JSON up to its "remaining" value).
+_slot_json_heads: dict[int, tuple[datetime, datetime, str, str]] = {}
 _SLOT_JSON_HEADS_MAX = 100_000
 
 
 def _slot_json_head(slot_id: int, starts_at: datetime, ends_at: datetime, tz_name: str) -> str:
     """A slot's JSON up to its ``remaining`` value, the one part that changes.
 
-    The listing is the API's hottest call. A slot's id, times and zone never
-    change (slots are never moved, and ids are never reused), so each slot is
-    encoded once per process, looked up by its integer id, and only
-    ``remaining`` is appended per request.
+    The listing is the API's hottest call: each slot is encoded once per
+    process and only ``remaining`` is appended per request. The entry is
+    found by id (an int: cheap) and checked against the row's own times and
+    zone, so a reused id or a restored database can never serve stale times.
     """
     cached = _slot_json_heads.get(slot_id)
-    if cached is not None and cached[0] == tz_name:
-        return cached[1]
+    if cached is not None and cached[:3] == (starts_at, ends_at, tz_name):
+        return cached[3]
     encoded = json.dumps(
         {
             "id": slot_id,
@@ -124,7 +124,7 @@ def _slot_json_head(slot_id: int, starts_at: datetime, ends_at: datetime, tz_nam
     head = encoded.removesuffix("0}")
     if len(_slot_json_heads) >= _SLOT_JSON_HEADS_MAX:
         _slot_json_heads.clear()
-    _slot_json_heads[slot_id] = (tz_name, head)
+    _slot_json_heads[slot_id] = (starts_at, ends_at, tz_name, head)
     return head
 
 

@@ -201,8 +201,8 @@ _OPEN_SLOT_FILTER = (
     Slot.is_blocked.is_(False),
 )
 _OPEN_SLOTS = select(Slot).where(*_OPEN_SLOT_FILTER).order_by(Slot.starts_at)
-# Times come out as stored (naive UTC on SQLite) for display.local_isoformat,
-# which caches their formatting.
+# Times come out as stored (naive UTC on SQLite), unconverted: the listing
+# formats each slot once and caches it (api.views._slot_json_head).
 _OPEN_SLOT_ROWS = (
     select(
         Slot.id,

@@ -29,18 +29,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        return None if value is None else utc_from_db(value)
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return utc_from_naive(value)
+        return value.astimezone(UTC)
 
 
 @functools.lru_cache(maxsize=65536)
-def utc_from_db(value: datetime) -> datetime:
-    """A stored timestamp as an aware UTC datetime (naive values are UTC by construction).
+def utc_from_naive(value: datetime) -> datetime:
+    """A naive stored timestamp (UTC by construction, as SQLite keeps it) made aware.
 
-    Cached: slot times repeat in every listing, and this runs once per value read.
+    Cached: slot times repeat in every listing. Only naive values are cached:
+    aware ones that differ only in ``fold`` compare equal and would collide.
     """
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return value.replace(tzinfo=UTC)
 
 
 def utcnow() -> datetime:

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -11,7 +12,14 @@ from sqlalchemy import func, select
 from scheduler.booking.operations import cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient, Slot, utcnow
-from tests.factories import api_booking, days_from_today, make_appointment, make_slot, seeded_clinic
+from tests.factories import (
+    CHICAGO,
+    api_booking,
+    days_from_today,
+    make_appointment,
+    make_slot,
+    seeded_clinic,
+)
 
 
 def post_json(client: FlaskClient, body: object, **kwargs: object):
@@ -306,3 +314,30 @@ def test_slot_ids_are_never_reused(app: Flask) -> None:
     db.session.commit()
     again = make_slot(location, days_ahead=4)
     assert again.id > first.id
+
+
+def test_the_repeated_autumn_hour_keeps_its_two_instants(client: FlaskClient) -> None:
+    """01:30 CDT and 01:30 CST on 2027-11-07 are different slots, an hour apart."""
+    location = make_slot(days_ahead=3).location
+    first = datetime(2027, 11, 7, 6, 30, tzinfo=UTC)  # 01:30 CDT
+    second = datetime(2027, 11, 7, 7, 30, tzinfo=UTC)  # 01:30 CST
+    with time_machine.travel(datetime(2027, 11, 5, 12, tzinfo=UTC), tick=False):
+        ids = [make_slot(location, starts_at=t).id for t in (first, second)]
+        db.session.expire_all()
+        assert [db.session.get(Slot, i).starts_at for i in ids] == [first, second]
+        url = f"/api/v1/locations/{location.slug}/slots?from=2027-11-07&to=2027-11-07"
+        starts = [s["start"] for s in client.get(url).get_json()["slots"]]
+    assert starts == ["2027-11-07T01:30:00-05:00", "2027-11-07T01:30:00-06:00"]
+
+
+def test_listing_never_serves_stale_times_for_a_reused_id(client: FlaskClient) -> None:
+    slot = make_slot(days_ahead=3)
+    url = f"/api/v1/locations/{slot.location.slug}/slots"
+    before = client.get(url).get_json()["slots"][0]["start"]
+    # What a restored database or a reused id looks like to a running process.
+    slot.starts_at += timedelta(days=1)
+    slot.ends_at += timedelta(days=1)
+    db.session.commit()
+    after = client.get(url).get_json()["slots"][0]["start"]
+    assert after != before
+    assert after == slot.starts_at.astimezone(CHICAGO).isoformat()
