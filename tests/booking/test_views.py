@@ -117,6 +117,7 @@ def test_booking_through_the_form(client: FlaskClient) -> None:
     assert "Reply STOP" in patient.sms_consent_text
     assert appt.conservative_treatment == "not_sure"
     assert page.headers["Cache-Control"] == "no-store"
+    assert page.headers["X-Robots-Tag"] == "noindex, nofollow"
 
 
 def test_spanish_speakers_get_spanish_instructions(client: FlaskClient) -> None:
