@@ -8,13 +8,14 @@ from sqlalchemy import delete, func, select
 
 from scheduler.availability.operations import (
     OUTSIDE_HOURS,
+    SyncResult,
     open_slots,
     roll_slots_forward,
     sync_slots,
 )
 from scheduler.booking.operations import cancel_appointment
 from scheduler.extensions import db
-from scheduler.models import Appointment, ScheduleException, Slot, utcnow
+from scheduler.models import Appointment, Location, ScheduleException, Slot, utcnow
 from tests.factories import (
     CHICAGO,
     add_weekly_hours,
@@ -25,6 +26,15 @@ from tests.factories import (
 )
 
 WEEK = (date(2027, 1, 4), date(2027, 1, 10))  # Mon 4 .. Sun 10 January 2027
+
+
+def close_day_and_sync(location: Location, day: date) -> SyncResult:
+    db.session.add(ScheduleException(location=location, day=day, kind="closed"))
+    db.session.commit()
+    db.session.refresh(location)
+    result = sync_slots(location, *WEEK)
+    db.session.commit()
+    return result
 
 
 def slot_count(location_id: int) -> int:
@@ -63,11 +73,7 @@ def test_closure_removes_free_slots_and_reports_booked_ones(app: Flask) -> None:
         select(Slot).where(Slot.starts_at == local_instant(date(2027, 1, 5), time(9)))
     )
     booked.booked_count = 1
-    db.session.add(ScheduleException(location=location, day=date(2027, 1, 5), kind="closed"))
-    db.session.commit()
-    db.session.refresh(location)
-    result = sync_slots(location, *WEEK)
-    db.session.commit()
+    result = close_day_and_sync(location, date(2027, 1, 5))
     assert result.removed == 17
     assert [s.id for s in result.orphaned] == [booked.id]
     assert slot_count(location.id) == 4 * 18 + 1
@@ -122,11 +128,7 @@ def test_closing_a_day_keeps_slots_that_appointments_point_at_and_blocks_them(ap
     with time_machine.travel(datetime(2027, 1, 1, 12, tzinfo=UTC)):
         kept = make_appointment(slot)
         cancel_appointment(make_appointment(slot, first_name="Luz"), actor="patient")
-    db.session.add(ScheduleException(location=location, day=date(2027, 1, 5), kind="closed"))
-    db.session.commit()
-    db.session.refresh(location)
-    result = sync_slots(location, *WEEK)
-    db.session.commit()
+    result = close_day_and_sync(location, date(2027, 1, 5))
     assert result.removed == 17
     assert [s.id for s in result.orphaned] == [slot.id]
     db.session.refresh(slot)
