@@ -7,6 +7,7 @@ answers at TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postg
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -32,7 +33,9 @@ def pg_admin_engine() -> sa.Engine:
     return sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
 
+@functools.cache
 def pg_unreachable_reason() -> str | None:
+    """Asked once per test session, not once per PostgreSQL test."""
     try:
         engine = pg_admin_engine()
         with engine.connect() as conn:

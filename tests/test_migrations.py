@@ -12,10 +12,16 @@ from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
 from scheduler.extensions import db
-from tests.conftest import create_pg_database, drop_pg_database, make_app, pg_unreachable_reason
+from tests.conftest import (
+    DB_KINDS,
+    create_pg_database,
+    drop_pg_database,
+    make_app,
+    pg_unreachable_reason,
+)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DB_KINDS)
 def blank_database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'blank.sqlite3'}"
