@@ -74,13 +74,11 @@ def slot_page_from_query(location: Location, url_for_slot: dict[str, str]) -> Sl
     page = slot_page(location, first_day_from_query(location), url_for_slot)
     if page.days or "from" in request.args:
         return page
-    start, _ = local_day_bounds(page.first_day, location_tz(location))
-    later = next_open_slot(location, start)
+    tz = location_tz(location)
+    later = next_open_slot(location, local_day_bounds(page.first_day, tz)[0])
     if later is None:
         return page
-    return slot_page(
-        location, later.starts_at.astimezone(location_tz(location)).date(), url_for_slot
-    )
+    return slot_page(location, later.starts_at.astimezone(tz).date(), url_for_slot)
 
 
 def first_day_from_query(location: Location) -> date:
