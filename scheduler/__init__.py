@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from scheduler import api, booking, health
+from scheduler import api, booking, health, sms
 from scheduler.cli import register_commands
 from scheduler.config import DEFAULTS, instance_secret_key, settings_from_env, sqlite_url_in
 from scheduler.database import engine_options
@@ -17,6 +17,7 @@ from scheduler.display import register_filters
 from scheduler.errors import register_error_handlers
 from scheduler.extensions import csrf, db, limiter, migrate
 from scheduler.security import register_security
+from scheduler.sms.backends import check_sms_settings
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -74,11 +75,14 @@ def finish_config(app: Flask) -> None:
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = instance_secret_key(app.instance_path)
     config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
+    check_sms_settings(config)
 
 
 def register_blueprints(app: Flask) -> None:
     app.register_blueprint(booking.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(sms.bp)
     csrf.exempt(api.bp)
+    csrf.exempt(sms.bp)  # Twilio signs its webhooks; the signature is checked instead
     limiter.exempt(health.bp)

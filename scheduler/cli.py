@@ -1,6 +1,8 @@
-"""Commands: flask --app wsgi seed | slots roll | scheduler."""
+"""Commands: flask --app wsgi seed | slots roll | sms dispatch | scheduler."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import click
 from flask import Flask, current_app
@@ -9,6 +11,7 @@ from flask.cli import with_appcontext
 from scheduler.availability.operations import roll_slots_forward
 from scheduler.jobs import run_scheduler
 from scheduler.seed import seed_clinic
+from scheduler.sms.dispatch import Dispatcher
 
 
 @click.command("seed")
@@ -39,6 +42,41 @@ def roll_command() -> None:
         )
 
 
+@click.group("sms")
+def sms_group() -> None:
+    """Text messages."""
+
+
+@sms_group.command("dispatch")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO-8601",
+    help="Send what is due as of this moment (with a zone, e.g. 2026-12-01T14:00:00Z).",
+)
+@with_appcontext
+def dispatch_command(now_text: str | None) -> None:
+    """Send the texts that are due once, then exit (for cron, operations and tests)."""
+    now = parse_instant(now_text) if now_text else None
+    with Dispatcher(current_app._get_current_object()) as dispatcher:  # type: ignore[attr-defined]
+        report = dispatcher.dispatch_due(now)
+    click.echo(
+        f"claimed {report.claimed}, sent {report.sent}, retrying {report.retrying}, "
+        f"failed {report.failed}, suppressed {report.suppressed}, "
+        f"taken back {report.taken_back}"
+    )
+
+
+def parse_instant(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO-8601 date and time") from None
+    if instant.tzinfo is None:
+        raise click.BadParameter("give a time zone, e.g. 2026-12-01T08:00:00-06:00 or ...Z")
+    return instant.astimezone(UTC)
+
+
 @click.command("scheduler")
 @with_appcontext
 def scheduler_command() -> None:
@@ -50,3 +88,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(slots_group)
     app.cli.add_command(scheduler_command)
+    app.cli.add_command(sms_group)

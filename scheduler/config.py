@@ -54,8 +54,42 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_MAX_OVERFLOW": 20,
     # Test each pooled connection before use (one more round trip per request).
     "DATABASE_POOL_PRE_PING": False,
-    # Daily slot roll-forward in the `flask scheduler` process (Central time).
+    # Daily slot roll-forward and purge in the `flask scheduler` process (Central time).
     "SCHEDULER_DAILY_HOUR": 2,
+    # Text messages. console prints them (no credentials); twilio sends them.
+    "SMS_BACKEND": "console",
+    "TWILIO_ACCOUNT_SID": None,
+    "TWILIO_AUTH_TOKEN": None,
+    # One of these two is the sender.
+    "TWILIO_FROM_NUMBER": None,
+    "TWILIO_MESSAGING_SERVICE_SID": None,
+    # A Twilio-compatible server instead of https://api.twilio.com (staging, tests).
+    "TWILIO_API_BASE_URL": None,
+    # Local time of the patient's location; a text due outside waits for the start.
+    "SMS_SENDING_HOURS": "08:00-21:00",
+    # The dispatcher looks for due texts this often (and at once when one is queued).
+    "SMS_DISPATCH_INTERVAL_SECONDS": 15,
+    # Texts claimed per round, and sent at once (also the HTTP connection pool size).
+    "SMS_BATCH_SIZE": 200,
+    "SMS_SEND_CONCURRENCY": 32,
+    # A claimed text not finished by then is taken back by any dispatcher.
+    "SMS_CLAIM_LEASE_SECONDS": 300,
+    "SMS_CONNECT_TIMEOUT_SECONDS": 5.0,
+    "SMS_READ_TIMEOUT_SECONDS": 15.0,
+    # Attempts per text before it is marked failed, and the backoff between them.
+    "SMS_MAX_ATTEMPTS": 6,
+    "SMS_RETRY_BASE_SECONDS": 30.0,
+    "SMS_RETRY_MAX_SECONDS": 1800.0,
+    # A text due at booking time behind the confirmation (late instructions) waits this long,
+    # so it never arrives before the confirmation.
+    "SMS_FOLLOW_UP_DELAY_SECONDS": 60,
+    # Ask Twilio for delivery callbacks at PUBLIC_BASE_URL/sms/status.
+    "SMS_STATUS_CALLBACKS": True,
+    # Twilio's default opt-out handling answers STOP and START itself; set True
+    # if Advanced Opt-Out is turned off, so the service answers them.
+    "SMS_ANSWER_OPT_OUT_WORDS": False,
+    # Texts, attempts and replies older than this are deleted by the daily job.
+    "SMS_RETENTION_DAYS": 365,
 }
 
 

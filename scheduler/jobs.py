@@ -2,23 +2,40 @@
 
 It never runs inside web workers: with several gunicorn workers (or the
 reloader) each would run every job. Jobs live in the default memory job
-store (a persistent store must not be shared between processes), and each
-job is idempotent, so running two of these processes is safe.
+store (a persistent job store must never be shared between processes), and
+every job is safe to run in several processes at once: texts are claimed
+atomically, slot roll-forward and purge are idempotent.
+
+Besides the interval, a watcher wakes the dispatcher as soon as a text is
+queued: PostgreSQL LISTEN/NOTIFY, or SQLite's data_version on the same file.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import sqlite3
+import threading
 from collections.abc import Callable
+from datetime import datetime
 
+import psycopg
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
-from flask import Flask
+from apscheduler.triggers.interval import IntervalTrigger
+from flask import Flask, current_app
+from sqlalchemy.engine import make_url
 
 from scheduler.availability.operations import roll_slots_forward
+from scheduler.database import sqlite_file_of
+from scheduler.extensions import db
+from scheduler.models import utcnow
+from scheduler.sms.dispatch import Dispatcher, purge_old_messages
+from scheduler.sms.outbox import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
+DISPATCH_JOB = "sms_dispatch"
 
 
 def in_app_context(app: Flask, job: Callable[[], object]) -> Callable[[], None]:
@@ -28,38 +45,138 @@ def in_app_context(app: Flask, job: Callable[[], object]) -> Callable[[], None]:
             try:
                 job()
             except Exception:
-                log.exception("job %s failed", job.__name__)
+                log.exception("job %s failed", getattr(job, "__name__", job))
                 raise
 
     return run
 
 
-def roll_slots_job() -> None:
+def daily_job() -> None:
     results = roll_slots_forward()
-    log.info(
-        "slots rolled forward: %s",
-        {slug: r.created for slug, r in results.items()},
-    )
+    log.info("slots rolled forward: %s", {slug: r.created for slug, r in results.items()})
+    purged = purge_old_messages(utcnow(), current_app.config["SMS_RETENTION_DAYS"])
+    log.info("purged %d texts past retention", purged)
 
 
-def build_scheduler(app: Flask) -> BlockingScheduler:
+class DispatchJob:
+    """The dispatcher as a job that a wake-up during a run makes run once more."""
+
+    def __init__(self, app: Flask, dispatcher: Dispatcher) -> None:
+        self.app = app
+        self.dispatcher = dispatcher
+        self.again = threading.Event()
+        self.running = threading.Event()
+        self.__name__ = DISPATCH_JOB
+
+    def __call__(self) -> None:
+        self.running.set()
+        try:
+            with self.app.app_context():
+                while True:
+                    self.again.clear()
+                    report = self.dispatcher.dispatch_due()
+                    if report.claimed or report.taken_back:
+                        log.info("dispatch: %s", report)
+                    if not self.again.is_set():
+                        break
+        except Exception:
+            log.exception("dispatch failed")
+        finally:
+            self.running.clear()
+
+    def wake(self, scheduler: BaseScheduler) -> None:
+        self.again.set()
+        if not self.running.is_set():
+            scheduler.modify_job(DISPATCH_JOB, next_run_time=datetime.now(scheduler.timezone))
+
+
+def build_scheduler(app: Flask, dispatcher: Dispatcher) -> tuple[BlockingScheduler, DispatchJob]:
     scheduler = BlockingScheduler(timezone=app.config["DISPLAY_TIMEZONE"])
+    dispatch = DispatchJob(app, dispatcher)
     scheduler.add_job(
-        in_app_context(app, roll_slots_job),
+        dispatch,
+        IntervalTrigger(seconds=app.config["SMS_DISPATCH_INTERVAL_SECONDS"]),
+        id=DISPATCH_JOB,
+        next_run_time=datetime.now(scheduler.timezone),
+        # Each run sends everything due, so one catch-up run is enough (coalesce);
+        # a slow run is never overlapped here (other processes are safe by claims);
+        # a late run is always worth running.
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=None,
+    )
+    scheduler.add_job(
+        in_app_context(app, daily_job),
         CronTrigger(hour=app.config["SCHEDULER_DAILY_HOUR"], minute=5),
-        id="roll_slots",
+        id="daily",
         # One run is enough after downtime; never two at once; a run missed by
-        # up to an hour still happens.
+        # up to an hour still happens (the next day's run covers the rest).
         coalesce=True,
         max_instances=1,
         misfire_grace_time=3600,
     )
-    return scheduler
+    return scheduler, dispatch
+
+
+def watch_outbox(app: Flask, wake: Callable[[], None], stop: threading.Event) -> None:
+    """Call ``wake`` soon after another process queues texts; returns when ``stop`` is set."""
+    with app.app_context():
+        url = make_url(app.config["DATABASE_URL"])
+        sqlite_path = sqlite_file_of(db.engine)
+    if url.get_backend_name() == "postgresql":
+        _listen_postgresql(url.set(drivername="postgresql"), wake, stop)
+    elif sqlite_path:
+        _poll_sqlite(sqlite_path, wake, stop)
+
+
+def _listen_postgresql(url: object, wake: Callable[[], None], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            conninfo = url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+            with psycopg.connect(conninfo, autocommit=True) as conn:
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                while not stop.is_set():
+                    if any(True for _ in conn.notifies(timeout=2.0, stop_after=1)):
+                        wake()
+        except psycopg.Error:
+            log.warning("outbox watcher lost its connection; retrying in 5 s", exc_info=True)
+            stop.wait(5)
+
+
+def _poll_sqlite(path: str, wake: Callable[[], None], stop: threading.Event) -> None:
+    """SQLite's data_version changes when another connection commits to the file."""
+    conn = sqlite3.connect(path, check_same_thread=False)
+    try:
+        seen = conn.execute("PRAGMA data_version").fetchone()[0]
+        while not stop.wait(0.5):
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != seen:
+                seen = version
+                wake()
+    finally:
+        conn.close()
 
 
 def run_scheduler(app: Flask) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    in_app_context(app, roll_slots_job)()
-    scheduler = build_scheduler(app)
-    log.info("scheduler started with jobs: %s", [job.id for job in scheduler.get_jobs()])
-    scheduler.start()
+    in_app_context(app, daily_job)()
+    dispatcher = Dispatcher(app)
+    scheduler, dispatch = build_scheduler(app, dispatcher)
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=watch_outbox,
+        args=(app, lambda: dispatch.wake(scheduler), stop),
+        name="outbox-watcher",
+        daemon=True,
+    )
+    watcher.start()
+    log.info(
+        "scheduler started (SMS backend %s) with jobs: %s",
+        app.config["SMS_BACKEND"],
+        [job.id for job in scheduler.get_jobs()],
+    )
+    try:
+        scheduler.start()
+    finally:
+        stop.set()
+        dispatcher.close()

@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from scheduler.content import CONTENT_KEYS, LANGUAGES, default_text
 from scheduler.extensions import db
-from scheduler.models import ContentBlock, Location, OpeningRule
+from scheduler.models import ContentBlock, Location, MessageSchedule, OpeningRule
+from scheduler.sms.outbox import DEFAULT_SCHEDULES
 
 PLACEHOLDER_ADDRESS = "Street address to be confirmed (placeholder: staff, please edit)"
 
@@ -79,5 +80,12 @@ def seed_clinic(clinic_phone: str) -> list[str]:
                     ContentBlock(key=key, language=language, body=default_text(key, language))
                 )
                 done.append(f"text {key} ({language})")
+    for kind, hours_before, send_if_late in DEFAULT_SCHEDULES:
+        exists = db.session.scalar(select(MessageSchedule.id).where(MessageSchedule.kind == kind))
+        if exists is None:
+            db.session.add(
+                MessageSchedule(kind=kind, hours_before=hours_before, send_if_late=send_if_late)
+            )
+            done.append(f"text schedule {kind} ({hours_before} h before)")
     db.session.commit()
     return done

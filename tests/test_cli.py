@@ -3,9 +3,11 @@ from __future__ import annotations
 from flask import Flask
 from sqlalchemy import func, select
 
+from scheduler.content import CONTENT_KEYS
 from scheduler.extensions import db
 from scheduler.jobs import build_scheduler
 from scheduler.models import ContentBlock, Location, OpeningRule, Slot
+from scheduler.sms.dispatch import Dispatcher
 
 
 def snapshot() -> dict[str, object]:
@@ -28,7 +30,7 @@ def test_seed_creates_the_clinic_and_twice_changes_nothing(app: Flask, runner) -
     assert all("placeholder" in loc[3] for loc in first["locations"])
     assert all(loc[4] == "+12109208945" for loc in first["locations"])
     assert first["rules"] == 15  # Mon-Fri at three locations
-    assert first["texts"] == 2  # instructions in English and Spanish
+    assert first["texts"] == 2 * len(CONTENT_KEYS)  # every text in English and Spanish
     assert first["slots"] > 3 * 50 * 18  # about 90 days of weekdays
     again = runner.invoke(args=["seed"])
     assert again.exit_code == 0
@@ -53,11 +55,17 @@ def test_slots_roll_reports_per_location(app: Flask, runner) -> None:
     assert "kerrville: 0 added, 0 removed" in result.output
 
 
-def test_scheduler_runs_the_daily_roll_job_with_deliberate_settings(app: Flask) -> None:
-    scheduler = build_scheduler(app)
-    [job] = scheduler.get_jobs()
-    assert job.id == "roll_slots"
-    assert job.coalesce is True
-    assert job.max_instances == 1
-    assert job.misfire_grace_time == 3600
+def test_scheduler_jobs_have_deliberate_settings(app: Flask) -> None:
+    with Dispatcher(app) as dispatcher:
+        scheduler, _ = build_scheduler(app, dispatcher)
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert set(jobs) == {"sms_dispatch", "daily"}
+    dispatch, daily = jobs["sms_dispatch"], jobs["daily"]
+    assert dispatch.trigger.interval.total_seconds() == app.config["SMS_DISPATCH_INTERVAL_SECONDS"]
+    assert (dispatch.coalesce, dispatch.max_instances, dispatch.misfire_grace_time) == (
+        True,
+        1,
+        None,
+    )
+    assert (daily.coalesce, daily.max_instances, daily.misfire_grace_time) == (True, 1, 3600)
     assert str(scheduler.timezone) == "America/Chicago"

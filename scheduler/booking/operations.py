@@ -33,6 +33,11 @@ from scheduler.models import (
     Slot,
     utcnow,
 )
+from scheduler.sms.outbox import (
+    cancel_pending_texts,
+    queue_appointment_texts,
+    queue_cancellation_text,
+)
 
 # No 0/O, 1/I/L, U/V, 2/Z or 5/S look-alikes: easy to read aloud and type.
 REFERENCE_ALPHABET = "346789ACDEFGHJKMNPQRTWXY"
@@ -238,6 +243,7 @@ def _try_booking(request: BookingRequest, now: datetime) -> Appointment | None:
         idempotency_fingerprint=(request_fingerprint(request) if request.idempotency_key else None),
     )
     _record(appt, None, actor=request.source)
+    queue_appointment_texts(appt, now)
     try:
         db.session.commit()
     except IntegrityError:
@@ -293,6 +299,7 @@ def cancel_appointment(appt: Appointment, actor: str, now: datetime | None = Non
         _release_place(appt.slot_id)
         db.session.refresh(appt)
         _record(appt, old_status, actor=actor)
+        queue_cancellation_text(appt, now)
         db.session.commit()
     return appt
 
@@ -339,6 +346,8 @@ def _move(old: Appointment, new_slot_id: int, actor: str, now: datetime) -> Appo
     )
     _record(old, old_status, actor=actor, note=f"moved to {new.reference}")
     _record(new, None, actor=actor, note=f"moved from {old.reference}")
+    cancel_pending_texts(old.id, "appointment_rescheduled", now)
+    queue_appointment_texts(new, now)
     try:
         db.session.commit()
     except IntegrityError:

@@ -127,6 +127,21 @@ def index() -> str:
     return render_template("booking/index.html", locations=active_locations())
 
 
+@bp.get("/locations/<slug>/before-your-visit")
+def instructions(slug: str) -> str:
+    """The full pre-consult instructions the reminder texts link to; no patient data here."""
+    location = location_or_404(slug)
+    language = "es" if request.args.get("lang") == "es" else "en"
+    heading = "Antes de su consulta" if language == "es" else "Before your consultation"
+    return render_template(
+        "booking/instructions.html",
+        location=location,
+        language=language,
+        heading=heading,
+        instructions=lines_of(content_for("preconsult_instructions", location, language)),
+    )
+
+
 @bp.get("/book/<slug>")
 def choose_slot(slug: str) -> str:
     location = location_or_404(slug)

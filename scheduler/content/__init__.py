@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy import select
@@ -11,7 +12,21 @@ from scheduler.models import ContentBlock, Location
 
 CONTENT_DIR = Path(__file__).parent
 LANGUAGES = ("en", "es")
-CONTENT_KEYS = ("preconsult_instructions",)
+SMS_TEMPLATE_KEYS = (
+    "sms_confirmation",
+    "sms_rescheduled",
+    "sms_instructions",
+    "sms_reminder",
+    "sms_cancellation",
+    "sms_help_reply",
+    "sms_other_reply",
+    "sms_confirmed_reply",
+    "sms_reschedule_reply",
+    "sms_no_appointment_reply",
+    "sms_opt_out_reply",
+    "sms_opt_in_reply",
+)
+CONTENT_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
 
 
 def default_text(key: str, language: str) -> str:
@@ -20,16 +35,24 @@ def default_text(key: str, language: str) -> str:
 
 def content_for(key: str, location: Location | None, language: str) -> str:
     """The location's own text if staff wrote one, else the clinic-wide text."""
+    return contents_for((key,), location, language)[key]
+
+
+def contents_for(keys: Iterable[str], location: Location | None, language: str) -> dict[str, str]:
+    """Several texts in one query: per key, the location's own, else the clinic-wide one."""
+    keys = tuple(keys)
     scope = ContentBlock.location_id.is_(None)
     if location is not None:
         scope = scope | (ContentBlock.location_id == location.id)
-    rows = db.session.scalars(
-        select(ContentBlock).where(
-            ContentBlock.key == key, ContentBlock.language == language, scope
+    rows = db.session.execute(
+        select(ContentBlock.key, ContentBlock.location_id, ContentBlock.body).where(
+            ContentBlock.key.in_(keys), ContentBlock.language == language, scope
         )
     ).all()
-    chosen = [r for r in rows if r.location_id is not None] or rows
-    return chosen[0].body if chosen else default_text(key, language)
+    found: dict[str, str] = {}
+    for key, _location_id, body in sorted(rows, key=lambda row: row.location_id is not None):
+        found[key] = body  # location rows sort last and win
+    return {key: found.get(key) or default_text(key, language) for key in keys}
 
 
 def lines_of(text: str) -> list[str]:

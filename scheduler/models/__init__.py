@@ -10,18 +10,36 @@ from scheduler.models.appointments import (
 )
 from scheduler.models.content import ContentBlock
 from scheduler.models.locations import Location, OpeningRule, ScheduleException, Slot
+from scheduler.models.messages import (
+    STATUS_RANK,
+    InboundMessage,
+    MessageAttempt,
+    MessageKind,
+    MessageSchedule,
+    MessageStatus,
+    OutboundMessage,
+    PhoneNumberState,
+)
 from scheduler.models.types import UTCDateTime, utcnow
 
 __all__ = [
     "CHANGEABLE",
     "HOLDS_SLOT",
+    "STATUS_RANK",
     "Appointment",
     "AppointmentEvent",
     "AppointmentStatus",
     "ContentBlock",
+    "InboundMessage",
     "Location",
+    "MessageAttempt",
+    "MessageKind",
+    "MessageSchedule",
+    "MessageStatus",
     "OpeningRule",
+    "OutboundMessage",
     "Patient",
+    "PhoneNumberState",
     "ScheduleException",
     "Slot",
     "UTCDateTime",

@@ -1,0 +1,170 @@
+"""Text messages: the outbox, its send attempts, what patients reply, and per-number state."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from scheduler.extensions import db
+from scheduler.models.appointments import Appointment
+from scheduler.models.types import UTCDateTime, utcnow
+
+
+class MessageStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a dispatcher; its lease says until when
+    SENT = "sent"  # accepted by the provider
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"  # not sent on purpose: opted out, visit passed, ...
+    CANCELLED = "cancelled"  # the appointment changed, so the text no longer applies
+
+
+# A status never moves to one of a lower rank (late or repeated callbacks).
+STATUS_RANK = {
+    MessageStatus.PENDING: 0,
+    MessageStatus.SENDING: 1,
+    MessageStatus.SENT: 2,
+    MessageStatus.DELIVERED: 3,
+    MessageStatus.UNDELIVERED: 3,
+    MessageStatus.FAILED: 3,
+    MessageStatus.SUPPRESSED: 3,
+    MessageStatus.CANCELLED: 3,
+}
+
+
+class MessageKind(enum.StrEnum):
+    CONFIRMATION = "confirmation"
+    RESCHEDULED = "rescheduled"  # the confirmation of an appointment moved from another
+    INSTRUCTIONS = "instructions"
+    REMINDER = "reminder"
+    CANCELLATION = "cancellation"
+
+
+class MessageSchedule(db.Model):
+    """When a timed text goes out: so many hours before the visit (the cadence, as data).
+
+    ``send_if_late``: a booking made after the moment still gets the text at
+    once (the instructions); otherwise the text is skipped (a 24-hour reminder
+    is pointless right after the confirmation).
+    """
+
+    __tablename__ = "message_schedules"
+    __table_args__ = (CheckConstraint("hours_before > 0", name="positive_hours_before"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), unique=True)
+    hours_before: Mapped[int] = mapped_column(Integer)
+    send_if_late: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class OutboundMessage(db.Model):
+    """One text in the outbox, written in the same transaction as the change that causes it."""
+
+    __tablename__ = "outbound_messages"
+    __table_args__ = (
+        UniqueConstraint("appointment_id", "kind"),
+        Index("ix_outbound_messages_status_due_at", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    kind: Mapped[str] = mapped_column(String(20))
+    to_phone: Mapped[str] = mapped_column(String(20), index=True)
+    language: Mapped[str] = mapped_column(String(2))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(12), default=MessageStatus.PENDING)
+    # Why a text was suppressed, cancelled or failed: opted_out, visit_passed, ...
+    status_reason: Mapped[str | None] = mapped_column(String(40))
+    # The next moment it may go out: always inside sending hours.
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Never sent at or after this (the visit's start).
+    send_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # An attempt ended without knowing whether the provider took the text.
+    possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    claimed_by: Mapped[str | None] = mapped_column(String(80))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    error_message: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    appointment: Mapped[Appointment] = relationship()
+    attempt_log: Mapped[list[MessageAttempt]] = relationship(
+        back_populates="message", order_by="MessageAttempt.id", passive_deletes=True
+    )
+
+
+class MessageAttempt(db.Model):
+    """One try at handing a text to the provider, whatever came of it."""
+
+    __tablename__ = "message_attempts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("outbound_messages.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str] = mapped_column(String(80))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # sent, retry, ambiguous, failed, suppressed, lease_expired
+    outcome: Mapped[str] = mapped_column(String(20))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(String(255), default="")
+
+    message: Mapped[OutboundMessage] = relationship(back_populates="attempt_log")
+
+
+class PhoneNumberState(db.Model):
+    """What we know about a number: opted out (STOP) or unreachable (for staff to fix)."""
+
+    __tablename__ = "phone_number_states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(String(20), unique=True)  # E.164
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opted_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    unreachable_code: Mapped[int | None] = mapped_column(Integer)
+    unreachable_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    @property
+    def is_opted_out(self) -> bool:
+        return self.opted_out_at is not None
+
+
+class InboundMessage(db.Model):
+    """A text a patient sent us; the provider's MessageSid makes a retried webhook count once."""
+
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_sid: Mapped[str] = mapped_column(String(64), unique=True)
+    from_phone: Mapped[str] = mapped_column(String(20), index=True)
+    to_phone: Mapped[str] = mapped_column(String(20))
+    body: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # opt_out, opt_in, help, confirm, reschedule, other
+    action: Mapped[str] = mapped_column(String(20))
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    reply: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,156 @@
+"""Putting texts in the outbox, and taking them out again, inside the caller's transaction.
+
+Nothing here commits: the booking operations call these before their own
+commit, so a booking and its texts are saved together or not at all.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from scheduler.content import contents_for
+from scheduler.extensions import db
+from scheduler.models import (
+    Appointment,
+    MessageKind,
+    MessageSchedule,
+    MessageStatus,
+    OutboundMessage,
+    PhoneNumberState,
+)
+from scheduler.sms.texts import TEMPLATE_OF_KIND, appointment_values, fill_template
+from scheduler.sms.timing import SendingHours, scheduled_due_time, sending_time
+
+# PostgreSQL channel a queued text is announced on, so dispatchers wake at once.
+NOTIFY_CHANNEL = "sms_outbox"
+DEFAULT_SCHEDULES = (
+    # kind, hours before the visit, sent at once when booked later than that
+    (MessageKind.INSTRUCTIONS, 72, True),
+    (MessageKind.REMINDER, 24, False),
+)
+
+
+def sending_hours() -> SendingHours:
+    start, _, end = current_app.config["SMS_SENDING_HOURS"].partition("-")
+    return SendingHours(time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
+
+
+def _planned_texts(appt: Appointment, now: datetime) -> list[tuple[MessageKind, datetime]]:
+    """Which texts an appointment gets and when each is due (before sending hours apply)."""
+    moved = appt.rescheduled_from is not None
+    first = MessageKind.RESCHEDULED if moved else MessageKind.CONFIRMATION
+    planned = [(first, now)]
+    follow_up = now + timedelta(seconds=current_app.config["SMS_FOLLOW_UP_DELAY_SECONDS"])
+    schedules = db.session.scalars(
+        select(MessageSchedule).where(MessageSchedule.is_enabled).order_by(MessageSchedule.id)
+    ).all()
+    for schedule in schedules:
+        due = scheduled_due_time(
+            appt.slot.starts_at, schedule.hours_before, now, schedule.send_if_late
+        )
+        if due is not None:
+            planned.append((MessageKind(schedule.kind), max(due, follow_up)))
+    return planned
+
+
+def _add_texts(
+    appt: Appointment, planned: list[tuple[MessageKind, datetime]], now: datetime
+) -> None:
+    patient = appt.patient
+    location = appt.slot.location
+    tz = ZoneInfo(location.timezone)
+    hours = sending_hours()
+    templates = contents_for(
+        [TEMPLATE_OF_KIND[kind] for kind, _ in planned], location, patient.language
+    )
+    values = appointment_values(appt)
+    if db.session.get_bind().dialect.name == "postgresql":
+        # Delivered on commit, and only then.
+        db.session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+    for kind, due in planned:
+        key = TEMPLATE_OF_KIND[kind]
+        moment = sending_time(due, tz, hours, send_before=appt.slot.starts_at)
+        db.session.add(
+            OutboundMessage(
+                appointment=appt,
+                kind=kind,
+                to_phone=patient.phone,
+                language=patient.language,
+                body=fill_template(key, templates[key], values),
+                status=MessageStatus.PENDING if moment else MessageStatus.SUPPRESSED,
+                status_reason=None if moment else "visit_before_sending_hours",
+                due_at=moment or due,
+                send_before=appt.slot.starts_at,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+def queue_appointment_texts(appt: Appointment, now: datetime) -> None:
+    """The confirmation (or moved-to notice), instructions and reminder of a new booking.
+
+    Only with SMS consent. Opt-outs are checked when each text is sent, so a
+    number that opts out or back in later is honoured at that moment.
+    """
+    if not appt.patient.sms_consent:
+        return
+    _add_texts(appt, _planned_texts(appt, now), now)
+
+
+def queue_cancellation_text(appt: Appointment, now: datetime) -> None:
+    cancel_pending_texts(appt.id, "appointment_cancelled", now)
+    if appt.patient.sms_consent:
+        _add_texts(appt, [(MessageKind.CANCELLATION, now)], now)
+
+
+def cancel_pending_texts(appointment_id: int, reason: str, now: datetime) -> int:
+    """Texts of an appointment that has changed never go out; returns how many were stopped."""
+    return db.session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.appointment_id == appointment_id,
+            OutboundMessage.status == MessageStatus.PENDING,
+        )
+        .values(status=MessageStatus.CANCELLED, status_reason=reason, updated_at=now),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+
+
+def _upsert_number_state(phone: str, now: datetime, **values: object) -> None:
+    """Insert or update one number's row atomically (two webhooks may race)."""
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(PhoneNumberState).values(phone=phone, updated_at=now, **values)
+    db.session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[PhoneNumberState.phone], set_={"updated_at": now, **values}
+        )
+    )
+
+
+def opt_out(phone: str, now: datetime, reason: str = "opted_out") -> int:
+    """Stop every text to the number at once; returns how many pending texts were stopped."""
+    _upsert_number_state(phone, now, opted_out_at=now)
+    return db.session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.to_phone == phone,
+            OutboundMessage.status == MessageStatus.PENDING,
+        )
+        .values(status=MessageStatus.CANCELLED, status_reason=reason, updated_at=now),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+
+
+def opt_in(phone: str, now: datetime) -> None:
+    _upsert_number_state(phone, now, opted_out_at=None, opted_in_at=now)
+
+
+def mark_unreachable(phone: str, error_code: int, now: datetime) -> None:
+    _upsert_number_state(phone, now, unreachable_code=error_code, unreachable_at=now)

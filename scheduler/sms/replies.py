@@ -1,0 +1,238 @@
+"""What patients text back (STOP, HELP, C, R, ...) and what the provider reports about delivery."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from scheduler.content import contents_for
+from scheduler.database import serialized_writes
+from scheduler.extensions import db
+from scheduler.models import (
+    CHANGEABLE,
+    STATUS_RANK,
+    Appointment,
+    AppointmentEvent,
+    AppointmentStatus,
+    InboundMessage,
+    MessageStatus,
+    OutboundMessage,
+    Patient,
+    PhoneNumberState,
+    Slot,
+)
+from scheduler.sms.backends import OPTED_OUT_CODES, UNREACHABLE_CODES
+from scheduler.sms.outbox import mark_unreachable, opt_in, opt_out
+from scheduler.sms.texts import appointment_values, clinic_values, fill_template
+
+# Carrier and Twilio opt-out vocabulary (CTIA); never ask a patient to reply CANCEL.
+OPT_OUT_WORDS = frozenset(
+    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
+)
+OPT_IN_WORDS = frozenset({"START", "YES", "UNSTOP"})
+HELP_WORDS = frozenset({"HELP", "INFO"})
+CONFIRM_WORDS = frozenset({"C", "CONFIRM"})
+RESCHEDULE_WORDS = frozenset({"R", "RESCHEDULE"})
+
+# Twilio's message statuses, as ours. Statuses before "sent" change nothing we track.
+PROVIDER_STATUS = {
+    "sent": MessageStatus.SENT,
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+    "canceled": MessageStatus.CANCELLED,
+}
+
+
+def keyword_of(body: str) -> str:
+    """The reply as a keyword: letters and digits only, upper case (" stop. " is STOP)."""
+    return re.sub(r"[\W_]+", "", body).upper()
+
+
+def action_of(body: str) -> str:
+    word = keyword_of(body)
+    for action, words in (
+        ("opt_out", OPT_OUT_WORDS),
+        ("opt_in", OPT_IN_WORDS),
+        ("help", HELP_WORDS),
+        ("confirm", CONFIRM_WORDS),
+        ("reschedule", RESCHEDULE_WORDS),
+    ):
+        if word in words:
+            return action
+    return "other"
+
+
+@dataclass(frozen=True)
+class Inbound:
+    sid: str
+    from_phone: str
+    to_phone: str
+    body: str
+
+
+def next_appointment_of(phone: str, now: datetime) -> Appointment | None:
+    """The sender's next visit that can still be confirmed or changed."""
+    return db.session.scalar(
+        select(Appointment)
+        .join(Appointment.patient)
+        .join(Appointment.slot)
+        .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
+        .where(
+            Patient.phone == phone,
+            Appointment.status.in_(CHANGEABLE),
+            Slot.starts_at > now,
+        )
+        .order_by(Slot.starts_at, Appointment.id)
+        .limit(1)
+    )
+
+
+def _language_of(phone: str, appt: Appointment | None) -> str:
+    if appt is not None:
+        return appt.patient.language
+    latest = db.session.scalar(
+        select(Patient.language).where(Patient.phone == phone).order_by(Patient.id.desc()).limit(1)
+    )
+    return latest or "en"
+
+
+def _reply_text(key: str, phone: str, appt: Appointment | None) -> str:
+    language = _language_of(phone, appt)
+    location = appt.slot.location if appt is not None else None
+    template = contents_for([key], location, language)[key]
+    values = appointment_values(appt) if appt is not None else clinic_values()
+    return fill_template(key, template, values)
+
+
+def _confirm(appt: Appointment, now: datetime) -> bool:
+    changed = db.session.execute(
+        update(Appointment)
+        .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.BOOKED)
+        .values(
+            status=AppointmentStatus.CONFIRMED, updated_at=now, version=Appointment.version + 1
+        ),
+        execution_options={"synchronize_session": False},
+    ).rowcount
+    if changed:
+        db.session.add(
+            AppointmentEvent(
+                appointment_id=appt.id,
+                at=now,
+                from_status=AppointmentStatus.BOOKED,
+                to_status=AppointmentStatus.CONFIRMED,
+                actor="sms",
+                note="patient replied C",
+            )
+        )
+    return bool(changed)
+
+
+def _act(message: Inbound, action: str, now: datetime) -> tuple[str | None, Appointment | None]:
+    """Do what the text asks; returns the reply (None: no reply) and the appointment concerned."""
+    phone = message.from_phone
+    answer_opt_words = current_app.config["SMS_ANSWER_OPT_OUT_WORDS"]
+    if action == "opt_out":
+        opt_out(phone, now)
+        return (_reply_text("sms_opt_out_reply", phone, None) if answer_opt_words else None), None
+    if action == "opt_in":
+        opt_in(phone, now)
+        return (_reply_text("sms_opt_in_reply", phone, None) if answer_opt_words else None), None
+    if action == "help":
+        return _reply_text("sms_help_reply", phone, None), None
+    if action in ("confirm", "reschedule"):
+        appt = next_appointment_of(phone, now)
+        if appt is None:
+            return _reply_text("sms_no_appointment_reply", phone, None), None
+        if action == "confirm":
+            _confirm(appt, now)
+            return _reply_text("sms_confirmed_reply", phone, appt), appt
+        return _reply_text("sms_reschedule_reply", phone, appt), appt
+    return _reply_text("sms_other_reply", phone, None), None
+
+
+def _is_opted_out(phone: str) -> bool:
+    return bool(
+        db.session.scalar(
+            select(PhoneNumberState.opted_out_at.is_not(None)).where(
+                PhoneNumberState.phone == phone
+            )
+        )
+    )
+
+
+def handle_inbound(message: Inbound, now: datetime) -> str | None:
+    """Store and act on one incoming text, once per provider id; returns the reply to send.
+
+    The stored row and the action's effects commit together, so a webhook
+    retried (even concurrently) acts once and gets the same reply.
+    """
+    earlier = _stored_reply(message.sid)
+    if earlier is not None:
+        return earlier[0]
+    action = action_of(message.body)
+    with serialized_writes():
+        reply, appt = _act(message, action, now)
+        if action not in ("opt_out", "opt_in", "help") and _is_opted_out(message.from_phone):
+            reply = None  # the provider would refuse it; an opted-out number gets nothing
+        db.session.add(
+            InboundMessage(
+                provider_sid=message.sid,
+                from_phone=message.from_phone,
+                to_phone=message.to_phone,
+                body=message.body,
+                received_at=now,
+                action=action,
+                appointment_id=appt.id if appt is not None else None,
+                reply=reply,
+            )
+        )
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            earlier = _stored_reply(message.sid)
+            return earlier[0] if earlier else None
+    return reply
+
+
+def _stored_reply(sid: str) -> tuple[str | None] | None:
+    row = db.session.execute(
+        select(InboundMessage.reply).where(InboundMessage.provider_sid == sid)
+    ).first()
+    return (row.reply,) if row is not None else None
+
+
+def apply_status_callback(
+    sid: str, provider_status: str, error_code: int | None, now: datetime
+) -> bool:
+    """Move a sent text's status forward; a repeated or late report never moves it back."""
+    status = PROVIDER_STATUS.get(provider_status.lower())
+    if status is None:
+        return False
+    lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    values: dict[str, object] = {"status": status, "updated_at": now}
+    if status is MessageStatus.DELIVERED:
+        values["delivered_at"] = now
+    if error_code is not None:
+        values["error_code"] = error_code
+    with serialized_writes():
+        row = db.session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.provider_sid == sid, OutboundMessage.status.in_(lower))
+            .values(**values)
+            .returning(OutboundMessage.to_phone)
+        ).first()
+        if row is not None and error_code in OPTED_OUT_CODES:
+            opt_out(row.to_phone, now, reason="opted_out_at_provider")
+        elif row is not None and error_code in UNREACHABLE_CODES:
+            mark_unreachable(row.to_phone, error_code, now)
+        db.session.commit()
+    return row is not None

@@ -1,0 +1,136 @@
+"""Text templates: which placeholders each may use, checking them, and filling them in.
+
+Templates are ``str.format`` text with named placeholders only ("{first_name}").
+The placeholders are the minimum necessary: a first name, the clinic, the
+location, date and time, the reference and links. There is no placeholder for
+a last name, a birth date, a screening answer or the procedure, so no template
+an editor writes can put them in a text.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from babel.dates import format_skeleton, format_time
+from flask import current_app
+
+from scheduler.booking.links import manage_url
+from scheduler.display import phone_display
+from scheduler.models import Appointment, MessageKind
+from scheduler.urls import public_url
+
+CLINIC_FIELDS = frozenset({"clinic", "clinic_phone", "booking_url"})
+APPOINTMENT_FIELDS = CLINIC_FIELDS | {
+    "first_name",
+    "location",
+    "date",
+    "time",
+    "reference",
+    "manage_url",
+    "instructions_url",
+}
+TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
+    "sms_confirmation": APPOINTMENT_FIELDS,
+    "sms_rescheduled": APPOINTMENT_FIELDS,
+    "sms_instructions": APPOINTMENT_FIELDS,
+    "sms_reminder": APPOINTMENT_FIELDS,
+    "sms_cancellation": APPOINTMENT_FIELDS,
+    "sms_confirmed_reply": APPOINTMENT_FIELDS,
+    "sms_reschedule_reply": APPOINTMENT_FIELDS,
+    "sms_help_reply": CLINIC_FIELDS,
+    "sms_other_reply": CLINIC_FIELDS,
+    "sms_no_appointment_reply": CLINIC_FIELDS,
+    "sms_opt_out_reply": CLINIC_FIELDS,
+    "sms_opt_in_reply": CLINIC_FIELDS,
+}
+TEMPLATE_OF_KIND = {
+    MessageKind.CONFIRMATION: "sms_confirmation",
+    MessageKind.RESCHEDULED: "sms_rescheduled",
+    MessageKind.INSTRUCTIONS: "sms_instructions",
+    MessageKind.REMINDER: "sms_reminder",
+    MessageKind.CANCELLATION: "sms_cancellation",
+}
+# Babel's CLDR data puts narrow no-break spaces in times ("9:30 AM"); one of
+# those turns a whole text into UCS-2 and halves what fits in a segment.
+_PLAIN_SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})
+
+
+class TemplateError(ValueError):
+    """A template that cannot be filled in: unknown placeholder or broken braces."""
+
+
+def placeholders_in(template: str) -> list[str]:
+    """The placeholder names a template uses; TemplateError for anything but plain names."""
+    names: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise TemplateError(
+            f"Broken braces: {exc}. Write {{{{ or }}}} for a literal brace."
+        ) from None
+    for _literal, name, spec, conversion in parsed:
+        if name is None:
+            continue
+        if not name.isidentifier() or spec or conversion:
+            raise TemplateError(f"Placeholder {{{name}}} is not allowed; use plain names.")
+        names.append(name)
+    return names
+
+
+def check_template(key: str, template: str) -> None:
+    allowed = TEMPLATE_FIELDS[key]
+    unknown = sorted(set(placeholders_in(template)) - allowed)
+    if unknown:
+        raise TemplateError(
+            "Unknown placeholder "
+            + ", ".join(f"{{{name}}}" for name in unknown)
+            + ". Allowed: "
+            + ", ".join(f"{{{name}}}" for name in sorted(allowed))
+        )
+
+
+def fill_template(key: str, template: str, values: Mapping[str, str]) -> str:
+    check_template(key, template)
+    return template.format_map(values).strip()
+
+
+def visit_date(local: datetime, language: str) -> str:
+    return format_skeleton("MMMEd", local, locale=language).translate(_PLAIN_SPACES)
+
+
+def visit_time(local: datetime, language: str) -> str:
+    return format_time(local, "short", locale=language).translate(_PLAIN_SPACES)
+
+
+def clinic_values() -> dict[str, str]:
+    config = current_app.config
+    return {
+        "clinic": config["CLINIC_NAME"],
+        "clinic_phone": phone_display(config["CLINIC_PHONE"]),
+        "booking_url": public_url("booking.index"),
+    }
+
+
+def instructions_url(location_slug: str, language: str) -> str:
+    query = {"lang": language} if language != "en" else {}
+    return public_url("booking.instructions", slug=location_slug, **query)
+
+
+def appointment_values(appt: Appointment) -> dict[str, str]:
+    """What an appointment's texts may say, in the patient's language."""
+    location = appt.slot.location
+    language = appt.patient.language
+    local = appt.slot.starts_at.astimezone(ZoneInfo(location.timezone))
+    return {
+        **clinic_values(),
+        "first_name": appt.patient.first_name,
+        "location": location.name,
+        "date": visit_date(local, language),
+        "time": visit_time(local, language),
+        "reference": appt.reference,
+        "manage_url": manage_url(appt),
+        "instructions_url": instructions_url(location.slug, language),
+    }
