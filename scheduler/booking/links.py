@@ -1,7 +1,13 @@
 """Manage links: signed, expiring, revocable, bound to one appointment.
 
-The token signs the appointment's reference and its ``manage_nonce``; the URL
-carries the reference too, so a token can never open a different booking.
+The token is the appointment's ``manage_nonce``, timestamped and signed; the
+URL carries the reference, and the nonce must be that booking's own, so a
+token can never open a different booking. Replacing the nonce revokes the
+links already sent. Tokens are short (about 50 characters) because they go
+out in text messages, where every character counts.
+
+Links issued before November 2026 signed a JSON object of reference and
+nonce; they stay valid until they expire.
 """
 
 from __future__ import annotations
@@ -9,14 +15,15 @@ from __future__ import annotations
 import hmac
 
 from flask import current_app
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from scheduler.extensions import db
 from scheduler.models import Appointment, AppointmentStatus
 from scheduler.urls import public_url
 
-SALT = "scheduler.manage-link"
+SALT = "scheduler.manage-link"  # the earlier JSON tokens
+TOKEN_SALT = "scheduler.manage-token"
 
 
 class ManageLinkError(Exception):
@@ -25,12 +32,35 @@ class ManageLinkError(Exception):
         self.reason = reason  # invalid, expired or stale
 
 
-def _serializer() -> URLSafeTimedSerializer:
+def _signer() -> TimestampSigner:
+    return TimestampSigner(current_app.secret_key, salt=TOKEN_SALT)  # type: ignore[arg-type]
+
+
+def _json_serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.secret_key, salt=SALT)  # type: ignore[arg-type]
 
 
 def manage_token(appt: Appointment) -> str:
-    return _serializer().dumps({"r": appt.reference, "n": appt.manage_nonce})
+    return _signer().sign(appt.manage_nonce).decode()
+
+
+def _nonce_of(reference: str, token: str, max_age: int) -> str:
+    """The nonce a token vouches for; raises ManageLinkError."""
+    try:
+        return _signer().unsign(token, max_age=max_age).decode()
+    except SignatureExpired:
+        raise ManageLinkError("expired") from None
+    except BadSignature:
+        pass
+    try:
+        data = _json_serializer().loads(token, max_age=max_age)
+    except SignatureExpired:
+        raise ManageLinkError("expired") from None
+    except BadSignature:
+        raise ManageLinkError("invalid") from None
+    if not isinstance(data, dict) or data.get("r") != reference:
+        raise ManageLinkError("invalid")
+    return str(data.get("n"))
 
 
 def manage_url(appt: Appointment, token: str | None = None) -> str:
@@ -40,16 +70,9 @@ def manage_url(appt: Appointment, token: str | None = None) -> str:
 def appointment_for_link(reference: str, token: str) -> Appointment:
     """The appointment a manage link opens, or ManageLinkError saying why not."""
     max_age = current_app.config["MANAGE_LINK_MAX_AGE_DAYS"] * 86400
-    try:
-        data = _serializer().loads(token, max_age=max_age)
-    except SignatureExpired:
-        raise ManageLinkError("expired") from None
-    except BadSignature:
-        raise ManageLinkError("invalid") from None
-    if not isinstance(data, dict) or data.get("r") != reference:
-        raise ManageLinkError("invalid")
+    nonce = _nonce_of(reference, token, max_age)
     appt = db.session.scalar(select(Appointment).where(Appointment.reference == reference))
-    if appt is None or not hmac.compare_digest(str(data.get("n")), appt.manage_nonce):
+    if appt is None or not hmac.compare_digest(nonce, appt.manage_nonce):
         raise ManageLinkError("invalid")
     if appt.status == AppointmentStatus.RESCHEDULED:
         raise ManageLinkError("stale")

@@ -127,7 +127,7 @@ def index() -> str:
     return render_template("booking/index.html", locations=active_locations())
 
 
-@bp.get("/locations/<slug>/before-your-visit")
+@bp.get("/prepare/<slug>")
 def instructions(slug: str) -> str:
     """The full pre-consult instructions the reminder texts link to; no patient data here."""
     location = location_or_404(slug)

@@ -8,11 +8,11 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from icalendar import Calendar
-from itsdangerous import URLSafeTimedSerializer
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
 from scheduler.availability.operations import roll_slots_forward
-from scheduler.booking.links import SALT, manage_token
+from scheduler.booking.links import SALT, TOKEN_SALT, manage_token
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient, Slot, utcnow
 from tests.conftest import hidden_fields
@@ -272,15 +272,31 @@ def test_calendar_file_parses_and_holds_utc_instants(client: FlaskClient) -> Non
 
 def test_forged_link_is_refused(client: FlaskClient) -> None:
     appt = make_appointment()
-    forged = URLSafeTimedSerializer("wrong-key", salt=SALT).dumps(
+    forged_legacy = URLSafeTimedSerializer("wrong-key", salt=SALT).dumps(
         {"r": appt.reference, "n": appt.manage_nonce}
     )
-    for path in (manage_path(appt, forged), f"/manage/{appt.reference}/garbage"):
+    forged = TimestampSigner("wrong-key", salt=TOKEN_SALT).sign(appt.manage_nonce).decode()
+    for path in (
+        manage_path(appt, forged),
+        manage_path(appt, forged_legacy),
+        f"/manage/{appt.reference}/garbage",
+    ):
         response = client.get(path)
         assert response.status_code == 404
         html = response.get_data(as_text=True)
         assert "could not open this link" in html
         assert appt.patient.first_name not in html
+
+
+def test_links_are_short_and_earlier_json_links_still_open(client: FlaskClient, app: Flask) -> None:
+    appt = make_appointment()
+    assert len(manage_token(appt)) <= 52  # they go out in text messages
+    legacy = URLSafeTimedSerializer(app.secret_key, salt=SALT).dumps(
+        {"r": appt.reference, "n": appt.manage_nonce}
+    )
+    assert client.get(manage_path(appt, legacy)).status_code == 200
+    other = make_appointment(make_slot(days_ahead=5))
+    assert client.get(manage_path(other, legacy)).status_code == 404
 
 
 def test_another_bookings_token_is_refused(client: FlaskClient) -> None:
