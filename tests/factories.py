@@ -8,8 +8,16 @@ from zoneinfo import ZoneInfo
 
 from scheduler.booking.operations import BookingRequest, book_appointment
 from scheduler.extensions import db
-from scheduler.models import Appointment, Location, OpeningRule, Slot
+from scheduler.models import (
+    Appointment,
+    Location,
+    MessageSchedule,
+    OpeningRule,
+    OutboundMessage,
+    Slot,
+)
 from scheduler.seed import seed_clinic
+from scheduler.sms.outbox import DEFAULT_SCHEDULES
 
 CHICAGO = ZoneInfo("America/Chicago")
 _counter = iter(range(1, 10_000_000))
@@ -128,3 +136,22 @@ def api_booking(slot_id: int, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def add_message_schedules() -> None:
+    """The default cadence (instructions 72 h, reminder 24 h before), as the seed creates it."""
+    for kind, hours_before, send_if_late in DEFAULT_SCHEDULES:
+        db.session.add(
+            MessageSchedule(kind=kind, hours_before=hours_before, send_if_late=send_if_late)
+        )
+    db.session.commit()
+
+
+def texts_of(appt: Appointment) -> dict[str, OutboundMessage]:
+    """An appointment's texts by kind, fresh from the database."""
+    rows = db.session.scalars(
+        db.select(OutboundMessage)
+        .where(OutboundMessage.appointment_id == appt.id)
+        .execution_options(populate_existing=True)
+    )
+    return {row.kind: row for row in rows}
