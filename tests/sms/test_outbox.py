@@ -15,7 +15,7 @@ from scheduler.booking.operations import (
     reschedule_appointment,
 )
 from scheduler.extensions import db
-from scheduler.models import MessageStatus, OutboundMessage
+from scheduler.models import ContentBlock, MessageStatus, OutboundMessage
 from tests.factories import (
     CHICAGO,
     add_message_schedules,
@@ -210,8 +210,6 @@ def test_a_failed_booking_leaves_no_texts() -> None:
 
 
 def test_texts_follow_the_locations_own_template(app: Flask) -> None:
-    from scheduler.models import ContentBlock
-
     location = make_location()
     db.session.add(
         ContentBlock(
