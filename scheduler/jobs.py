@@ -159,6 +159,8 @@ def _poll_sqlite(path: str, wake: Callable[[], None], stop: threading.Event) -> 
 
 def run_scheduler(app: Flask) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    # Every 15 s APScheduler would log "Running job" and "executed successfully".
+    logging.getLogger("apscheduler.executors").setLevel(logging.WARNING)
     in_app_context(app, daily_job)()
     dispatcher = Dispatcher(app)
     scheduler, dispatch = build_scheduler(app, dispatcher)
