@@ -56,6 +56,9 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_POOL_PRE_PING": False,
     # Daily slot roll-forward and purge in the `flask scheduler` process (Central time).
     "SCHEDULER_DAILY_HOUR": 2,
+    # Staff sessions end after this long without a request.
+    "STAFF_IDLE_MINUTES": 30,
+    "RATELIMIT_LOGIN": "10 per minute;50 per hour",
     # Text messages. console prints them (no credentials); twilio sends them.
     "SMS_BACKEND": "console",
     "TWILIO_ACCOUNT_SID": None,
@@ -69,8 +72,7 @@ DEFAULTS: dict[str, Any] = {
     "SMS_SENDING_HOURS": "08:00-21:00",
     # The dispatcher looks for due texts this often (and at once when one is queued).
     "SMS_DISPATCH_INTERVAL_SECONDS": 15,
-    # Texts claimed per round, and sent at once (also the HTTP connection pool size).
-    "SMS_BATCH_SIZE": 200,
+    # Texts in flight at once per dispatcher (also its HTTP connection pool size).
     "SMS_SEND_CONCURRENCY": 32,
     # A claimed text not finished by then is taken back by any dispatcher.
     "SMS_CLAIM_LEASE_SECONDS": 300,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -77,8 +78,11 @@ class DispatchJob:
                     report = self.dispatcher.dispatch_due()
                     if report.claimed or report.taken_back:
                         log.info("dispatch: %s", report)
-                    if not self.again.is_set():
+                    self.running.clear()
+                    # A wake-up that came after the check in wake() is not lost.
+                    if not self.again.is_set() or self.dispatcher.stopping.is_set():
                         break
+                    self.running.set()
         except Exception:
             log.exception("dispatch failed")
         finally:
@@ -177,8 +181,22 @@ def run_scheduler(app: Flask) -> None:
         app.config["SMS_BACKEND"],
         [job.id for job in scheduler.get_jobs()],
     )
+
+    def stop_gracefully(signum: int, frame: object) -> None:
+        # Finish the texts in flight and record them; claim nothing more.
+        log.info("stopping: finishing the texts in flight")
+        dispatcher.stopping.set()
+        stop.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+
+    signal.signal(signal.SIGTERM, stop_gracefully)
     try:
         scheduler.start()
+    except KeyboardInterrupt:
+        dispatcher.stopping.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
     finally:
         stop.set()
         dispatcher.close()

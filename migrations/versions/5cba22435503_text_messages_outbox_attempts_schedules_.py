@@ -1,4 +1,4 @@
-"""text messages: outbox, attempts, schedules, inbound, number states
+"""text messages: outbox, attempts, schedules, delivery reports, inbound, number states
 
 Revision ID: 5cba22435503
 Revises: 09ad20221bf4
@@ -25,6 +25,7 @@ def upgrade():
     sa.Column('send_if_late', sa.Boolean(), nullable=False),
     sa.Column('is_enabled', sa.Boolean(), nullable=False),
     sa.CheckConstraint('hours_before > 0', name=op.f('ck_message_schedules_positive_hours_before')),
+    sa.CheckConstraint("kind IN ('instructions', 'reminder')", name=op.f('ck_message_schedules_kind_known')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_message_schedules')),
     sa.UniqueConstraint('kind', name=op.f('uq_message_schedules_kind'))
     )
@@ -39,6 +40,18 @@ def upgrade():
     sa.PrimaryKeyConstraint('id', name=op.f('pk_phone_number_states')),
     sa.UniqueConstraint('phone', name=op.f('uq_phone_number_states_phone'))
     )
+    op.create_table('status_reports',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('provider_sid', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('error_code', sa.Integer(), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('applied', sa.Boolean(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_status_reports'))
+    )
+    with op.batch_alter_table('status_reports', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_status_reports_provider_sid'), ['provider_sid'], unique=False)
+
     op.create_table('inbound_messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('provider_sid', sa.String(length=64), nullable=False),
@@ -122,6 +135,9 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_inbound_messages_from_phone'))
 
     op.drop_table('inbound_messages')
+    with op.batch_alter_table('status_reports', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_status_reports_provider_sid'))
+    op.drop_table('status_reports')
     op.drop_table('phone_number_states')
     op.drop_table('message_schedules')
     # ### end Alembic commands ###

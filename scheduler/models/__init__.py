@@ -19,7 +19,9 @@ from scheduler.models.messages import (
     MessageStatus,
     OutboundMessage,
     PhoneNumberState,
+    StatusReport,
 )
+from scheduler.models.staff import AppointmentNote, AuditEntry, StaffRole, StaffUser
 from scheduler.models.types import UTCDateTime, utcnow
 
 __all__ = [
@@ -28,7 +30,9 @@ __all__ = [
     "STATUS_RANK",
     "Appointment",
     "AppointmentEvent",
+    "AppointmentNote",
     "AppointmentStatus",
+    "AuditEntry",
     "ContentBlock",
     "InboundMessage",
     "Location",
@@ -42,6 +46,9 @@ __all__ = [
     "PhoneNumberState",
     "ScheduleException",
     "Slot",
+    "StaffRole",
+    "StaffUser",
+    "StatusReport",
     "UTCDateTime",
     "utcnow",
 ]

@@ -63,7 +63,10 @@ class MessageSchedule(db.Model):
     """
 
     __tablename__ = "message_schedules"
-    __table_args__ = (CheckConstraint("hours_before > 0", name="positive_hours_before"),)
+    __table_args__ = (
+        CheckConstraint("hours_before > 0", name="positive_hours_before"),
+        CheckConstraint("kind IN ('instructions', 'reminder')", name="kind_known"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), unique=True)
@@ -151,6 +154,23 @@ class PhoneNumberState(db.Model):
     @property
     def is_opted_out(self) -> bool:
         return self.opted_out_at is not None
+
+
+class StatusReport(db.Model):
+    """A delivery report from the provider, kept until it could be applied to its text.
+
+    A report can arrive before the dispatcher has recorded the provider's id
+    of the text it just sent; it is applied as soon as that id is recorded.
+    """
+
+    __tablename__ = "status_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_sid: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(12))
+    error_code: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    applied: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class InboundMessage(db.Model):

@@ -7,6 +7,7 @@ SendFailure saying whether trying again can help.
 from __future__ import annotations
 
 import enum
+import logging
 import sys
 import threading
 import uuid
@@ -16,11 +17,12 @@ from typing import Any, Protocol, TextIO
 
 import requests
 from requests.adapters import HTTPAdapter
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+log = logging.getLogger(__name__)
 BACKENDS = ("console", "twilio")
 
 # Twilio error codes with a meaning of their own.
@@ -116,11 +118,20 @@ def never_reached(exc: requests.exceptions.RequestException) -> bool:
     )
 
 
-def classify_twilio_error(exc: TwilioRestException) -> SendFailure:
+def classify_twilio_error(exc: TwilioRestException | TwilioServiceException) -> SendFailure:
+    """Twilio answered with an error, so it did not take the text: never a duplicate.
+
+    Rate limits and server errors are worth retrying; so are authentication
+    errors (a rotated token fixed by operations must not fail every due text
+    at once); other client errors are final.
+    """
     code = exc.code
-    status = exc.status
-    detail = f"HTTP {status}, code {code}: {exc.msg}"
-    if status == 429 or code in RATE_LIMITED_CODES or status >= 500:
+    status = int(exc.status or 0)
+    message = exc.msg if isinstance(exc, TwilioRestException) else (exc.detail or exc.title)
+    detail = f"HTTP {status}, code {code}: {message}"
+    if status in (401, 403, 429) or code in RATE_LIMITED_CODES or status >= 500:
+        if status in (401, 403):
+            log.error("Twilio refused the credentials (%s); texts wait and retry", detail)
         return SendFailure(FailureKind.TRANSIENT, detail, status, code)
     return SendFailure(FailureKind.PERMANENT, detail, status, code)
 
@@ -151,11 +162,15 @@ class TwilioBackend:
         extra: dict[str, Any] = {"status_callback": status_callback} if status_callback else {}
         try:
             message = self.client.messages.create(to=to, body=body, **self.sender, **extra)
-        except TwilioRestException as exc:
+        except (TwilioRestException, TwilioServiceException) as exc:
             raise classify_twilio_error(exc) from exc
         except requests.exceptions.RequestException as exc:
             kind = FailureKind.TRANSIENT if never_reached(exc) else FailureKind.AMBIGUOUS
             raise SendFailure(kind, f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            # After the request went out (an unreadable 2xx answer, say): Twilio may
+            # have taken the text.
+            raise SendFailure(FailureKind.AMBIGUOUS, f"{type(exc).__name__}: {exc}") from exc
         return Accepted(sid=str(message.sid), status=str(message.status or "queued"))
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -42,6 +43,7 @@ from scheduler.sms.backends import (
     backend_from_config,
 )
 from scheduler.sms.outbox import mark_unreachable, opt_out, sending_hours
+from scheduler.sms.replies import apply_stored_reports
 from scheduler.sms.timing import next_sending_moment, retry_delay, sending_time
 from scheduler.urls import public_url
 
@@ -100,20 +102,27 @@ class Dispatcher:
     """One per process: owns the backend (and its connection pool) and the send pool."""
 
     def __init__(
-        self, app: Flask, backend: SmsBackend | None = None, worker: str | None = None
+        self,
+        app: Flask,
+        backend: SmsBackend | None = None,
+        worker: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.app = app
         config = app.config
         self.backend = backend or backend_from_config(config)
         self.worker = worker or worker_name()
-        self.batch_size: int = config["SMS_BATCH_SIZE"]
+        self.concurrency: int = config["SMS_SEND_CONCURRENCY"]
         self.lease = timedelta(seconds=config["SMS_CLAIM_LEASE_SECONDS"])
         self.max_attempts: int = config["SMS_MAX_ATTEMPTS"]
-        self.pool = ThreadPoolExecutor(
-            max_workers=config["SMS_SEND_CONCURRENCY"], thread_name_prefix="sms-send"
-        )
+        # Leases and bookkeeping follow the real clock even when ``now`` is given,
+        # so a dispatch "as of" another time never lets live claims expire early.
+        self.clock = clock
+        self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-send")
 
     def close(self) -> None:
+        self.stopping.set()
         self.pool.shutdown(wait=True)
 
     def __enter__(self) -> Dispatcher:
@@ -123,9 +132,12 @@ class Dispatcher:
         self.close()
 
     def dispatch_due(self, now: datetime | None = None) -> DispatchReport:
-        """Send every text due as of ``now`` (the clock when None), in rounds of one batch.
+        """Send every text due as of ``now`` (the clock when None); needs an app context.
 
-        Needs an app context.
+        Texts are claimed only as send slots free up, so every claimed text is
+        in flight at once: a dispatcher that dies leaves at most
+        ``SMS_SEND_CONCURRENCY`` texts in doubt. Each result is recorded as
+        soon as it is known.
         """
         report = DispatchReport()
         tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
@@ -135,22 +147,31 @@ class Dispatcher:
             if current_app.config["SMS_STATUS_CALLBACKS"]
             else None
         )
+        moment = now or self.clock()
+        report.taken_back += self.take_back_expired(self.clock(), moment, tz)
+        report.suppressed += suppress_unsendable(moment, tz)
+        in_flight: set[Future[AttemptResult]] = set()
+        more = True
         while True:
-            moment = now or utcnow()
-            report.taken_back += self.take_back_expired(moment, tz)
-            report.suppressed += suppress_unsendable(moment, tz)
-            if not hours.contains(moment, tz):
+            moment = now or self.clock()
+            free = self.concurrency - len(in_flight)
+            if more and free > 0 and not self.stopping.is_set() and hours.contains(moment, tz):
+                claimed = self.claim(moment, free)
+                more = len(claimed) == free
+                report.claimed += len(claimed)
+                in_flight |= {
+                    self.pool.submit(self._attempt, text, status_callback) for text in claimed
+                }
+            if not in_flight:
                 break
-            claimed = self.claim(moment)
-            if not claimed:
-                break
-            report.claimed += len(claimed)
-            self.send(claimed, status_callback, report, now)
-            if len(claimed) < self.batch_size:
-                break
+            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                self._record_safely(future.result(), report, now)
         return report
 
-    def claim(self, now: datetime) -> list[ClaimedText]:
+    def claim(self, now: datetime, limit: int) -> list[ClaimedText]:
+        """Atomically take up to ``limit`` due texts for this dispatcher, under a lease."""
+        clock = self.clock()
         opted_out = select(PhoneNumberState.phone).where(PhoneNumberState.opted_out_at.is_not(None))
         due = (
             select(OM.id)
@@ -160,7 +181,7 @@ class Dispatcher:
                 OM.to_phone.not_in(opted_out),
             )
             .order_by(OM.due_at, OM.id)
-            .limit(self.batch_size)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
         statement = (
@@ -169,9 +190,9 @@ class Dispatcher:
             .values(
                 status=MessageStatus.SENDING,
                 claimed_by=self.worker,
-                lease_until=now + self.lease,
+                lease_until=clock + self.lease,
                 attempts=OM.attempts + 1,
-                updated_at=now,
+                updated_at=clock,
             )
             .returning(
                 OM.id, OM.to_phone, OM.body, OM.attempts, OM.possible_duplicate, OM.send_before
@@ -182,37 +203,36 @@ class Dispatcher:
             db.session.commit()
         return sorted((ClaimedText(*row) for row in rows), key=lambda text: text.id)
 
-    def send(
-        self,
-        claimed: Sequence[ClaimedText],
-        status_callback: str | None,
-        report: DispatchReport,
-        now: datetime | None,
-    ) -> None:
-        """Send in the pool; record each result as soon as it is known (a kill loses little)."""
-        futures: list[Future[AttemptResult]] = [
-            self.pool.submit(self._attempt, text, status_callback, now) for text in claimed
-        ]
-        for future in as_completed(futures):
-            self.record(future.result(), report)
-
-    def _attempt(
-        self, text: ClaimedText, status_callback: str | None, now: datetime | None
-    ) -> AttemptResult:
-        started = now or utcnow()
+    def _attempt(self, text: ClaimedText, status_callback: str | None) -> AttemptResult:
+        started = self.clock()
         try:
             accepted = self.backend.send(text.to_phone, text.body, status_callback)
         except SendFailure as failure:
-            return AttemptResult(text, started, now or utcnow(), failure=failure)
-        except Exception as exc:  # a bug or an unexpected library error: retry, keep the detail
+            return AttemptResult(text, started, self.clock(), failure=failure)
+        except Exception as exc:  # a bug before the request went out: retry, keep the detail
             log.exception("sending text %s failed unexpectedly", text.id)
             failure = SendFailure(FailureKind.TRANSIENT, f"{type(exc).__name__}: {exc}")
-            return AttemptResult(text, started, now or utcnow(), failure=failure)
-        return AttemptResult(text, started, now or utcnow(), accepted=accepted)
+            return AttemptResult(text, started, self.clock(), failure=failure)
+        return AttemptResult(text, started, self.clock(), accepted=accepted)
 
-    def record(self, result: AttemptResult, report: DispatchReport) -> None:
+    def _record_safely(
+        self, result: AttemptResult, report: DispatchReport, now: datetime | None
+    ) -> None:
+        """Record one result; a database error loses only this record (the lease brings the
+        text back as a possible duplicate) and never the rest of the batch."""
+        try:
+            self.record(result, report, now)
+        except Exception:
+            db.session.rollback()
+            log.exception("could not record the result of text %s", result.text.id)
+            report.count("unrecorded")
+
+    def record(
+        self, result: AttemptResult, report: DispatchReport, now: datetime | None = None
+    ) -> None:
         text, failure = result.text, result.failure
         finished = result.finished_at
+        due_base = now or finished
         values: dict[str, object] = {
             "updated_at": finished,
             "claimed_by": None,
@@ -229,13 +249,14 @@ class Dispatcher:
             }
         else:
             assert failure is not None
-            outcome, more = self._after_failure(text, failure, finished)
+            outcome, more = self._after_failure(text, failure, due_base)
             values |= more
         with serialized_writes():
             if outcome == "suppressed" and failure and failure.error_code in OPTED_OUT_CODES:
                 opt_out(text.to_phone, finished, reason="opted_out_at_provider")
             if outcome == "failed" and failure and failure.error_code in UNREACHABLE_CODES:
                 mark_unreachable(text.to_phone, failure.error_code, finished)
+
             updated = db.session.execute(
                 update(OM)
                 .where(
@@ -259,6 +280,9 @@ class Dispatcher:
                     detail=_attempt_detail(result) if updated else LEASE_LOST,
                 )
             )
+            if result.accepted is not None and updated:
+                # A delivery report may have come in before this id was recorded.
+                apply_stored_reports(result.accepted.sid, finished)
             db.session.commit()
         report.count(outcome)
         if outcome == "sent":
@@ -313,7 +337,7 @@ class Dispatcher:
             more["possible_duplicate"] = True
         return ("ambiguous" if ambiguous else "retry"), more
 
-    def take_back_expired(self, now: datetime, tz: ZoneInfo) -> int:
+    def take_back_expired(self, clock: datetime, now: datetime, tz: ZoneInfo) -> int:
         """Texts whose claimer died mid-send go back to pending, once; a second time they fail.
 
         The provider may have accepted them before the claimer died, so they
@@ -322,7 +346,7 @@ class Dispatcher:
         with serialized_writes():
             expired = db.session.execute(
                 select(OM.id, OM.attempts, OM.claimed_by, OM.lease_until, OM.possible_duplicate)
-                .where(OM.status == MessageStatus.SENDING, OM.lease_until < now)
+                .where(OM.status == MessageStatus.SENDING, OM.lease_until < clock)
                 .with_for_update(skip_locked=True)
             ).all()
             if not expired:
@@ -342,7 +366,7 @@ class Dispatcher:
                     claimed_by=None,
                     lease_until=None,
                     due_at=again,
-                    updated_at=now,
+                    updated_at=clock,
                 ),
                 execution_options={"synchronize_session": False},
             )
@@ -354,7 +378,7 @@ class Dispatcher:
                         "number": row.attempts,
                         "worker": row.claimed_by or "",
                         "started_at": row.lease_until - self.lease,
-                        "finished_at": now,
+                        "finished_at": clock,
                         "outcome": "lease_expired",
                         "detail": "the dispatcher stopped while sending; the text may have gone",
                     }

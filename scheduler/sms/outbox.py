@@ -6,6 +6,7 @@ commit, so a booking and its texts are saved together or not at all.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +14,7 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from scheduler.content import contents_for
+from scheduler.content import contents_for, default_text
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
@@ -23,9 +24,15 @@ from scheduler.models import (
     OutboundMessage,
     PhoneNumberState,
 )
-from scheduler.sms.texts import TEMPLATE_OF_KIND, appointment_values, fill_template
+from scheduler.sms.texts import (
+    TEMPLATE_OF_KIND,
+    TemplateError,
+    appointment_values,
+    fill_template,
+)
 from scheduler.sms.timing import SendingHours, scheduled_due_time, sending_time
 
+log = logging.getLogger(__name__)
 # PostgreSQL channel a queued text is announced on, so dispatchers wake at once.
 NOTIFY_CHANNEL = "sms_outbox"
 DEFAULT_SCHEDULES = (
@@ -59,11 +66,14 @@ def _planned_texts(appt: Appointment, now: datetime) -> list[tuple[MessageKind, 
 
 
 def _add_texts(
-    appt: Appointment, planned: list[tuple[MessageKind, datetime]], now: datetime
+    appt: Appointment,
+    planned: list[tuple[MessageKind, datetime]],
+    now: datetime,
+    stored_kind: str | None = None,
 ) -> None:
     patient = appt.patient
     location = appt.slot.location
-    tz = ZoneInfo(location.timezone)
+    tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])  # the dispatcher's zone too
     hours = sending_hours()
     templates = contents_for(
         [TEMPLATE_OF_KIND[kind] for kind, _ in planned], location, patient.language
@@ -78,10 +88,10 @@ def _add_texts(
         db.session.add(
             OutboundMessage(
                 appointment=appt,
-                kind=kind,
+                kind=stored_kind or kind,
                 to_phone=patient.phone,
                 language=patient.language,
-                body=fill_template(key, templates[key], values),
+                body=_text_from(key, templates[key], values, patient.language),
                 status=MessageStatus.PENDING if moment else MessageStatus.SUPPRESSED,
                 status_reason=None if moment else "visit_before_sending_hours",
                 due_at=moment or due,
@@ -92,15 +102,33 @@ def _add_texts(
         )
 
 
+def _text_from(key: str, template: str, values: dict[str, str], language: str) -> str:
+    """The text from staff's template; from the shipped default if that one cannot be filled.
+
+    A broken template is refused when saved; this guards rows edited by other
+    means, so that a bad template never stops a booking.
+    """
+    try:
+        return fill_template(key, template, values)
+    except TemplateError:
+        log.error("template %s (%s) cannot be filled; using the default text", key, language)
+        return fill_template(key, default_text(key, language), values)
+
+
 def queue_appointment_texts(appt: Appointment, now: datetime) -> None:
     """The confirmation (or moved-to notice), instructions and reminder of a new booking.
 
-    Only with SMS consent. Opt-outs are checked when each text is sent, so a
-    number that opts out or back in later is honoured at that moment.
+    Only with SMS consent. A number that has opted out is checked when each
+    text is due: its texts are then suppressed, never sent.
     """
     if not appt.patient.sms_consent:
         return
     _add_texts(appt, _planned_texts(appt, now), now)
+
+
+def queue_text_again(appt: Appointment, kind: MessageKind, stored_kind: str, now: datetime) -> None:
+    """One more text of a kind (staff resending instructions), stored under its own kind."""
+    _add_texts(appt, [(kind, now)], now, stored_kind=stored_kind)
 
 
 def queue_cancellation_text(appt: Appointment, now: datetime) -> None:

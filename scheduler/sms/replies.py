@@ -26,6 +26,7 @@ from scheduler.models import (
     Patient,
     PhoneNumberState,
     Slot,
+    StatusReport,
 )
 from scheduler.sms.backends import OPTED_OUT_CODES, UNREACHABLE_CODES
 from scheduler.sms.outbox import mark_unreachable, opt_in, opt_out
@@ -87,6 +88,9 @@ def next_appointment_of(phone: str, now: datetime) -> Appointment | None:
         .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
         .where(
             Patient.phone == phone,
+            # Only bookings whose patient agreed to texts at this number: a number typed
+            # into someone else's booking must not confirm it or get its manage link.
+            Patient.sms_consent.is_(True),
             Appointment.status.in_(CHANGEABLE),
             Slot.starts_at > now,
         )
@@ -152,7 +156,10 @@ def _act(message: Inbound, action: str, now: datetime) -> tuple[str | None, Appo
         if appt is None:
             return _reply_text("sms_no_appointment_reply", phone, None), None
         if action == "confirm":
-            _confirm(appt, now)
+            if not _confirm(appt, now):
+                db.session.refresh(appt)
+                if appt.status != AppointmentStatus.CONFIRMED:  # cancelled or moved meanwhile
+                    return _reply_text("sms_no_appointment_reply", phone, None), appt
             return _reply_text("sms_confirmed_reply", phone, appt), appt
         return _reply_text("sms_reschedule_reply", phone, appt), appt
     return _reply_text("sms_other_reply", phone, None), None
@@ -213,26 +220,57 @@ def _stored_reply(sid: str) -> tuple[str | None] | None:
 def apply_status_callback(
     sid: str, provider_status: str, error_code: int | None, now: datetime
 ) -> bool:
-    """Move a sent text's status forward; a repeated or late report never moves it back."""
+    """Record a delivery report and apply it to its text; True if a text moved.
+
+    The report is kept: one that arrives before the dispatcher recorded the
+    text's provider id is applied when it does (``apply_stored_reports``).
+    """
     status = PROVIDER_STATUS.get(provider_status.lower())
     if status is None:
         return False
+    with serialized_writes():
+        report = StatusReport(
+            provider_sid=sid, status=status, error_code=error_code, received_at=now
+        )
+        db.session.add(report)
+        db.session.flush()
+        moved = _apply_report(sid, status, error_code, now)
+        known = moved or db.session.scalar(
+            select(OutboundMessage.id).where(OutboundMessage.provider_sid == sid)
+        )
+        report.applied = bool(known)
+        db.session.commit()
+    return moved
+
+
+def apply_stored_reports(sid: str, now: datetime) -> None:
+    """Apply reports that came in before the text's provider id was recorded (caller commits)."""
+    reports = db.session.scalars(
+        select(StatusReport)
+        .where(StatusReport.provider_sid == sid, StatusReport.applied.is_(False))
+        .order_by(StatusReport.id)
+    ).all()
+    for report in reports:
+        _apply_report(sid, MessageStatus(report.status), report.error_code, now)
+        report.applied = True
+
+
+def _apply_report(sid: str, status: MessageStatus, error_code: int | None, now: datetime) -> bool:
+    """Move the text forward only: a repeated or late report never moves it back."""
     lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
     values: dict[str, object] = {"status": status, "updated_at": now}
     if status is MessageStatus.DELIVERED:
         values["delivered_at"] = now
     if error_code is not None:
         values["error_code"] = error_code
-    with serialized_writes():
-        row = db.session.execute(
-            update(OutboundMessage)
-            .where(OutboundMessage.provider_sid == sid, OutboundMessage.status.in_(lower))
-            .values(**values)
-            .returning(OutboundMessage.to_phone)
-        ).first()
-        if row is not None and error_code in OPTED_OUT_CODES:
-            opt_out(row.to_phone, now, reason="opted_out_at_provider")
-        elif row is not None and error_code in UNREACHABLE_CODES:
-            mark_unreachable(row.to_phone, error_code, now)
-        db.session.commit()
+    row = db.session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.provider_sid == sid, OutboundMessage.status.in_(lower))
+        .values(**values)
+        .returning(OutboundMessage.to_phone)
+    ).first()
+    if row is not None and error_code in OPTED_OUT_CODES:
+        opt_out(row.to_phone, now, reason="opted_out_at_provider")
+    elif row is not None and error_code in UNREACHABLE_CODES:
+        mark_unreachable(row.to_phone, error_code, now)
     return row is not None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
@@ -19,7 +19,7 @@ from flask import current_app
 
 from scheduler.booking.links import manage_url
 from scheduler.display import phone_display
-from scheduler.models import Appointment, MessageKind
+from scheduler.models import Appointment, Location, MessageKind
 from scheduler.urls import public_url
 
 CLINIC_FIELDS = frozenset({"clinic", "clinic_phone", "booking_url"})
@@ -133,4 +133,30 @@ def appointment_values(appt: Appointment) -> dict[str, str]:
         "reference": appt.reference,
         "manage_url": manage_url(appt),
         "instructions_url": instructions_url(location.slug, language),
+    }
+
+
+def sample_values(location: Location | None, language: str) -> dict[str, str]:
+    """Values of a made-up visit, for previews while editing a template."""
+    tz = ZoneInfo(location.timezone if location else current_app.config["DISPLAY_TIMEZONE"])
+    local = datetime.combine(
+        datetime.now(tz).date() + timedelta(days=8),
+        datetime.min.time().replace(hour=9, minute=30),
+        tzinfo=tz,
+    )
+    slug = location.slug if location else "kerrville"
+    reference = f"{location.code if location else 'KRV'}-7K3Q"
+    return {
+        **clinic_values(),
+        "first_name": "Guadalupe",
+        "location": location.name if location else "Kerrville",
+        "date": visit_date(local, language),
+        "time": visit_time(local, language),
+        "reference": reference,
+        "manage_url": public_url(
+            "booking.manage",
+            reference=reference,
+            token="dm8aOO6Q-b0V_WfL.awSILA.5eu4zIMNg4_N-1jJZ0NxEdq83pg",
+        ),
+        "instructions_url": instructions_url(slug, language),
     }

@@ -56,7 +56,7 @@ def inbound() -> Response:
     message = Inbound(
         sid=form_field("MessageSid", SID_LENGTH),
         from_phone=form_field("From", 20),  # E.164, as Twilio sends it
-        to_phone=form_field("To", 32, required=False),
+        to_phone=form_field("To", 20, required=False),
         body=form_field("Body", MAX_BODY, required=False),
     )
     return twiml(handle_inbound(message, utcnow()))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 from flask import Flask
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioRestException, TwilioServiceException
 from urllib3.exceptions import NewConnectionError
 
 from scheduler import create_app
@@ -18,6 +18,7 @@ from scheduler.sms.backends import (
     ConfigurationError,
     FailureKind,
     PooledTwilioHttpClient,
+    SendFailure,
     TwilioBackend,
     classify_twilio_error,
     never_reached,
@@ -25,6 +26,7 @@ from scheduler.sms.backends import (
 from tests.twilio_server import FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[2]
+SENDER_NUMBER = "+12105550100"
 
 
 def test_twilio_backend_without_credentials_refuses_to_start(tmp_path: Path) -> None:
@@ -105,15 +107,49 @@ def test_messaging_service_is_used_as_sender_when_given() -> None:
         (429, 20429, FailureKind.TRANSIENT),
         (500, 20500, FailureKind.TRANSIENT),
         (503, None, FailureKind.TRANSIENT),
+        (401, 20003, FailureKind.TRANSIENT),  # fix the token; the texts wait
         (400, 21211, FailureKind.PERMANENT),
         (400, 21610, FailureKind.PERMANENT),
         (400, 21614, FailureKind.PERMANENT),
-        (401, 20003, FailureKind.PERMANENT),
     ],
 )
 def test_twilio_errors_are_classified(status: int, code: int | None, kind: FailureKind) -> None:
     failure = classify_twilio_error(TwilioRestException(status, "/Messages.json", "x", code))
     assert (failure.kind, failure.http_status, failure.error_code) == (kind, status, code)
+    problem = TwilioServiceException(
+        type_uri="https://www.twilio.com/docs/errors/x",
+        title="x",
+        status=status,
+        code=code or 0,
+        detail="x",
+        instance="/",
+        method="POST",
+        uri="/Messages.json",
+    )
+    assert classify_twilio_error(problem).kind == kind
+
+
+def test_rfc9457_error_bodies_are_understood() -> None:
+    """twilio 9 raises TwilioServiceException for application/problem+json answers."""
+
+    def problem(index: int, form: dict[str, str]) -> tuple[int, dict[str, object]]:
+        return 400, {
+            "type": "https://www.twilio.com/docs/errors/21610",
+            "title": "Attempt to send to unsubscribed recipient",
+            "status": 400,
+            "code": 21610,
+            "detail": "The recipient replied STOP.",
+            "instance": "/2010-04-01/Messages",
+        }
+
+    with FakeTwilio() as server:
+        server.responder = problem
+        backend = TwilioBackend(
+            server.account_sid, server.auth_token, SENDER_NUMBER, None, 2, 1, 1, server.base_url
+        )
+        with pytest.raises(SendFailure) as failed:
+            backend.send("+18302574811", "hello", None)
+    assert (failed.value.kind, failed.value.error_code) == (FailureKind.PERMANENT, 21610)
 
 
 def test_only_requests_that_never_reached_twilio_count_as_safe_to_retry() -> None:

@@ -23,6 +23,7 @@ from scheduler.models import (
 from scheduler.sms.backends import ConsoleBackend, TwilioBackend
 from scheduler.sms.dispatch import Dispatcher, purge_old_messages
 from scheduler.sms.outbox import opt_out
+from scheduler.sms.replies import apply_status_callback
 from tests.conftest import make_app
 from tests.factories import CHICAGO, add_message_schedules, booking_request, make_slot, texts_of
 from tests.sms.conftest import SENDER, twilio_settings
@@ -258,30 +259,56 @@ def test_an_opted_out_number_gets_nothing_even_after_a_restart(
     assert {t.status_reason for t in texts_of(later).values()} == {"opted_out"}
 
 
+class Clock:
+    """A settable clock for leases (they follow the real clock, not ``now``)."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
 def test_a_claim_left_by_a_dead_dispatcher_is_taken_back_once(
-    app: Flask, dispatcher: Dispatcher, twilio: FakeTwilio
+    app: Flask, twilio: FakeTwilio
 ) -> None:
     appt = book()
-    with Dispatcher(app, worker="dead") as dead:
-        assert len(dead.claim(BOOKED)) == 1  # then it "dies" without sending
+    clock = Clock()
+    with Dispatcher(app, worker="dead", clock=clock) as dead:
+        assert len(dead.claim(BOOKED, 10)) == 1  # then it "dies" without sending
     lease = timedelta(seconds=app.config["SMS_CLAIM_LEASE_SECONDS"])
-    assert dispatcher.dispatch_due(BOOKED + lease - timedelta(seconds=1)).claimed == 0
-    report = dispatcher.dispatch_due(BOOKED + lease + timedelta(seconds=1))
+    with Dispatcher(app, clock=clock) as dispatcher:
+        clock.at += lease - timedelta(seconds=1)
+        assert dispatcher.dispatch_due(BOOKED).claimed == 0
+        clock.at += timedelta(seconds=2)
+        report = dispatcher.dispatch_due(BOOKED)
     assert (report.taken_back, report.sent) == (1, 1)
     text = texts_of(appt)["confirmation"]
     assert (text.status, text.possible_duplicate, text.attempts) == (MessageStatus.SENT, True, 2)
     assert attempts_of(text) == ["lease_expired", "sent"]
 
 
-def test_a_text_lost_in_flight_twice_fails(app: Flask, dispatcher: Dispatcher) -> None:
+def test_dispatch_as_of_another_time_never_expires_live_claims(
+    app: Flask, twilio: FakeTwilio
+) -> None:
+    book()
+    with Dispatcher(app, worker="alive") as alive:
+        alive.claim(BOOKED, 10)  # in flight right now
+    with Dispatcher(app) as dispatcher:
+        report = dispatcher.dispatch_due(BOOKED + timedelta(days=2))  # `--now` far ahead
+    assert (report.taken_back, report.claimed) == (0, 0)
+
+
+def test_a_text_lost_in_flight_twice_fails(app: Flask) -> None:
     appt = book()
     lease = timedelta(seconds=app.config["SMS_CLAIM_LEASE_SECONDS"])
-    now = BOOKED
-    for _ in range(2):
-        with Dispatcher(app, worker="dead") as dead:
-            dead.claim(now)
-        now += lease + timedelta(seconds=1)
-        dispatcher.take_back_expired(now, CHICAGO)
+    clock = Clock()
+    with Dispatcher(app, clock=clock) as dispatcher:
+        for _ in range(2):
+            with Dispatcher(app, worker="dead", clock=clock) as dead:
+                dead.claim(BOOKED, 10)
+            clock.at += lease + timedelta(seconds=1)
+            dispatcher.take_back_expired(clock(), BOOKED, CHICAGO)
     text = texts_of(appt)["confirmation"]
     assert (text.status, text.status_reason) == (MessageStatus.FAILED, "unknown_twice")
     assert attempts_of(text) == ["lease_expired", "lease_expired"]
@@ -291,11 +318,14 @@ def test_dispatchers_racing_in_threads_send_each_text_once(app: Flask, twilio: F
     slot = make_slot(starts_at=VISIT, capacity=60)
     for n in range(60):
         book_appointment(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
-    twilio.delay = 0.01
+    twilio.delay = 0.02
+    app.config["SMS_SEND_CONCURRENCY"] = 3
     reports = []
+    start = threading.Barrier(4)
 
     def run(name: str) -> None:
         with app.app_context(), Dispatcher(app, worker=name) as dispatcher:
+            start.wait()
             reports.append(dispatcher.dispatch_due(BOOKED))
 
     threads = [threading.Thread(target=run, args=(f"w{n}",)) for n in range(4)]
@@ -304,12 +334,62 @@ def test_dispatchers_racing_in_threads_send_each_text_once(app: Flask, twilio: F
     for thread in threads:
         thread.join()
     assert sum(r.sent for r in reports) == 60
+    assert sum(1 for r in reports if r.claimed) >= 2, [r.claimed for r in reports]
     assert twilio.accepted_count() == 60
     assert twilio.duplicates() == {}
     sent = db.session.scalar(
         select(func.count(OutboundMessage.id)).where(OutboundMessage.status == "sent")
     )
     assert sent == 60
+
+
+def test_never_more_claimed_than_can_be_sent_at_once(app: Flask, twilio: FakeTwilio) -> None:
+    slot = make_slot(starts_at=VISIT, capacity=20)
+    for n in range(20):
+        book_appointment(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
+    app.config["SMS_SEND_CONCURRENCY"] = 4
+    twilio.delay = 0.05
+    most_sending = 0
+
+    def count_sending(index: int, form: dict[str, str]) -> None:
+        nonlocal most_sending
+        with app.app_context():
+            sending = db.session.scalar(
+                select(func.count(OutboundMessage.id)).where(OutboundMessage.status == "sending")
+            )
+            db.session.remove()
+        most_sending = max(most_sending, sending or 0)
+
+    twilio.responder = count_sending
+    with Dispatcher(app) as dispatcher:
+        assert dispatcher.dispatch_due(BOOKED).sent == 20
+    assert 1 <= most_sending <= 4
+
+
+def test_a_delivery_report_that_beats_the_dispatcher_is_applied_later(
+    app: Flask, twilio: FakeTwilio
+) -> None:
+    appt = book()
+    sid = "SM" + "e" * 32
+
+    def answer(index: int, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        # Twilio's callback arrives before the dispatcher records the id.
+        with app.app_context():
+            assert not apply_status_callback(sid, "undelivered", 30006, BOOKED)
+            db.session.remove()
+        return 201, {"sid": sid, "status": "queued", "to": form["To"], "body": form["Body"]}
+
+    twilio.responder = answer
+    with Dispatcher(app) as dispatcher:
+        dispatcher.dispatch_due(BOOKED)
+    text = texts_of(appt)["confirmation"]
+    assert (text.provider_sid, text.status, text.error_code) == (
+        sid,
+        MessageStatus.UNDELIVERED,
+        30006,
+    )
+    state = db.session.scalar(select(PhoneNumberState).where(PhoneNumberState.phone == PHONE))
+    assert state.unreachable_code == 30006
 
 
 def test_purge_removes_finished_texts_past_retention(

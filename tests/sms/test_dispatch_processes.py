@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,9 +88,7 @@ def test_two_dispatcher_processes_send_each_text_exactly_once(
 ) -> None:
     queue_confirmations(120)
     twilio.delay = 0.02
-    processes = [
-        dispatcher_process(app, BOOKED, SMS_BATCH_SIZE=10, SMS_SEND_CONCURRENCY=4) for _ in range(2)
-    ]
+    processes = [dispatcher_process(app, BOOKED, SMS_SEND_CONCURRENCY=4) for _ in range(2)]
     outputs = [finish(p) for p in processes]
     assert sum(claimed_in(out) for out in outputs) == 120
     assert all(claimed_in(out) > 0 for out in outputs), outputs  # both really took part
@@ -104,19 +103,23 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_resends_at_most_in_flig
 ) -> None:
     queue_confirmations(60)
     twilio.delay = 0.3
-    batch = 20
-    victim = dispatcher_process(app, BOOKED, SMS_BATCH_SIZE=batch, SMS_SEND_CONCURRENCY=5)
+    concurrency, lease = 5, 4
+    victim = dispatcher_process(
+        app, BOOKED, SMS_SEND_CONCURRENCY=concurrency, SMS_CLAIM_LEASE_SECONDS=lease
+    )
     assert twilio.wait_for_requests(10, timeout=30)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=10)
+    killed_at = time.monotonic()
     twilio.delay = 0.0
 
     # Before the lease runs out nobody takes the killed dispatcher's texts...
-    early = finish(dispatcher_process(app, BOOKED + timedelta(seconds=60)))
+    early = finish(dispatcher_process(app, BOOKED, SMS_CLAIM_LEASE_SECONDS=lease))
     assert "taken back 0" in early
     # ...after it, every text goes out.
-    lease = app.config["SMS_CLAIM_LEASE_SECONDS"]
-    finish(dispatcher_process(app, BOOKED + timedelta(seconds=lease + 1)))
+    time.sleep(max(0.0, lease + 0.5 - (time.monotonic() - killed_at)))
+    late = finish(dispatcher_process(app, BOOKED, SMS_CLAIM_LEASE_SECONDS=lease))
+    assert "taken back 0" not in late
 
     db.session.remove()
     rows = db.session.scalars(select(OutboundMessage)).all()
@@ -126,10 +129,10 @@ def test_a_dispatcher_killed_mid_batch_loses_nothing_and_resends_at_most_in_flig
     assert all(n <= 2 for n in accepted.values())  # at most once more
     duplicated = {phone for phone, n in accepted.items() if n > 1}
     flagged = {row.to_phone for row in rows if row.possible_duplicate}
-    # Only texts claimed and not yet recorded at the kill (one batch at most) can go
-    # twice, and each of those is recorded as a possible duplicate.
+    # A dispatcher claims only what it can send at once, so only texts in flight at the
+    # kill went twice, and each of those is recorded as a possible duplicate.
     assert duplicated <= flagged
-    assert 0 < len(flagged) <= batch
+    assert 0 < len(flagged) <= concurrency
     lost_attempts = db.session.scalars(
         select(MessageAttempt).where(MessageAttempt.outcome == "lease_expired")
     ).all()

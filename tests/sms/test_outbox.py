@@ -15,7 +15,7 @@ from scheduler.booking.operations import (
     reschedule_appointment,
 )
 from scheduler.extensions import db
-from scheduler.models import ContentBlock, MessageStatus, OutboundMessage
+from scheduler.models import Appointment, ContentBlock, MessageStatus, OutboundMessage
 from tests.factories import (
     CHICAGO,
     add_message_schedules,
@@ -201,12 +201,34 @@ def test_rescheduling_cancels_the_old_texts_and_queues_the_new_slots_own() -> No
     assert new_texts["reminder"].due_at == new_visit - timedelta(hours=24)
 
 
-def test_a_failed_booking_leaves_no_texts() -> None:
-    slot = make_slot(capacity=1)
-    book_appointment(booking_request(slot))
+def test_texts_and_booking_are_saved_together_or_not_at_all() -> None:
+    slot = make_slot(capacity=2)
+
+    def fail_late(appt: object) -> None:
+        raise RuntimeError("the transaction dies after the texts were queued")
+
+    with pytest.raises(RuntimeError):
+        book_appointment(booking_request(slot), after_change=fail_late)
+    db.session.rollback()
+    assert db.session.scalar(select(func.count(OutboundMessage.id))) == 0
+    assert db.session.scalar(select(func.count(Appointment.id))) == 0
+    db.session.refresh(slot)
+    assert slot.booked_count == 0
+    full = make_slot(capacity=1)
+    book_appointment(booking_request(full))
     with pytest.raises(SlotFull):
-        book_appointment(booking_request(slot, first_name="Luz"))
+        book_appointment(booking_request(full, first_name="Luz"))
     assert db.session.scalar(select(func.count(OutboundMessage.id))) == 3
+
+
+def test_a_broken_stored_template_falls_back_to_the_default_text() -> None:
+    db.session.add(
+        ContentBlock(key="sms_confirmation", language="en", body="Hi {first_name} {surname}")
+    )
+    db.session.commit()
+    appt = book_appointment(booking_request(make_slot(days_ahead=6)))
+    body = texts_of(appt)["confirmation"].body
+    assert "{" not in body and "Reply C to confirm" in body
 
 
 def test_texts_follow_the_locations_own_template(app: Flask) -> None:

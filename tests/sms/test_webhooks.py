@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -137,7 +139,7 @@ def test_other_words(body: str, action: str) -> None:
     assert action_of(body) == action
 
 
-def test_stop_stops_every_text_at_once_and_start_resumes(
+def test_stop_cancels_every_pending_text_at_once_and_start_opts_back_in(
     client: FlaskClient, app: Flask, twilio: FakeTwilio
 ) -> None:
     add_message_schedules()
@@ -156,6 +158,9 @@ def test_stop_stops_every_text_at_once_and_start_resumes(
     assert {t.status_reason for t in texts_of(third).values()} == {"opted_out"}
 
     text_in(client, app, "START")
+    # What STOP cancelled stays cancelled (the issue: opt-out cancels pending texts);
+    # texts queued after START go out.
+    assert {t.status for t in texts_of(first).values()} == {MessageStatus.CANCELLED}
     state = db.session.scalar(select(PhoneNumberState).where(PhoneNumberState.phone == PHONE))
     db.session.refresh(state)
     assert not state.is_opted_out and state.opted_in_at is not None
@@ -206,6 +211,60 @@ def test_a_retried_webhook_is_handled_once(client: FlaskClient, app: Flask) -> N
     first = reply_of(text_in(client, app, "C", sid="SM" + "a" * 32))
     again = reply_of(text_in(client, app, "C", sid="SM" + "a" * 32))
     assert first == again
+    assert db.session.scalar(select(func.count(InboundMessage.id))) == 1
+    events = db.session.scalar(
+        select(func.count(AppointmentEvent.id)).where(
+            AppointmentEvent.appointment_id == appt.id, AppointmentEvent.actor == "sms"
+        )
+    )
+    assert events == 1
+
+
+def test_replies_never_reveal_a_booking_whose_patient_did_not_agree_to_texts(
+    client: FlaskClient, app: Flask
+) -> None:
+    appt = make_appointment(make_slot(days_ahead=4), sms_consent=False)
+    for body in ("R", "C"):
+        reply = reply_of(text_in(client, app, body))
+        assert "no upcoming visit" in reply
+        assert appt.reference not in reply and "/manage/" not in reply
+    db.session.refresh(appt)
+    assert appt.status == "booked"
+
+
+def test_a_webhook_retried_concurrently_is_handled_once(app: Flask, live_server: str) -> None:
+    appt = make_appointment(make_slot(days_ahead=4))
+    form = {
+        "MessageSid": "SM" + "c" * 32,
+        "From": PHONE,
+        "To": "+12105550100",
+        "Body": "C",
+    }
+    app.config["PUBLIC_BASE_URL"] = live_server
+    signature = RequestValidator(app.config["TWILIO_AUTH_TOKEN"]).compute_signature(
+        live_server + "/sms/inbound", form
+    )
+    barrier = threading.Barrier(6)
+    answers: list[tuple[int, str]] = []
+
+    def post() -> None:
+        barrier.wait()
+        response = requests.post(
+            live_server + "/sms/inbound",
+            data=form,
+            headers={"X-Twilio-Signature": signature},
+            timeout=30,
+        )
+        answers.append((response.status_code, response.text))
+
+    threads = [threading.Thread(target=post) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert {status for status, _ in answers} == {200}
+    assert len({text for _, text in answers}) == 1  # the same reply every time
+    db.session.remove()
     assert db.session.scalar(select(func.count(InboundMessage.id))) == 1
     events = db.session.scalar(
         select(func.count(AppointmentEvent.id)).where(

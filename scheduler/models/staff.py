@@ -1,0 +1,104 @@
+"""Front-desk staff, their private notes on appointments, and the audit log."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, event
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from scheduler.extensions import db
+from scheduler.models.types import UTCDateTime, utcnow
+
+
+class StaffRole(enum.StrEnum):
+    ADMIN = "admin"  # also manages staff accounts, locations and message templates
+    SCHEDULER = "scheduler"  # all calendar and appointment work
+
+
+class StaffUser(UserMixin, db.Model):
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(12), default=StaffRole.SCHEDULER)
+    is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Part of the session; changing it (password change, disabling) signs every session out.
+    session_nonce: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login refuses inactive users
+        return self.is_enabled
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == StaffRole.ADMIN
+
+    def get_id(self) -> str:
+        return f"{self.id}:{self.session_nonce}"
+
+
+class AppointmentNote(db.Model):
+    """A private staff note on an appointment; never shown to the patient or texted."""
+
+    __tablename__ = "appointment_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    body: Mapped[str] = mapped_column(Text)
+
+    author: Mapped[StaffUser] = relationship()
+
+
+class AuditEntry(db.Model):
+    """Who did what, when, to which appointment or setting. Rows are only ever added.
+
+    ``details`` holds what changed (statuses, times, setting values), never a
+    token, a password or a patient's record: an appointment is named by its
+    reference.
+    """
+
+    __tablename__ = "audit_entries"
+    __table_args__ = (Index("ix_audit_entries_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    actor: Mapped[str] = mapped_column(String(254))  # the email then, or "system"
+    action: Mapped[str] = mapped_column(String(60))
+    target_type: Mapped[str] = mapped_column(String(30))
+    target_id: Mapped[int | None] = mapped_column()
+    target_label: Mapped[str] = mapped_column(String(120), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+# The audit log is append-only in the database itself, not only by convention.
+APPEND_ONLY_SQL = {
+    "postgresql": [
+        """CREATE OR REPLACE FUNCTION audit_entries_append_only() RETURNS trigger AS $$
+        BEGIN RAISE EXCEPTION 'audit_entries is append-only'; END; $$ LANGUAGE plpgsql""",
+        """CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries
+        FOR EACH ROW EXECUTE FUNCTION audit_entries_append_only()""",
+    ],
+    "sqlite": [
+        """CREATE TRIGGER audit_entries_no_update BEFORE UPDATE ON audit_entries
+        BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END""",
+        """CREATE TRIGGER audit_entries_no_delete BEFORE DELETE ON audit_entries
+        BEGIN SELECT RAISE(ABORT, 'audit_entries is append-only'); END""",
+    ],
+}
+
+
+@event.listens_for(AuditEntry.__table__, "after_create")
+def _make_append_only(target: Any, connection: Any, **kw: Any) -> None:
+    for statement in APPEND_ONLY_SQL.get(connection.dialect.name, []):
+        connection.exec_driver_sql(statement)
