@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from scheduler import api, booking, health, sms
+from scheduler import api, booking, health, sms, staff
 from scheduler.cli import register_commands
 from scheduler.config import DEFAULTS, instance_secret_key, settings_from_env, sqlite_url_in
 from scheduler.database import engine_options
@@ -18,6 +18,7 @@ from scheduler.errors import register_error_handlers
 from scheduler.extensions import csrf, db, limiter, migrate
 from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
+from scheduler.staff.access import configure_login
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -48,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     csrf.init_app(app)
     limiter.init_app(app)
+    configure_login(app)
 
     register_blueprints(app)
     register_error_handlers(app)
@@ -83,6 +85,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(sms.bp)
+    app.register_blueprint(staff.bp)
     csrf.exempt(api.bp)
     csrf.exempt(sms.bp)  # Twilio signs its webhooks; the signature is checked instead
     limiter.exempt(health.bp)

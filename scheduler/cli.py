@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import secrets
+import sys
 from datetime import UTC, datetime
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
+from sqlalchemy import select
 
 from scheduler.availability.operations import roll_slots_forward
+from scheduler.extensions import db
 from scheduler.jobs import run_scheduler
+from scheduler.models import AuditEntry, StaffRole, StaffUser
 from scheduler.seed import seed_clinic
 from scheduler.sms.dispatch import Dispatcher
+from scheduler.staff.access import check_password_problem, hash_password
 
 
 @click.command("seed")
@@ -77,6 +83,56 @@ def parse_instant(text: str) -> datetime:
     return instant.astimezone(UTC)
 
 
+@click.group("users")
+def users_group() -> None:
+    """Staff accounts."""
+
+
+@users_group.command("create")
+@click.option("--email", required=True, help="The sign-in email.")
+@click.option(
+    "--role",
+    type=click.Choice([r.value for r in StaffRole]),
+    default="scheduler",
+    show_default=True,
+)
+@with_appcontext
+def create_user_command(email: str, role: str) -> None:
+    """Create a staff account. The password is prompted for, or read from standard input."""
+    email = email.strip().lower()
+    if "@" not in email or len(email) > 254:
+        raise click.BadParameter("give an email address", param_hint="--email")
+    if db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
+        raise click.ClickException(f"there is already an account for {email}")
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    problem = check_password_problem(password)
+    if problem:
+        raise click.ClickException(problem)
+    user = StaffUser(
+        email=email,
+        role=role,
+        password_hash=hash_password(password),
+        session_nonce=secrets.token_hex(8),
+    )
+    db.session.add(user)
+    db.session.flush()
+    db.session.add(
+        AuditEntry(
+            actor="system (command line)",
+            action="staff.create",
+            target_type="staff_user",
+            target_id=user.id,
+            target_label=email,
+            details={"role": role},
+        )
+    )
+    db.session.commit()
+    click.echo(f"created {role} account {email}")
+
+
 @click.command("scheduler")
 @with_appcontext
 def scheduler_command() -> None:
@@ -89,3 +145,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(slots_group)
     app.cli.add_command(scheduler_command)
     app.cli.add_command(sms_group)
+    app.cli.add_command(users_group)

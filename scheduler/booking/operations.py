@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -40,6 +41,10 @@ from scheduler.sms.outbox import (
 )
 
 # No 0/O, 1/I/L, U/V, 2/Z or 5/S look-alikes: easy to read aloud and type.
+STALE_MESSAGE = (
+    "Someone else changed this appointment a moment ago. Nothing was saved; "
+    "here it is as it is now."
+)
 REFERENCE_ALPHABET = "346789ACDEFGHJKMNPQRTWXY"
 REFERENCE_LENGTH = 4
 
@@ -66,6 +71,12 @@ class SlotNotBookable(BookingError):
 
 class AppointmentNotChangeable(BookingError):
     code = "appointment_not_changeable"
+
+
+class StaleAppointment(BookingError):
+    """Someone else changed the appointment since the page was loaded."""
+
+    code = "stale_appointment"
 
 
 class IdempotencyKeyReused(BookingError):
@@ -222,7 +233,11 @@ def _new_appointment(slot_id: int, now: datetime, **fields: Any) -> Appointment:
     return appt
 
 
-def _try_booking(request: BookingRequest, now: datetime) -> Appointment | None:
+def _try_booking(
+    request: BookingRequest,
+    now: datetime,
+    after_change: Callable[[Appointment], None] | None = None,
+) -> Appointment | None:
     """One booking transaction; None when the drawn reference was taken (draw again)."""
     db.session.rollback()
     try:
@@ -245,6 +260,9 @@ def _try_booking(request: BookingRequest, now: datetime) -> Appointment | None:
     _record(appt, None, actor=request.source)
     queue_appointment_texts(appt, now)
     try:
+        if after_change is not None:
+            db.session.flush()  # the new appointment's id, for what the caller records
+            after_change(appt)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -253,59 +271,90 @@ def _try_booking(request: BookingRequest, now: datetime) -> Appointment | None:
 
 
 def book_appointment(
-    request: BookingRequest, now: datetime | None = None, attempts: int = 5
+    request: BookingRequest,
+    now: datetime | None = None,
+    attempts: int = 5,
+    after_change: Callable[[Appointment], None] | None = None,
 ) -> Appointment:
-    """Book one place in a slot; a repeated idempotency key returns the first booking."""
+    """Book one place in a slot; a repeated idempotency key returns the first booking.
+
+    ``after_change`` adds to the booking's own transaction (a staff audit entry).
+    """
     now = now or utcnow()
     existing = _appointment_for_key(request)
     if existing is not None:
         return existing
     for _ in range(attempts):
         with serialized_writes():
-            appt = _try_booking(request, now)
+            appt = _try_booking(request, now, after_change)
         if appt is not None:
             return appt
     raise BookingError("Could not book this time; please try again.")
 
 
-def _claim_for_change(appt: Appointment, new_status: str, now: datetime) -> str:
+def _claim_for_change(
+    appt: Appointment, new_status: str, now: datetime, expected_version: int | None = None
+) -> str:
     """Move a still-changeable appointment to new_status; returns its old status.
 
     The conditional UPDATE makes a cancel racing a reschedule (or a second
-    click) lose cleanly instead of releasing the slot twice.
+    click) lose cleanly instead of releasing the slot twice. With
+    ``expected_version`` (staff pages), any change since the page was read loses too.
     """
     old_status = appt.status
+    if expected_version is not None and appt.version != expected_version:
+        raise StaleAppointment(STALE_MESSAGE)
     if appt.slot.starts_at <= now:
         raise AppointmentNotChangeable("This appointment has already started or passed.")
+    conditions = [Appointment.id == appt.id, Appointment.status.in_(CHANGEABLE)]
+    if expected_version is not None:
+        conditions.append(Appointment.version == expected_version)
     changed = db.session.execute(
         update(Appointment)
-        .where(Appointment.id == appt.id, Appointment.status.in_(CHANGEABLE))
+        .where(*conditions)
         .values(status=new_status, updated_at=now, version=Appointment.version + 1),
         execution_options={"synchronize_session": False},
     ).rowcount
     if changed != 1:
         db.session.rollback()
+        if expected_version is not None:
+            raise StaleAppointment(STALE_MESSAGE)
         raise AppointmentNotChangeable("This appointment was already cancelled or changed.")
     return old_status
 
 
-def cancel_appointment(appt: Appointment, actor: str, now: datetime | None = None) -> Appointment:
+def cancel_appointment(
+    appt: Appointment,
+    actor: str,
+    now: datetime | None = None,
+    expected_version: int | None = None,
+    note: str = "",
+    after_change: Callable[[Appointment], None] | None = None,
+) -> Appointment:
+    """Cancel and free the place; ``after_change`` adds to the same transaction (an audit entry)."""
     now = now or utcnow()
     appt_id = appt.id
     db.session.rollback()
-    appt = db.session.get(Appointment, appt_id)  # type: ignore[assignment]
+    appt = db.session.get(Appointment, appt_id, populate_existing=True)  # type: ignore[assignment]
     with serialized_writes():
-        old_status = _claim_for_change(appt, AppointmentStatus.CANCELLED, now)
+        old_status = _claim_for_change(appt, AppointmentStatus.CANCELLED, now, expected_version)
         _release_place(appt.slot_id)
         db.session.refresh(appt)
-        _record(appt, old_status, actor=actor)
+        _record(appt, old_status, actor=actor, note=note)
         queue_cancellation_text(appt, now)
+        if after_change is not None:
+            after_change(appt)
         db.session.commit()
     return appt
 
 
 def reschedule_appointment(
-    appt: Appointment, new_slot_id: int, actor: str, now: datetime | None = None
+    appt: Appointment,
+    new_slot_id: int,
+    actor: str,
+    now: datetime | None = None,
+    expected_version: int | None = None,
+    after_change: Callable[[Appointment, Appointment], None] | None = None,
 ) -> Appointment:
     """Move a booking to another slot, at any location, in one transaction.
 
@@ -316,16 +365,23 @@ def reschedule_appointment(
     now = now or utcnow()
     appt_id = appt.id
     db.session.rollback()
-    old = db.session.get(Appointment, appt_id)
+    old = db.session.get(Appointment, appt_id, populate_existing=True)
     assert old is not None
     if new_slot_id == old.slot_id:
         raise SlotNotBookable("That is the time you already have.")
     with serialized_writes():
-        return _move(old, new_slot_id, actor, now)
+        return _move(old, new_slot_id, actor, now, expected_version, after_change)
 
 
-def _move(old: Appointment, new_slot_id: int, actor: str, now: datetime) -> Appointment:
-    old_status = _claim_for_change(old, AppointmentStatus.RESCHEDULED, now)
+def _move(
+    old: Appointment,
+    new_slot_id: int,
+    actor: str,
+    now: datetime,
+    expected_version: int | None = None,
+    after_change: Callable[[Appointment, Appointment], None] | None = None,
+) -> Appointment:
+    old_status = _claim_for_change(old, AppointmentStatus.RESCHEDULED, now, expected_version)
     try:
         for slot_id in sorted((old.slot_id, new_slot_id)):
             if slot_id == new_slot_id:
@@ -348,6 +404,8 @@ def _move(old: Appointment, new_slot_id: int, actor: str, now: datetime) -> Appo
     _record(new, None, actor=actor, note=f"moved from {old.reference}")
     cancel_pending_texts(old.id, "appointment_rescheduled", now)
     queue_appointment_texts(new, now)
+    if after_change is not None:
+        after_change(old, new)
     try:
         db.session.commit()
     except IntegrityError:

@@ -34,6 +34,8 @@ class Location(db.Model):
     closed_on_federal_holidays: Mapped[bool] = mapped_column(Boolean, default=True)
     position: Mapped[int] = mapped_column(Integer, default=0)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # SHA-256 of the secret in the staff calendar feed's URL; None: no feed. A new one revokes.
+    feed_token_hash: Mapped[str | None] = mapped_column(String(64))
 
     opening_rules: Mapped[list[OpeningRule]] = relationship(
         back_populates="location",

@@ -1,0 +1,106 @@
+"""Who may use the workspace: sign-in, idle expiry, roles.
+
+Every staff route needs a signed-in, enabled account (checked once, before
+every request of the blueprint, so no route can forget it); admin-only
+routes add ``admin_required``.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from flask import Flask, abort, request, session
+from flask_login import current_user
+from werkzeug.security import check_password_hash, generate_password_hash
+from werkzeug.wrappers import Response
+
+from scheduler.extensions import db, login_manager
+from scheduler.models import StaffUser
+from scheduler.staff import bp
+
+PUBLIC_ENDPOINTS = frozenset({"staff.login", "staff.calendar_feed"})
+MIN_PASSWORD_LENGTH = 12
+# Checked when the email is unknown, so a wrong email takes as long as a wrong password.
+_DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16), method="scrypt")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> StaffUser | None:
+    """The session holds id and session nonce; a changed nonce signs that session out."""
+    raw_id, _, nonce = user_id.partition(":")
+    if not raw_id.isdigit() or len(raw_id) > 12:
+        return None
+    user = db.session.get(StaffUser, int(raw_id))
+    if user is None or not user.is_enabled or not secrets.compare_digest(user.session_nonce, nonce):
+        return None
+    return user
+
+
+@bp.before_request
+def require_login() -> Response | None:
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    session.permanent = True  # idle expiry: PERMANENT_SESSION_LIFETIME, renewed per request
+    if not current_user.is_authenticated:
+        return login_manager.unauthorized()  # type: ignore[no-any-return]
+    return None
+
+
+def admin_required(view: F) -> F:
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_admin:
+            abort(403, description="Only an administrator can do this.")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password, method="scrypt")
+
+
+def check_password_problem(password: str) -> str | None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Use at least {MIN_PASSWORD_LENGTH} characters."
+    if len(password) > 200:
+        return "Use at most 200 characters."
+    return None
+
+
+def authenticate(email: str, password: str) -> StaffUser | None:
+    """The enabled account these credentials open, or None; same work either way."""
+    user = db.session.scalar(db.select(StaffUser).where(StaffUser.email == email.strip().lower()))
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None
+    if not check_password_hash(user.password_hash, password) or not user.is_enabled:
+        return None
+    return user
+
+
+def safe_next(target: str | None, default: str) -> str:
+    """Follow ``?next=`` only to a path inside the staff workspace on this site."""
+    if not target or "\\" in target or any(ord(ch) < 32 for ch in target):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/staff/"):
+        return default
+    return target
+
+
+def configure_login(app: Flask) -> None:
+    login_manager.init_app(app)
+    login_manager.login_view = "staff.login"
+    login_manager.login_message = "Please sign in to continue."
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = "basic"
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(minutes=app.config["STAFF_IDLE_MINUTES"])
+    app.config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)

@@ -1,0 +1,210 @@
+"""Admin only: staff accounts, message templates, the audit log, calendar feed secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response
+
+from scheduler.availability.operations import active_location, active_locations
+from scheduler.content import LANGUAGES, SMS_TEMPLATE_KEYS, contents_for
+from scheduler.extensions import db
+from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
+from scheduler.sms.segments import segment_count
+from scheduler.sms.texts import TEMPLATE_FIELDS, TemplateError, fill_template, sample_values
+from scheduler.staff import bp
+from scheduler.staff.access import admin_required, hash_password
+from scheduler.staff.audit import audit
+from scheduler.staff.forms import SlotBlockForm, StaffUserForm, TemplateForm
+
+EDITABLE_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
+AUDIT_PAGE = 200
+
+
+@bp.route("/users", methods=["GET", "POST"])
+@admin_required
+def users() -> str | Response | tuple[str, int]:
+    form = StaffUserForm()
+    if form.validate_on_submit():
+        email = (form.email.data or "").strip().lower()
+        user = StaffUser(
+            email=email,
+            role=form.role.data,
+            password_hash=hash_password(form.password.data or ""),
+            session_nonce=secrets.token_hex(8),
+        )
+        db.session.add(user)
+        try:
+            db.session.flush()
+            audit("staff.create", "staff_user", user.id, email, role=user.role)
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            form.email.errors.append("There is already an account with this email.")
+        else:
+            flash(f"Account created for {email}.", "success")
+            return redirect(url_for("staff.users"))
+    accounts = db.session.scalars(select(StaffUser).order_by(StaffUser.email)).all()
+    status = 422 if form.errors else 200
+    return render_template(
+        "staff/users.html", form=form, accounts=accounts, toggle_form=SlotBlockForm()
+    ), status
+
+
+@bp.post("/users/<int:user_id>/<any(enable, disable):action>")
+@admin_required
+def toggle_user(user_id: int, action: str) -> Response:
+    if not SlotBlockForm().validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    user = db.session.get(StaffUser, user_id) if user_id < 2**31 else None
+    if user is None:
+        abort(404, description="No such account.")
+    if user.id == current_user.id:
+        flash("You cannot disable your own account.", "error")
+        return redirect(url_for("staff.users"))
+    user.is_enabled = action == "enable"
+    user.session_nonce = secrets.token_hex(8)  # signs the account out everywhere
+    audit(f"staff.{action}", "staff_user", user.id, user.email)
+    db.session.commit()
+    flash(f"{user.email} is {action}d.", "success")
+    return redirect(url_for("staff.users"))
+
+
+@bp.get("/texts")
+@admin_required
+def texts() -> str:
+    rows = db.session.scalars(select(ContentBlock).order_by(ContentBlock.key)).all()
+    overrides = {(r.key, r.location_id, r.language) for r in rows}
+    return render_template(
+        "staff/texts.html",
+        keys=EDITABLE_KEYS,
+        languages=LANGUAGES,
+        locations=active_locations(),
+        overrides=overrides,
+    )
+
+
+def _scope(slug: str | None) -> Location | None:
+    if not slug:
+        return None
+    location = active_location(slug)
+    if location is None:
+        abort(404, description="No such location.")
+    return location
+
+
+def preview_of(key: str, body: str, language: str, location: Location | None) -> dict[str, object]:
+    """The text as a patient would get it for a sample visit, with its length."""
+    if key not in TEMPLATE_FIELDS:
+        return {"ok": True, "text": body, "characters": len(body), "segments": None}
+    try:
+        text = fill_template(key, body, sample_values(location, language))
+    except TemplateError as error:
+        return {"ok": False, "error": str(error)}
+    count = segment_count(text)
+    return {
+        "ok": True,
+        "text": text,
+        "characters": count.characters,
+        "segments": count.segments,
+        "encoding": count.encoding,
+    }
+
+
+@bp.route("/texts/<key>/<language>", methods=["GET", "POST"])
+@admin_required
+def edit_text(key: str, language: str) -> str | Response | tuple[str, int]:
+    if key not in EDITABLE_KEYS or language not in LANGUAGES:
+        abort(404, description="No such text.")
+    location = _scope(request.args.get("location"))
+    current = contents_for([key], location, language)[key]
+    form = TemplateForm(body=current)
+    if form.validate_on_submit():
+        body = (form.body.data or "").strip().replace("\r\n", "\n")
+        preview = preview_of(key, body, language, location)
+        if not preview["ok"]:
+            form.body.errors.append(str(preview["error"]))
+        else:
+            row = db.session.scalar(
+                select(ContentBlock).where(
+                    ContentBlock.key == key,
+                    ContentBlock.language == language,
+                    ContentBlock.location_id == location.id
+                    if location
+                    else ContentBlock.location_id.is_(None),
+                )
+            )
+            if row is None:
+                row = ContentBlock(
+                    key=key, language=language, location_id=location.id if location else None
+                )
+                db.session.add(row)
+            before = row.body
+            row.body, row.updated_at = body, utcnow()
+            db.session.flush()
+            audit(
+                "text.edit",
+                "content_block",
+                row.id,
+                f"{key}/{language}/{location.slug if location else 'all'}",
+                before=before,
+                after=body,
+            )
+            db.session.commit()
+            flash("Saved. Texts queued from now on use it.", "success")
+            return redirect(url_for("staff.texts"))
+    preview = preview_of(key, form.body.data or "", language, location)
+    return render_template(
+        "staff/text_edit.html",
+        key=key,
+        language=language,
+        location=location,
+        form=form,
+        preview=preview,
+        fields=sorted(TEMPLATE_FIELDS.get(key, ())),
+    ), (422 if form.errors else 200)
+
+
+@bp.post("/texts/<key>/<language>/preview")
+@admin_required
+def preview_text(key: str, language: str) -> Response:
+    """The live preview the editor asks for while typing (CSRF-protected like any form)."""
+    if key not in EDITABLE_KEYS or language not in LANGUAGES:
+        abort(404, description="No such text.")
+    body = request.form.get("body", "")[:1600]
+    return jsonify(preview_of(key, body, language, _scope(request.args.get("location"))))
+
+
+@bp.get("/audit")
+@admin_required
+def audit_log() -> str:
+    before = request.args.get("before", type=int)
+    statement = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE)
+    if before:
+        statement = statement.where(AuditEntry.id < before)
+    entries = db.session.scalars(statement).all()
+    return render_template("staff/audit.html", entries=entries, page_size=AUDIT_PAGE)
+
+
+def feed_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@bp.post("/locations/<slug>/feed")
+@admin_required
+def rotate_feed(slug: str) -> str:
+    if not SlotBlockForm().validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    location = _scope(slug)
+    assert location is not None
+    revoke = request.form.get("revoke") == "y"
+    token = None if revoke else secrets.token_urlsafe(24)
+    location.feed_token_hash = feed_token_hash(token) if token else None
+    audit("feed.revoke" if revoke else "feed.new", "location", location.id, location.name)
+    db.session.commit()
+    return render_template("staff/feed.html", location=location, token=token)

@@ -1,0 +1,44 @@
+"""Signing in and out."""
+
+from __future__ import annotations
+
+from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_user, logout_user
+from werkzeug.wrappers import Response
+
+from scheduler.extensions import db, limiter
+from scheduler.models import utcnow
+from scheduler.staff import bp
+from scheduler.staff.access import authenticate, safe_next
+from scheduler.staff.forms import LoginForm
+
+# One message whether the email is unknown, the password wrong or the account disabled.
+LOGIN_FAILED = "That email and password do not match an active account."
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
+def login() -> str | Response:
+    default = url_for("staff.index")
+    if current_user.is_authenticated:
+        return redirect(safe_next(request.args.get("next"), default))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = authenticate(form.email.data or "", form.password.data or "")
+        if user is not None:
+            session.clear()  # a fresh session: no fixation
+            session.permanent = True
+            login_user(user)
+            user.last_login_at = utcnow()
+            db.session.commit()
+            return redirect(safe_next(request.args.get("next"), default))
+        form.password.errors.append(LOGIN_FAILED)
+    return render_template("staff/login.html", form=form), 200 if not form.errors else 401
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    logout_user()
+    session.clear()
+    flash("You are signed out.", "info")
+    return redirect(url_for("staff.login"))

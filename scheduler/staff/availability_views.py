@@ -1,0 +1,218 @@
+"""Opening rules, closures, extra sessions and single-slot blocks of a location."""
+
+from __future__ import annotations
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import update
+from werkzeug.wrappers import Response
+
+from scheduler.availability.operations import OUTSIDE_HOURS, active_location
+from scheduler.booking.validation import MAX_ID
+from scheduler.database import serialized_writes
+from scheduler.extensions import db
+from scheduler.models import Location, OpeningRule, ScheduleException, Slot
+from scheduler.staff import bp
+from scheduler.staff.audit import audit
+from scheduler.staff.availability import ChangeOutcome, change_availability
+from scheduler.staff.forms import WEEKDAYS, ExceptionForm, OpeningRuleForm, SlotBlockForm
+
+
+def location_or_404(slug: str) -> Location:
+    location = active_location(slug)
+    if location is None:
+        abort(404, description="No such location.")
+    return location
+
+
+def page(location: Location, **forms: object) -> str:
+    editing = forms.get("editing")
+    edit_id = request.args.get("edit", type=int)
+    if editing is None and edit_id:
+        editing = next((r for r in location.opening_rules if r.id == edit_id), None)
+    rule_form = forms.get("rule_form") or (
+        OpeningRuleForm(obj=editing, formdata=None) if editing else OpeningRuleForm(formdata=None)
+    )
+    return render_template(
+        "staff/availability.html",
+        location=location,
+        weekdays=dict(WEEKDAYS),
+        rule_form=rule_form,
+        exception_form=forms.get("exception_form") or ExceptionForm(formdata=None),
+        editing=editing,
+        orphans=forms.get("orphans", []),
+        confirm_url=forms.get("confirm_url"),
+        delete_form=SlotBlockForm(),
+    )
+
+
+def report(outcome: ChangeOutcome, location: Location, what: str) -> Response | None:
+    if not outcome.saved:
+        return None
+    message = f"{what} saved: {outcome.created} slots added, {outcome.removed} removed."
+    if outcome.orphans:
+        message += f" {len(outcome.orphans)} kept appointments need a call to reschedule."
+    flash(message, "success")
+    return redirect(url_for("staff.availability", slug=location.slug))
+
+
+@bp.get("/locations/<slug>/availability")
+def availability(slug: str) -> str:
+    return page(location_or_404(slug))
+
+
+@bp.post("/locations/<slug>/rules", defaults={"rule_id": None})
+@bp.post("/locations/<slug>/rules/<int:rule_id>")
+def save_rule(slug: str, rule_id: int | None) -> str | Response | tuple[str, int]:
+    location = location_or_404(slug)
+    rule = None
+    if rule_id is not None:
+        rule = db.session.get(OpeningRule, rule_id) if rule_id <= MAX_ID else None
+        if rule is None or rule.location_id != location.id:
+            abort(404, description="No such opening rule.")
+    form = OpeningRuleForm()
+    if not form.validate_on_submit():
+        return page(location, rule_form=form, editing=rule), 422
+    values = {
+        "weekday": form.weekday.data,
+        "start_time": form.start_time.data,
+        "end_time": form.end_time.data,
+        "slot_minutes": form.slot_minutes.data,
+        "capacity": form.capacity.data,
+    }
+
+    def apply() -> None:
+        target = rule or OpeningRule()
+        for key, value in values.items():
+            setattr(target, key, value)
+        if rule is None:
+            location.opening_rules.append(target)
+
+    before = _rule_dict(rule) if rule else None
+    outcome = change_availability(
+        location,
+        apply,
+        keep_orphans=bool(form.confirm_orphans.data),
+        action="availability.rule_saved",
+        before=before,
+        after={k: str(v) for k, v in values.items()},
+    )
+    return report(outcome, location, "Opening hours") or (
+        page(location, rule_form=form, editing=rule, orphans=outcome.orphans),
+        409,
+    )
+
+
+def _rule_dict(rule: OpeningRule) -> dict[str, str]:
+    return {
+        "weekday": str(rule.weekday),
+        "start_time": str(rule.start_time),
+        "end_time": str(rule.end_time),
+        "slot_minutes": str(rule.slot_minutes),
+        "capacity": str(rule.capacity),
+    }
+
+
+@bp.post("/locations/<slug>/rules/<int:rule_id>/delete")
+def delete_rule(slug: str, rule_id: int) -> str | Response | tuple[str, int]:
+    location = location_or_404(slug)
+    rule = db.session.get(OpeningRule, rule_id) if rule_id <= MAX_ID else None
+    if rule is None or rule.location_id != location.id:
+        abort(404, description="No such opening rule.")
+    form = SlotBlockForm()
+    if not form.validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    before = _rule_dict(rule)
+    outcome = change_availability(
+        location,
+        lambda: location.opening_rules.remove(rule),
+        keep_orphans=request.form.get("confirm_orphans") == "y",
+        action="availability.rule_deleted",
+        before=before,
+    )
+    return report(outcome, location, "Opening hours") or (
+        page(location, orphans=outcome.orphans, confirm_url=request.path),
+        409,
+    )
+
+
+@bp.post("/locations/<slug>/exceptions")
+def add_exception(slug: str) -> str | Response | tuple[str, int]:
+    location = location_or_404(slug)
+    form = ExceptionForm()
+    if not form.validate_on_submit():
+        return page(location, exception_form=form), 422
+    extra = form.kind.data == "extra"
+    exception = ScheduleException(
+        day=form.day.data,
+        kind=form.kind.data,
+        start_time=form.start_time.data,
+        end_time=form.end_time.data,
+        slot_minutes=(form.slot_minutes.data or 30) if extra else None,
+        capacity=(form.capacity.data or 1) if extra else None,
+        reason=form.reason.data or "",
+    )
+    outcome = change_availability(
+        location,
+        lambda: location.exceptions.append(exception),
+        keep_orphans=bool(form.confirm_orphans.data),
+        action=f"availability.{'extra_session' if extra else 'closure'}_added",
+        day=str(form.day.data),
+        start_time=str(form.start_time.data or ""),
+        end_time=str(form.end_time.data or ""),
+        reason=form.reason.data or "",
+    )
+    what = "Extra session" if extra else "Closure"
+    return report(outcome, location, what) or (
+        page(location, exception_form=form, orphans=outcome.orphans),
+        409,
+    )
+
+
+@bp.post("/locations/<slug>/exceptions/<int:exception_id>/delete")
+def delete_exception(slug: str, exception_id: int) -> str | Response | tuple[str, int]:
+    location = location_or_404(slug)
+    exception = db.session.get(ScheduleException, exception_id) if exception_id <= MAX_ID else None
+    if exception is None or exception.location_id != location.id:
+        abort(404, description="No such closure or session.")
+    if not SlotBlockForm().validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    day, kind = str(exception.day), exception.kind
+    outcome = change_availability(
+        location,
+        lambda: location.exceptions.remove(exception),
+        keep_orphans=request.form.get("confirm_orphans") == "y",
+        action="availability.exception_deleted",
+        day=day,
+        kind=kind,
+    )
+    return report(outcome, location, "Change") or (
+        page(location, orphans=outcome.orphans, confirm_url=request.path),
+        409,
+    )
+
+
+@bp.post("/slots/<int:slot_id>/<any(block, unblock):action>")
+def block_slot(slot_id: int, action: str) -> Response:
+    slot = db.session.get(Slot, slot_id) if slot_id <= MAX_ID else None
+    if slot is None:
+        abort(404, description="No such slot.")
+    form = SlotBlockForm()
+    if not form.validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    blocking = action == "block"
+    if not blocking and slot.block_reason == OUTSIDE_HOURS:
+        flash("This slot is outside the opening hours; change the hours to open it.", "error")
+        return redirect(url_for("staff.calendar"))
+    reason = (form.reason.data or "Blocked by staff").strip() if blocking else ""
+    with serialized_writes():
+        db.session.execute(
+            update(Slot).where(Slot.id == slot.id).values(is_blocked=blocking, block_reason=reason),
+            execution_options={"synchronize_session": False},
+        )
+        audit(f"slot.{action}", "slot", slot.id, slot.starts_at.isoformat(), reason=reason)
+        db.session.commit()
+    flash("Slot blocked: nobody new can book it." if blocking else "Slot open again.", "success")
+    target = request.form.get("return_to", "")
+    if target.startswith("/staff/") and not target.startswith("//"):
+        return redirect(target)
+    return redirect(url_for("staff.calendar"))

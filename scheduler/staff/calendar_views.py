@@ -1,0 +1,64 @@
+"""Day and week calendars of one or all locations."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from flask import abort, render_template, request
+
+from scheduler.availability.operations import active_locations
+from scheduler.display import display_tz
+from scheduler.models import utcnow
+from scheduler.staff import bp
+from scheduler.staff.calendar import calendar_for
+from scheduler.staff.forms import ActionForm
+
+VIEWS = {"day": 1, "week": 7}
+
+
+def today() -> date:
+    return utcnow().astimezone(display_tz()).date()
+
+
+def date_from_query(name: str = "date") -> date:
+    raw = request.args.get(name)
+    if not raw:
+        return today()
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        abort(400, description="Dates look like 2026-12-01.")
+
+
+@bp.get("/")
+def index() -> str:
+    return calendar()
+
+
+@bp.get("/calendar")
+def calendar() -> str:
+    view = request.args.get("view", "day")
+    if view not in VIEWS:
+        abort(400, description="The view is day or week.")
+    day = date_from_query()
+    if view == "week":
+        day -= timedelta(days=day.weekday())  # weeks start on Monday
+    locations = active_locations()
+    chosen = request.args.get("location")
+    shown = [loc for loc in locations if loc.slug == chosen] if chosen else locations
+    if chosen and not shown:
+        abort(404, description="No such location.")
+    step = timedelta(days=VIEWS[view])
+    return render_template(
+        "staff/calendar.html",
+        view=view,
+        day=day,
+        days=[day + timedelta(days=n) for n in range(VIEWS[view])],
+        today=today(),
+        previous_day=day - step,
+        next_day=day + step,
+        locations=locations,
+        chosen=chosen,
+        columns=calendar_for(shown, day, VIEWS[view]),
+        action_form=ActionForm(),
+    )

@@ -1,0 +1,247 @@
+"""CSV export, the per-location calendar feed, and the dashboard."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+from datetime import date, timedelta
+
+from flask import Response, abort, render_template, request
+from icalendar import Calendar, Event
+from sqlalchemy import and_, case, func, select
+from sqlalchemy.orm import joinedload
+
+from scheduler.availability.operations import active_location, active_locations, location_tz
+from scheduler.availability.slots import local_day_bounds
+from scheduler.display import phone_display
+from scheduler.extensions import db
+from scheduler.models import (
+    HOLDS_SLOT,
+    Appointment,
+    AppointmentEvent,
+    AppointmentStatus,
+    Location,
+    Patient,
+    Slot,
+    utcnow,
+)
+from scheduler.staff import bp
+from scheduler.staff.admin_views import feed_token_hash
+from scheduler.staff.audit import audit
+from scheduler.staff.calendar_views import date_from_query, today
+from scheduler.urls import public_url
+
+FEED_PAST_DAYS = 30
+CSV_COLUMNS = [
+    "date",
+    "time",
+    "location",
+    "reference",
+    "status",
+    "first_name",
+    "last_name",
+    "phone",
+    "language",
+    "sms_consent",
+    "conservative_treatment_8_weeks",
+    "booked_via",
+]
+
+
+def spreadsheet_safe(value: object) -> str:
+    """Text a spreadsheet shows as text: a leading = + - @ would start a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def appointments_between(location: Location, first: date, last: date) -> list[Appointment]:
+    tz = location_tz(location)
+    start, _ = local_day_bounds(first, tz)
+    _, end = local_day_bounds(last, tz)
+    return list(
+        db.session.scalars(
+            select(Appointment)
+            .join(Appointment.slot)
+            .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
+            .where(Slot.location_id == location.id, Slot.starts_at >= start, Slot.starts_at < end)
+            .order_by(Slot.starts_at, Appointment.id)
+        )
+    )
+
+
+@bp.get("/export.csv")
+def export_csv() -> Response:
+    location = active_location(request.args.get("location", ""))
+    if location is None:
+        abort(400, description="Choose a location to export.")
+    view = request.args.get("view", "day")
+    first = date_from_query()
+    if view == "week":
+        first -= timedelta(days=first.weekday())
+    elif view != "day":
+        abort(400, description="The view is day or week.")
+    last = first + timedelta(days=6 if view == "week" else 0)
+    tz = location_tz(location)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for appt in appointments_between(location, first, last):
+        local = appt.slot.starts_at.astimezone(tz)
+        patient = appt.patient
+        writer.writerow(
+            spreadsheet_safe(value)
+            for value in (
+                local.date().isoformat(),
+                local.strftime("%H:%M"),
+                location.name,
+                appt.reference,
+                appt.status,
+                patient.first_name,
+                patient.last_name,
+                phone_display(patient.phone),
+                patient.language,
+                "yes" if patient.sms_consent else "no",
+                appt.conservative_treatment or "",
+                appt.source,
+            )
+        )
+    audit("export.csv", "location", location.id, location.name, first=str(first), last=str(last))
+    db.session.commit()
+    filename = f"{location.slug}-{first.isoformat()}-{view}.csv"
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@bp.get("/feeds/<slug>/<token>.ics")
+def calendar_feed(slug: str, token: str) -> Response:
+    """A location's bookings for calendar apps; the secret URL is the key, revocable by admins."""
+    location = active_location(slug)
+    if (
+        location is None
+        or not location.feed_token_hash
+        or len(token) > 100
+        or not hmac.compare_digest(location.feed_token_hash, feed_token_hash(token))
+    ):
+        abort(404)
+    first = today() - timedelta(days=FEED_PAST_DAYS)
+    calendar = Calendar()
+    calendar.add("prodid", "-//Freedom Spine & Pain Center//scheduler//EN")
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", f"Consultations, {location.name}")
+    host = public_url("booking.index").split("/")[2]
+    for appt in appointments_between(location, first, first + timedelta(days=FEED_PAST_DAYS + 120)):
+        if appt.status not in HOLDS_SLOT:
+            continue
+        event = Event()
+        event.add("uid", f"{appt.reference}@{host}")
+        event.add("dtstart", appt.slot.starts_at)
+        event.add("dtend", appt.slot.ends_at)
+        event.add("dtstamp", appt.updated_at)
+        # Minimum necessary: calendar apps sync to phones and clouds.
+        event.add(
+            "summary", f"{appt.patient.first_name} {appt.patient.last_name[:1]}. ({appt.reference})"
+        )
+        event.add("description", f"Consultation, {appt.status.replace('_', '-')}")
+        event.add("location", location.name)
+        calendar.add_component(event)
+    return Response(
+        calendar.to_ical(),
+        mimetype="text/calendar",
+        headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex"},
+    )
+
+
+@bp.get("/dashboard")
+def dashboard() -> str:
+    now = utcnow()
+    this_monday = today() - timedelta(days=today().weekday())
+    rows = []
+    for location in active_locations():
+        tz = location_tz(location)
+        week, _ = local_day_bounds(this_monday, tz)
+        next_week, _ = local_day_bounds(this_monday + timedelta(days=7), tz)
+        after, _ = local_day_bounds(this_monday + timedelta(days=14), tz)
+        month_ago = now - timedelta(days=30)
+        at_location = Slot.location_id == location.id
+        holds = Appointment.status.in_(HOLDS_SLOT)
+        counts = db.session.execute(
+            select(
+                func.count(
+                    case((and_(holds, Slot.starts_at >= week, Slot.starts_at < next_week), 1))
+                ),
+                func.count(
+                    case((and_(holds, Slot.starts_at >= next_week, Slot.starts_at < after), 1))
+                ),
+                func.count(
+                    case(
+                        (
+                            and_(
+                                Slot.starts_at >= month_ago,
+                                Slot.starts_at < now,
+                                Appointment.status == AppointmentStatus.NO_SHOW,
+                            ),
+                            1,
+                        )
+                    )
+                ),
+                func.count(
+                    case(
+                        (
+                            and_(
+                                Slot.starts_at >= month_ago,
+                                Slot.starts_at < now,
+                                Appointment.status.in_(["arrived", "completed", "no_show"]),
+                            ),
+                            1,
+                        )
+                    )
+                ),
+                func.count(
+                    case(
+                        (
+                            and_(
+                                Slot.starts_at >= month_ago,
+                                Patient.sms_consent,
+                                Appointment.status.in_(HOLDS_SLOT),
+                            ),
+                            1,
+                        )
+                    )
+                ),
+            )
+            .select_from(Appointment)
+            .join(Appointment.slot)
+            .join(Appointment.patient)
+            .where(at_location)
+        ).one()
+        confirmed_by_text = db.session.scalar(
+            select(func.count(func.distinct(AppointmentEvent.appointment_id)))
+            .join(Appointment, Appointment.id == AppointmentEvent.appointment_id)
+            .join(Appointment.slot)
+            .where(
+                at_location,
+                Slot.starts_at >= month_ago,
+                AppointmentEvent.actor == "sms",
+                AppointmentEvent.to_status == AppointmentStatus.CONFIRMED,
+            )
+        )
+        this_week, next_week_count, no_shows, attended_or_not, texted = counts
+        rows.append(
+            {
+                "location": location,
+                "this_week": this_week,
+                "next_week": next_week_count,
+                "no_show_rate": no_shows / attended_or_not if attended_or_not else None,
+                "visits_30d": attended_or_not,
+                "confirm_rate": confirmed_by_text / texted if texted else None,
+                "texted": texted,
+            }
+        )
+    return render_template("staff/dashboard.html", rows=rows)

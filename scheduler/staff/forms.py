@@ -1,0 +1,94 @@
+"""Staff forms (Flask-WTF, CSRF on every one)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    PasswordField,
+    SelectField,
+    StringField,
+    TextAreaField,
+    TimeField,
+)
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
+
+from scheduler.models import StaffRole
+
+WEEKDAYS = [
+    (0, "Monday"),
+    (1, "Tuesday"),
+    (2, "Wednesday"),
+    (3, "Thursday"),
+    (4, "Friday"),
+    (5, "Saturday"),
+    (6, "Sunday"),
+]
+
+
+class LoginForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class ActionForm(FlaskForm):
+    """A button that changes an appointment; the version makes a stale page lose cleanly."""
+
+    version = HiddenField(validators=[DataRequired()])
+
+
+class NoteForm(ActionForm):
+    body = TextAreaField("Private note", validators=[DataRequired(), Length(max=2000)])
+
+
+class SlotBlockForm(FlaskForm):
+    reason = StringField("Reason", validators=[Optional(), Length(max=120)])
+
+
+class OpeningRuleForm(FlaskForm):
+    weekday = SelectField("Day", choices=WEEKDAYS, coerce=int)
+    start_time = TimeField("Opens", validators=[InputRequired()])
+    end_time = TimeField("Closes", validators=[InputRequired()])
+    slot_minutes = IntegerField(
+        "Minutes per slot", validators=[InputRequired(), NumberRange(5, 240)]
+    )
+    capacity = IntegerField("Patients per slot", validators=[InputRequired(), NumberRange(1, 20)])
+    confirm_orphans = BooleanField("Keep the listed appointments and save")
+
+    def validate_end_time(self, field: TimeField) -> None:
+        if self.start_time.data and field.data and field.data <= self.start_time.data:
+            raise ValueError("Closing time must be after opening time.")
+
+
+class ExceptionForm(FlaskForm):
+    day = DateField("Date", validators=[InputRequired()])
+    kind = SelectField("What", choices=[("closed", "Closed"), ("extra", "Extra session")])
+    start_time = TimeField("From", validators=[Optional()])
+    end_time = TimeField("To", validators=[Optional()])
+    slot_minutes = IntegerField("Minutes per slot", validators=[Optional(), NumberRange(5, 240)])
+    capacity = IntegerField("Patients per slot", validators=[Optional(), NumberRange(1, 20)])
+    reason = StringField("Reason", validators=[Optional(), Length(max=120)])
+    confirm_orphans = BooleanField("Keep the listed appointments and save")
+
+    def validate_end_time(self, field: TimeField) -> None:
+        start, end = self.start_time.data, field.data
+        if (start is None) != (end is None):
+            raise ValueError("Give both times, or neither for the whole day.")
+        if start and end and end <= start:
+            raise ValueError("The end must be after the start.")
+        if self.kind.data == "extra" and not start:
+            raise ValueError("An extra session needs its hours.")
+
+
+class TemplateForm(FlaskForm):
+    body = TextAreaField("Text", validators=[DataRequired(), Length(max=1600)])
+
+
+class StaffUserForm(FlaskForm):
+    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
+    role = SelectField("Role", choices=[(r.value, r.value.title()) for r in StaffRole])
+    password = PasswordField("Password", validators=[DataRequired(), Length(min=12, max=200)])

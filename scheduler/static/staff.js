@@ -1,0 +1,40 @@
+// Live preview of a message template while an admin types (the server renders it).
+(function () {
+  const body = document.querySelector("textarea[data-preview-url]");
+  const preview = document.getElementById("preview");
+  if (!body || !preview) return;
+  const token = document.querySelector("input[name=csrf_token]").value;
+  let timer = null;
+  function show(result) {
+    preview.textContent = "";
+    if (!result.ok) {
+      const error = document.createElement("p");
+      error.className = "error";
+      error.id = "preview-error";
+      error.textContent = result.error;
+      preview.appendChild(error);
+      return;
+    }
+    const text = document.createElement("p");
+    text.className = "sms sms-out";
+    text.id = "preview-text";
+    text.textContent = result.text;
+    const count = document.createElement("p");
+    count.className = "hint";
+    count.id = "preview-count";
+    count.textContent = result.characters + " characters" + (result.segments
+      ? ", " + result.segments + " segment" + (result.segments === 1 ? "" : "s") + " (" + result.encoding + ")"
+      : "");
+    preview.append(text, count);
+  }
+  body.addEventListener("input", function () {
+    clearTimeout(timer);
+    timer = setTimeout(function () {
+      const data = new URLSearchParams({ body: body.value, csrf_token: token });
+      fetch(body.dataset.previewUrl, { method: "POST", body: data, credentials: "same-origin" })
+        .then(function (response) { return response.json(); })
+        .then(show)
+        .catch(function () {});
+    }, 250);
+  });
+})();
