@@ -554,6 +554,7 @@ def _shutdown_socket(conn: socket.socket) -> None:
 
 
 class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a pool of 32 opens 32 connections at once
     daemon_threads = True
 
     def __init__(self, address: tuple[str, int], fake: FakeTwilio) -> None:

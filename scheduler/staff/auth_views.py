@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask import current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
@@ -16,6 +16,12 @@ from scheduler.staff.forms import LoginForm
 LOGIN_FAILED = "That email and password do not match an active account."
 
 
+def fresh_session() -> None:
+    """A new session at sign-in and sign-out (no fixation); its CSRF token is new too."""
+    session.clear()
+    g.pop("csrf_token", None)
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
 def login() -> str | Response:
@@ -26,7 +32,7 @@ def login() -> str | Response:
     if form.validate_on_submit():
         user = authenticate(form.email.data or "", form.password.data or "")
         if user is not None:
-            session.clear()  # a fresh session: no fixation
+            fresh_session()
             session.permanent = True
             login_user(user)
             user.last_login_at = utcnow()
@@ -39,6 +45,6 @@ def login() -> str | Response:
 @bp.post("/logout")
 def logout() -> Response:
     logout_user()
-    session.clear()
+    fresh_session()
     flash("You are signed out.", "info")
     return redirect(url_for("staff.login"))

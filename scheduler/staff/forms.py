@@ -10,6 +10,7 @@ from wtforms import (
     HiddenField,
     IntegerField,
     PasswordField,
+    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -19,15 +20,8 @@ from wtforms.validators import DataRequired, Email, InputRequired, Length, Numbe
 
 from scheduler.models import StaffRole
 
-WEEKDAYS = [
-    (0, "Monday"),
-    (1, "Tuesday"),
-    (2, "Wednesday"),
-    (3, "Thursday"),
-    (4, "Friday"),
-    (5, "Saturday"),
-    (6, "Sunday"),
-]
+WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+WEEKDAYS = list(enumerate(WEEKDAY_NAMES))
 
 
 class LoginForm(FlaskForm):
@@ -50,7 +44,9 @@ class SlotBlockForm(FlaskForm):
 
 
 class OpeningRuleForm(FlaskForm):
-    weekday = SelectField("Day", choices=WEEKDAYS, coerce=int)
+    weekday = SelectField(
+        "Day", choices=[SelectChoice(n, name) for n, name in WEEKDAYS], coerce=int
+    )
     start_time = TimeField("Opens", validators=[InputRequired()])
     end_time = TimeField("Closes", validators=[InputRequired()])
     slot_minutes = IntegerField(
@@ -66,7 +62,9 @@ class OpeningRuleForm(FlaskForm):
 
 class ExceptionForm(FlaskForm):
     day = DateField("Date", validators=[InputRequired()])
-    kind = SelectField("What", choices=[("closed", "Closed"), ("extra", "Extra session")])
+    kind = SelectField(
+        "What", choices=[SelectChoice("closed", "Closed"), SelectChoice("extra", "Extra session")]
+    )
     start_time = TimeField("From", validators=[Optional()])
     end_time = TimeField("To", validators=[Optional()])
     slot_minutes = IntegerField("Minutes per slot", validators=[Optional(), NumberRange(5, 240)])
@@ -90,5 +88,5 @@ class TemplateForm(FlaskForm):
 
 class StaffUserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
-    role = SelectField("Role", choices=[(r.value, r.value.title()) for r in StaffRole])
+    role = SelectField("Role", choices=[SelectChoice(r.value, r.value.title()) for r in StaffRole])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=12, max=200)])

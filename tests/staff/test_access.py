@@ -1,0 +1,201 @@
+"""Every staff route needs a signed-in account; admin routes an admin; every form CSRF."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from scheduler.extensions import db
+from scheduler.models import StaffUser
+from tests.factories import make_appointment, make_slot, seeded_clinic
+from tests.staff.conftest import PASSWORD, csrf_token, make_staff, sign_in
+
+PUBLIC = {"staff.login", "staff.calendar_feed"}
+ADMIN_ONLY = {
+    "staff.users",
+    "staff.toggle_user",
+    "staff.texts",
+    "staff.edit_text",
+    "staff.preview_text",
+    "staff.audit_log",
+    "staff.rotate_feed",
+}
+
+
+def staff_routes(app: Flask) -> list[tuple[str, str, str]]:
+    """(endpoint, method, concrete path) for every staff route in the URL map."""
+    values = {
+        "appointment_id": 1,
+        "slot_id": 1,
+        "status": "arrived",
+        "slug": "boerne",
+        "rule_id": 1,
+        "exception_id": 1,
+        "user_id": 1,
+        "action": "block",
+        "key": "sms_reminder",
+        "language": "en",
+        "token": "x" * 20,
+    }
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("staff."):
+            continue
+        args = {name: values[name] for name in rule.arguments if name not in rule.defaults or {}}
+        if rule.endpoint == "staff.toggle_user":
+            args["action"] = "disable"
+        path = app.url_map.bind("localhost").build(rule.endpoint, args)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            routes.append((rule.endpoint, method, path))
+    return routes
+
+
+def test_the_url_map_lists_the_routes_these_tests_cover(app: Flask) -> None:
+    endpoints = {endpoint for endpoint, _, _ in staff_routes(app)}
+    assert len(endpoints) >= 25
+    assert ADMIN_ONLY <= endpoints and PUBLIC <= endpoints
+
+
+def test_anonymous_visitors_are_sent_to_sign_in_everywhere(app: Flask) -> None:
+    seeded_clinic()
+    client = app.test_client()
+    for endpoint, method, path in staff_routes(app):
+        if endpoint in PUBLIC:
+            continue
+        response = client.open(path, method=method)
+        if method == "GET":
+            assert response.status_code == 302, (endpoint, path)
+            assert response.headers["Location"].startswith("/staff/login?next="), endpoint
+        else:
+            # A POST without a session has no valid CSRF token either: refused before anything.
+            assert response.status_code in (302, 400), (endpoint, response.status_code)
+
+
+def test_schedulers_cannot_use_admin_routes(app: Flask, staff_client: FlaskClient) -> None:
+    seeded_clinic()
+    make_staff("other@clinic.test")
+    token = csrf_token(staff_client, "/staff/")
+    for endpoint, method, path in staff_routes(app):
+        if endpoint not in ADMIN_ONLY:
+            continue
+        response = staff_client.open(path, method=method, data={"csrf_token": token})
+        assert response.status_code == 403, (endpoint, method, response.status_code)
+
+
+def test_schedulers_reach_every_calendar_page(app: Flask, staff_client: FlaskClient) -> None:
+    seeded_clinic()
+    make_appointment(make_slot(db.session.get(type(seeded_clinic()[0]), 1), days_ahead=3))
+    for endpoint, method, path in staff_routes(app):
+        if method != "GET" or endpoint in ADMIN_ONLY | PUBLIC | {"staff.export_csv"}:
+            continue
+        response = staff_client.get(path)
+        assert response.status_code == 200, (endpoint, path, response.status_code)
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_admins_reach_admin_pages(app: Flask, admin_client: FlaskClient) -> None:
+    seeded_clinic()
+    for path in ("/staff/users", "/staff/texts", "/staff/audit", "/staff/texts/sms_reminder/es"):
+        assert admin_client.get(path).status_code == 200, path
+
+
+def test_every_staff_form_needs_its_csrf_token(app: Flask, admin_client: FlaskClient) -> None:
+    seeded_clinic()
+    for endpoint, method, path in staff_routes(app):
+        if method != "POST" or endpoint == "staff.login":
+            continue
+        response = admin_client.post(path, data={"version": "1"})
+        assert response.status_code == 400, (endpoint, response.status_code)
+        assert "form has expired" in response.get_data(as_text=True)
+    # The sign-in form too.
+    response = app.test_client().post("/staff/login", data={"email": "a@b.c", "password": "x"})
+    assert response.status_code == 400
+
+
+def test_sign_in_errors_never_tell_whether_an_account_exists(
+    app: Flask, scheduler_user: StaffUser
+) -> None:
+    client = app.test_client()
+    wrong_password = sign_in(client, scheduler_user, password="not the password")
+    nobody = client.post(
+        "/staff/login",
+        data={
+            "email": "nobody@clinic.test",
+            "password": PASSWORD,
+            "csrf_token": csrf_token(client),
+        },
+    )
+    scheduler_user.is_enabled = False
+    db.session.commit()
+    disabled = sign_in(client, scheduler_user)
+    texts = set()
+    for response in (wrong_password, nobody, disabled):
+        assert response.status_code == 401
+        texts.add(re.search(r'class="error"[^>]*>([^<]+)', response.get_data(as_text=True))[1])
+    assert texts == {"That email and password do not match an active account."}
+
+
+@pytest.mark.parametrize(
+    ("next_url", "lands_on"),
+    [
+        ("/staff/dashboard", "/staff/dashboard"),
+        ("https://evil.example/staff/", "/staff/"),
+        ("//evil.example/staff/", "/staff/"),
+        ("/\\evil.example", "/staff/"),
+        ("/manage/x", "/staff/"),
+        ("javascript:alert(1)", "/staff/"),
+    ],
+)
+def test_next_redirects_only_inside_the_workspace(
+    app: Flask, scheduler_user: StaffUser, next_url: str, lands_on: str
+) -> None:
+    client = app.test_client()
+    response = client.post(
+        "/staff/login",
+        query_string={"next": next_url},
+        data={
+            "email": "FRONT@clinic.test ",
+            "password": PASSWORD,
+            "csrf_token": csrf_token(client),
+        },
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == lands_on
+
+
+def test_session_cookie_flags_and_idle_expiry(app: Flask, scheduler_user: StaffUser) -> None:
+    app.config["SESSION_COOKIE_SECURE"] = True
+    client = app.test_client()
+    response = sign_in(client, scheduler_user)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+    assert app.permanent_session_lifetime == timedelta(minutes=app.config["STAFF_IDLE_MINUTES"])
+    assert "Expires=" in cookie
+
+
+def test_an_idle_session_expires(app: Flask, scheduler_user: StaffUser) -> None:
+    import time_machine
+
+    client = app.test_client()
+    with time_machine.travel(0, tick=False) as traveller:
+        traveller.move_to("2026-12-01T15:00:00Z")
+        sign_in(client, scheduler_user)
+        assert client.get("/staff/dashboard").status_code == 200
+        traveller.move_to("2026-12-01T15:25:00Z")
+        assert client.get("/staff/dashboard").status_code == 200  # activity renews it
+        traveller.move_to("2026-12-01T15:56:00Z")
+        assert client.get("/staff/dashboard").status_code == 302
+
+
+def test_disabling_an_account_signs_it_out(
+    app: Flask, staff_client: FlaskClient, scheduler_user: StaffUser
+) -> None:
+    assert staff_client.get("/staff/dashboard").status_code == 200
+    user = db.session.get(StaffUser, scheduler_user.id)
+    user.is_enabled = False
+    db.session.commit()
+    assert staff_client.get("/staff/dashboard").status_code == 302
