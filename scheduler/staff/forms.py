@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -16,7 +18,15 @@ from wtforms import (
     TextAreaField,
     TimeField,
 )
-from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
 from scheduler.models import StaffRole
 
@@ -57,7 +67,7 @@ class OpeningRuleForm(FlaskForm):
 
     def validate_end_time(self, field: TimeField) -> None:
         if self.start_time.data and field.data and field.data <= self.start_time.data:
-            raise ValueError("Closing time must be after opening time.")
+            raise ValidationError("Closing time must be after opening time.")
 
 
 class ExceptionForm(FlaskForm):
@@ -72,14 +82,21 @@ class ExceptionForm(FlaskForm):
     reason = StringField("Reason", validators=[Optional(), Length(max=120)])
     confirm_orphans = BooleanField("Keep the listed appointments and save")
 
-    def validate_end_time(self, field: TimeField) -> None:
-        start, end = self.start_time.data, field.data
+    def validate(self, extra_validators: Any = None) -> bool:
+        """The times together: both or neither; an extra session needs them."""
+        valid = super().validate(extra_validators)
+        start, end = self.start_time.data, self.end_time.data
+        problem = None
         if (start is None) != (end is None):
-            raise ValueError("Give both times, or neither for the whole day.")
-        if start and end and end <= start:
-            raise ValueError("The end must be after the start.")
-        if self.kind.data == "extra" and not start:
-            raise ValueError("An extra session needs its hours.")
+            problem = "Give both times, or neither for the whole day."
+        elif start and end and end <= start:
+            problem = "The end must be after the start."
+        elif self.kind.data == "extra" and not start:
+            problem = "An extra session needs its hours."
+        if problem:
+            self.end_time.errors = [*self.end_time.errors, problem]
+            return False
+        return valid
 
 
 class TemplateForm(FlaskForm):
