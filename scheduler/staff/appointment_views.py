@@ -266,6 +266,8 @@ def book(slot_id: int) -> str | Response | tuple[str, int]:
     if slot is None:
         abort(404, description="No such slot.")
     form = StaffBookingForm(slot_id=slot.id)
+    if form.is_submitted() and form.slot_id.data not in (None, slot.id):
+        abort(400, description="This form was for another slot. Reload the page and try again.")
     if form.validate_on_submit():
 
         def audited(appt: Appointment) -> None:

@@ -61,4 +61,5 @@ def calendar() -> str:
         chosen=chosen,
         columns=calendar_for(shown, day, VIEWS[view]),
         action_form=ActionForm(),
+        now=utcnow(),
     )

@@ -45,3 +45,15 @@ def phone_page(browser: Any) -> Iterator[Any]:
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+TABLET = {"viewport": {"width": 820, "height": 1180}, "device_scale_factor": 2, "has_touch": True}
+
+
+@pytest.fixture
+def tablet_page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(**TABLET)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()

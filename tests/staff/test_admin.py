@@ -1,0 +1,181 @@
+"""Admin: texts with live preview, staff accounts, audit log, feeds; also CSV and dashboard."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from icalendar import Calendar
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
+
+from scheduler.booking.operations import book_appointment
+from scheduler.extensions import db
+from scheduler.models import (
+    Appointment,
+    AppointmentStatus,
+    AuditEntry,
+    ContentBlock,
+    Location,
+    StaffUser,
+)
+from scheduler.sms.replies import Inbound, handle_inbound
+from tests.factories import (
+    CHICAGO,
+    booking_request,
+    make_appointment,
+    make_slot,
+    seeded_clinic,
+    texts_of,
+)
+from tests.staff.conftest import PASSWORD, post, sign_in
+
+
+def test_a_template_with_an_unknown_placeholder_cannot_be_saved(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    seeded_clinic()
+    path = "/staff/texts/sms_reminder/en"
+    page = admin_client.get(path).get_data(as_text=True)
+    assert "segment" in page and "Guadalupe" in page  # preview on a sample visit
+    refused = post(admin_client, path, {"body": "Hi {first_name} {last_name}, see you {date}"})
+    assert refused.status_code == 422
+    assert "Unknown placeholder {last_name}" in refused.get_data(as_text=True)
+    broken = post(admin_client, path, {"body": "Hi {first_name"})
+    assert broken.status_code == 422
+    assert db.session.scalar(
+        select(ContentBlock.body).where(
+            ContentBlock.key == "sms_reminder", ContentBlock.language == "en"
+        )
+    ).startswith("{clinic}: Reminder")
+
+
+def test_saving_a_location_template_changes_the_texts_queued_after(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    locations = seeded_clinic()
+    kerrville = locations[1]
+    body = "{clinic} {location}: see you {date} at {time}. Reply C to confirm, R to reschedule."
+    done = post(admin_client, "/staff/texts/sms_confirmation/en?location=kerrville", {"body": body})
+    assert done.status_code == 302
+    appt = book_appointment(booking_request(make_slot(kerrville, days_ahead=5)))
+    assert texts_of(appt)["confirmation"].body.startswith("Freedom Spine & Pain Center Kerrville:")
+    other = book_appointment(booking_request(make_slot(locations[0], days_ahead=5)))
+    assert "Hi Maria" in texts_of(other)["confirmation"].body
+    [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "text.edit")).all()
+    assert entry.target_label == "sms_confirmation/en/kerrville"
+    assert entry.details["after"] == body
+
+
+def test_live_preview_counts_characters_and_segments(app: Flask, admin_client: FlaskClient) -> None:
+    seeded_clinic()
+    preview = post(
+        admin_client,
+        "/staff/texts/sms_reminder/es/preview",
+        {"body": "Hola {first_name}, ¿{time}?"},
+    ).get_json()
+    assert preview["ok"] and preview["text"].startswith("Hola Guadalupe, ¿")
+    assert preview["segments"] == 1 and preview["encoding"] == "GSM-7"
+    long = post(admin_client, "/staff/texts/sms_reminder/en/preview", {"body": "á" * 71}).get_json()
+    assert (long["encoding"], long["segments"]) == ("UCS-2", 2)
+    bad = post(admin_client, "/staff/texts/sms_reminder/en/preview", {"body": "{dob}"}).get_json()
+    assert not bad["ok"] and "Unknown placeholder {dob}" in bad["error"]
+
+
+def test_admins_create_and_disable_staff_accounts(app: Flask, admin_client: FlaskClient) -> None:
+    form = {"email": "New.Person@FreedomSpine.com", "role": "scheduler", "password": "short"}
+    assert post(admin_client, "/staff/users", form).status_code == 422
+    created = post(admin_client, "/staff/users", {**form, "password": PASSWORD})
+    assert created.status_code == 302
+    user = db.session.scalar(
+        select(StaffUser).where(StaffUser.email == "new.person@freedomspine.com")
+    )
+    assert user.password_hash.startswith("scrypt:") and PASSWORD not in user.password_hash
+    again = post(admin_client, "/staff/users", {**form, "password": PASSWORD})
+    assert "already an account" in again.get_data(as_text=True)
+    client = app.test_client()
+    assert sign_in(client, user).status_code == 302
+    post(admin_client, f"/staff/users/{user.id}/disable")
+    assert client.get("/staff/dashboard").status_code == 302  # signed out at once
+    actions = db.session.scalars(
+        select(AuditEntry.action).where(AuditEntry.target_type == "staff_user")
+    ).all()
+    assert actions == ["staff.create", "staff.disable"]
+    entries = str(db.session.scalars(select(AuditEntry.details)).all())
+    assert PASSWORD not in entries and "scrypt" not in entries
+
+
+def test_the_audit_log_is_append_only_and_readable_by_admins(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    appt = make_appointment(make_slot(days_ahead=2))
+    post(admin_client, f"/staff/appointments/{appt.id}/mark/arrived", {"version": "1"})
+    page = admin_client.get("/staff/audit").get_data(as_text=True)
+    page = page[page.index("<table") :]  # the log itself, not the flashed notice
+    assert "appointment.arrived" in page and appt.reference in page
+    assert "Maria" not in page and "Garza" not in page  # no patient record in the log
+    with pytest.raises(DBAPIError):
+        db.session.execute(update(AuditEntry).values(action="nothing happened"))
+    db.session.rollback()
+    with pytest.raises(DBAPIError):
+        db.session.execute(text("DELETE FROM audit_entries"))
+    db.session.rollback()
+    assert db.session.scalar(select(AuditEntry.action)) == "appointment.arrived"
+
+
+def test_calendar_feed_behind_a_secret_revocable_url(app: Flask, admin_client: FlaskClient) -> None:
+    location = seeded_clinic()[0]
+    appt = make_appointment(make_slot(location, days_ahead=3))
+    cancelled = make_appointment(make_slot(location, days_ahead=4))
+    cancelled.status = AppointmentStatus.CANCELLED
+    db.session.commit()
+    page = post(admin_client, f"/staff/locations/{location.slug}/feed").get_data(as_text=True)
+    [url] = re.findall(r"http://localhost(/staff/feeds/[^<]+\.ics)", page)
+    feed = app.test_client().get(url)  # no session: the URL is the key
+    assert feed.status_code == 200 and feed.mimetype == "text/calendar"
+    events = Calendar.from_ical(feed.data).walk("VEVENT")
+    assert [str(e["summary"]) for e in events] == [f"Maria G. ({appt.reference})"]
+    assert "8302574811" not in feed.get_data(as_text=True)  # minimum necessary
+    post(admin_client, f"/staff/locations/{location.slug}/feed")  # a new secret revokes the old
+    assert app.test_client().get(url).status_code == 404
+    assert app.test_client().get(f"/staff/feeds/{location.slug}/guess.ics").status_code == 404
+    db.session.remove()
+    assert db.session.get(Location, location.id).feed_token_hash not in url
+
+
+def test_csv_export_of_a_day_and_a_week(app: Flask, staff_client: FlaskClient) -> None:
+    location = seeded_clinic()[2]
+    slot = make_slot(location, days_ahead=3)
+    make_appointment(slot, first_name="=HYPERLINK(1)", last_name="Peña")
+    day = slot.starts_at.astimezone(CHICAGO).date()
+    for view in ("day", "week"):
+        response = staff_client.get(
+            "/staff/export.csv", query_string={"location": location.slug, "date": day, "view": view}
+        )
+        assert response.status_code == 200 and response.mimetype == "text/csv"
+        rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+        assert rows[0][:5] == ["date", "time", "location", "reference", "status"]
+        assert len(rows) == 2
+        assert rows[1][5] == "'=HYPERLINK(1)"  # never a formula in a spreadsheet
+        assert rows[1][6] == "Peña"
+    assert staff_client.get("/staff/export.csv").status_code == 400
+
+
+def test_dashboard_counts_bookings_confirmations_and_no_shows(
+    app: Flask, staff_client: FlaskClient
+) -> None:
+    location = seeded_clinic()[0]
+    upcoming = [make_appointment(make_slot(location, days_ahead=d)) for d in (1, 2, 8)]
+    handle_inbound(
+        Inbound("SM1", upcoming[0].patient.phone, "+12105550100", "C"), upcoming[0].created_at
+    )
+    html = staff_client.get("/staff/dashboard").get_data(as_text=True)
+    assert "Boerne" in html and "Bookings this week" in html
+    assert "33%" in html  # one of three with texts confirmed by text
+    assert "of 0 visits" in html
+    db.session.remove()
+    assert db.session.get(Appointment, upcoming[0].id).status == "confirmed"
