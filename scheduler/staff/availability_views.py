@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import update
+from flask_login import current_user
+from sqlalchemy import select, update
 from werkzeug.wrappers import Response
 
 from scheduler.availability.operations import OUTSIDE_HOURS, active_location
@@ -12,13 +13,25 @@ from scheduler.database import serialized_writes
 from scheduler.extensions import db
 from scheduler.models import Location, OpeningRule, ScheduleException, Slot
 from scheduler.staff import bp
+from scheduler.staff.access import admin_required
 from scheduler.staff.audit import audit
 from scheduler.staff.availability import ChangeOutcome, change_availability
-from scheduler.staff.forms import WEEKDAYS, ExceptionForm, OpeningRuleForm, SlotBlockForm
+from scheduler.staff.forms import (
+    WEEKDAYS,
+    ExceptionForm,
+    LocationForm,
+    OpeningRuleForm,
+    SlotBlockForm,
+)
 
 
 def location_or_404(slug: str) -> Location:
-    location = active_location(slug)
+    """Schedulers work on open locations; admins also see closed ones (to open them again)."""
+    location = (
+        db.session.scalar(select(Location).where(Location.slug == slug))
+        if current_user.is_admin
+        else active_location(slug)
+    )
     if location is None:
         abort(404, description="No such location.")
     return location
@@ -42,6 +55,7 @@ def page(location: Location, **forms: object) -> str:
         orphans=forms.get("orphans", []),
         confirm_url=forms.get("confirm_url"),
         delete_form=SlotBlockForm(),
+        location_form=LocationForm(obj=location, formdata=None),
     )
 
 
@@ -58,6 +72,58 @@ def report(outcome: ChangeOutcome, location: Location, what: str) -> Response | 
 @bp.get("/locations/<slug>/availability")
 def availability(slug: str) -> str:
     return page(location_or_404(slug))
+
+
+@bp.post("/locations/<slug>/details")
+@admin_required
+def edit_location(slug: str) -> str | Response | tuple[str, int]:
+    """Name, address, phone, holidays and whether patients can book it (admins only)."""
+    location = db.session.scalar(select(Location).where(Location.slug == slug))
+    if location is None:
+        abort(404, description="No such location.")
+    form = LocationForm()
+    if not form.validate_on_submit():
+        flash("; ".join(e for errors in form.errors.values() for e in errors), "error")
+        return redirect(url_for("staff.availability", slug=slug))
+    before = {
+        "name": location.name,
+        "address": location.address,
+        "phone": location.phone,
+        "closed_on_federal_holidays": location.closed_on_federal_holidays,
+        "is_active": location.is_active,
+    }
+    after = {
+        "name": (form.name.data or "").strip(),
+        "address": (form.address.data or "").strip(),
+        "phone": form.phone.data,
+        "closed_on_federal_holidays": bool(form.closed_on_federal_holidays.data),
+        "is_active": bool(form.is_active.data),
+    }
+
+    def apply() -> None:
+        for key, value in after.items():
+            setattr(location, key, value)
+        if after["address"] != before["address"]:
+            location.address_is_placeholder = False
+
+    outcome = change_availability(
+        location,
+        apply,
+        keep_orphans=bool(form.confirm_orphans.data),
+        action="location.edit",
+        before=before,
+        after=after,
+    )
+    if not outcome.saved:
+        names = ", ".join(f"{a.patient.full_name} ({a.reference})" for a in outcome.orphans)
+        flash(
+            f"Not saved: federal holidays would close booked visits: {names}. "
+            "Reschedule them, or tick 'Keep the listed appointments' and save again.",
+            "error",
+        )
+        return redirect(url_for("staff.availability", slug=slug))
+    flash("Location saved.", "success")
+    return redirect(url_for("staff.availability", slug=slug))
 
 
 @bp.post("/locations/<slug>/rules", defaults={"rule_id": None})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import phonenumbers
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -97,6 +98,24 @@ class ExceptionForm(FlaskForm):
             self.end_time.errors = [*self.end_time.errors, problem]
             return False
         return valid
+
+
+class LocationForm(FlaskForm):
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    address = StringField("Street address", validators=[DataRequired(), Length(max=255)])
+    phone = StringField("Phone", validators=[DataRequired(), Length(max=20)])
+    closed_on_federal_holidays = BooleanField("Closed on US federal holidays")
+    is_active = BooleanField("Open for booking")
+    confirm_orphans = BooleanField("Keep the listed appointments and save")
+
+    def validate_phone(self, field: StringField) -> None:
+        try:
+            number = phonenumbers.parse(field.data or "", "US")
+        except phonenumbers.NumberParseException:
+            raise ValidationError("Enter a US phone number, like (210) 920-8945.") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValidationError("Enter a US phone number, like (210) 920-8945.")
+        field.data = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 class TemplateForm(FlaskForm):

@@ -23,6 +23,7 @@ ADMIN_ONLY = {
     "staff.preview_text",
     "staff.audit_log",
     "staff.rotate_feed",
+    "staff.edit_location",
 }
 
 

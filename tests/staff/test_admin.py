@@ -21,6 +21,8 @@ from scheduler.models import (
     AuditEntry,
     ContentBlock,
     Location,
+    OpeningRule,
+    ScheduleException,
     StaffUser,
 )
 from scheduler.sms.replies import Inbound, handle_inbound
@@ -179,3 +181,55 @@ def test_dashboard_counts_bookings_confirmations_and_no_shows(
     assert "of 0 visits" in html
     db.session.remove()
     assert db.session.get(Appointment, upcoming[0].id).status == "confirmed"
+
+
+def test_admins_edit_a_location_and_every_setting_change_is_audited(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    location = seeded_clinic()[0]
+    assert location.address_is_placeholder
+    form = {
+        "name": "Boerne",
+        "address": "123 Main St, Boerne, TX 78006",
+        "phone": "(830) 555-0199",
+        "closed_on_federal_holidays": "y",
+        "is_active": "y",
+    }
+    assert post(admin_client, "/staff/locations/boerne/details", form).status_code == 302
+    db.session.remove()
+    saved = db.session.get(Location, location.id)
+    assert (saved.address, saved.phone, saved.address_is_placeholder) == (
+        "123 Main St, Boerne, TX 78006",
+        "+18305550199",
+        False,
+    )
+    bad = post(
+        admin_client,
+        "/staff/locations/boerne/details",
+        {**form, "phone": "12"},
+        follow_redirects=True,
+    )
+    assert "Enter a US phone number" in bad.get_data(as_text=True)
+    # Every kind of change leaves its entry.
+    post(
+        admin_client, "/staff/locations/boerne/exceptions", {"day": "2027-01-04", "kind": "closed"}
+    )
+    exception_id = db.session.scalar(select(ScheduleException.id))
+    post(admin_client, f"/staff/locations/boerne/exceptions/{exception_id}/delete")
+    rule_id = db.session.scalar(select(OpeningRule.id).where(OpeningRule.weekday == 4))
+    post(admin_client, f"/staff/locations/boerne/rules/{rule_id}/delete")
+    post(admin_client, "/staff/locations/boerne/feed")
+    post(admin_client, "/staff/locations/boerne/feed", {"revoke": "y"})
+    admin_client.get("/staff/export.csv?location=boerne")
+    db.session.remove()
+    actions = db.session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)).all()
+    assert actions == [
+        "location.edit",
+        "availability.closure_added",
+        "availability.exception_deleted",
+        "availability.rule_deleted",
+        "feed.new",
+        "feed.revoke",
+        "export.csv",
+    ]
+    assert all("token" not in str(d) for d in db.session.scalars(select(AuditEntry.details)))
