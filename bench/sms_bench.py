@@ -325,7 +325,6 @@ def app_config(
         "SMS_RETRY_BASE_SECONDS": RETRY_BASE_SECONDS,
         "SMS_RETRY_MAX_SECONDS": RETRY_MAX_SECONDS,
         "SMS_MAX_ATTEMPTS": MAX_ATTEMPTS,
-        **({"SMS_BATCH_SIZE": args.batch_size} if args.batch_size else {}),
         **sms,
     }
 
@@ -726,12 +725,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--serial-texts", type=int, default=300, help="texts in the one-at-a-time run"
     )
     parser.add_argument("--concurrency", type=int, default=32, help="SMS_SEND_CONCURRENCY")
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="SMS_BATCH_SIZE, for a dispatcher that claims in batches (default: the app's)",
-    )
     parser.add_argument("--delay", type=float, default=0.1, help="server seconds per answer")
     parser.add_argument(
         "--fail-every", type=int, default=5, help="the failure run: every n-th request fails"
@@ -742,7 +735,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = set(args.engines) - {"sqlite", "postgresql"}
     if unknown:
         parser.error(f"unknown engines: {', '.join(sorted(unknown))}")
-    for name in ("texts", "serial_texts", "concurrency", "batch_size"):
+    for name in ("texts", "serial_texts", "concurrency"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.fail_every < 2:
@@ -760,13 +753,6 @@ def main(argv: list[str] | None = None) -> int:
     machine = f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"sms bench run {run_id} on {machine}; load average {load}")
-    from scheduler.config import DEFAULTS
-
-    if "SMS_BATCH_SIZE" in DEFAULTS:
-        log(f"SMS_BATCH_SIZE {args.batch_size or DEFAULTS['SMS_BATCH_SIZE']}")
-    elif args.batch_size:
-        log("note: this app has no SMS_BATCH_SIZE setting; --batch-size has no effect")
-
     reports: list[EngineReport] = []
     try:
         for engine in args.engines:
