@@ -112,6 +112,9 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
     still booked in it. Slots blocked this way open again when the rules
     bring them back. The caller commits.
     """
+    # One sync per location at a time (staff edits, the daily roll): on PostgreSQL
+    # the location row lock queues them; SQLite has one writer anyway.
+    db.session.execute(select(Location.id).where(Location.id == location.id).with_for_update())
     tz = location_tz(location)
     window_start, _ = local_day_bounds(first_day, tz)
     _, window_end = local_day_bounds(last_day, tz)

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
-from scheduler.availability.operations import active_location, active_locations
+from scheduler.availability.operations import active_locations
+from scheduler.booking.validation import MAX_ID
 from scheduler.content import LANGUAGES, SMS_TEMPLATE_KEYS, contents_for
 from scheduler.extensions import db
 from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
@@ -20,7 +21,7 @@ from scheduler.sms.texts import TEMPLATE_FIELDS, TemplateError, fill_template, s
 from scheduler.staff import bp
 from scheduler.staff.access import admin_required, hash_password
 from scheduler.staff.audit import audit
-from scheduler.staff.forms import SlotBlockForm, StaffUserForm, TemplateForm
+from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
 
 EDITABLE_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
 AUDIT_PAGE = 200
@@ -52,7 +53,13 @@ def users() -> str | Response | tuple[str, int]:
     accounts = db.session.scalars(select(StaffUser).order_by(StaffUser.email)).all()
     status = 422 if form.errors else 200
     return render_template(
-        "staff/users.html", form=form, accounts=accounts, toggle_form=SlotBlockForm()
+        "staff/users.html",
+        form=form,
+        accounts=accounts,
+        toggle_form=SlotBlockForm(),
+        account_forms={
+            a.id: StaffAccountForm(obj=a, formdata=None, prefix=f"a{a.id}") for a in accounts
+        },
     ), status
 
 
@@ -75,6 +82,34 @@ def toggle_user(user_id: int, action: str) -> Response:
     return redirect(url_for("staff.users"))
 
 
+@bp.post("/users/<int:user_id>")
+@admin_required
+def edit_user(user_id: int) -> Response:
+    user = db.session.get(StaffUser, user_id) if 1 <= user_id <= MAX_ID else None
+    if user is None:
+        abort(404, description="No such account.")
+    form = StaffAccountForm(prefix=f"a{user.id}")
+    if not form.validate_on_submit():
+        flash("; ".join(e for errors in form.errors.values() for e in errors), "error")
+        return redirect(url_for("staff.users"))
+    if user.id == current_user.id and form.role.data != user.role:
+        flash("You cannot change your own role.", "error")
+        return redirect(url_for("staff.users"))
+    changed: dict[str, object] = {}
+    if form.role.data != user.role:
+        changed["role"] = {"from": user.role, "to": form.role.data}
+        user.role = form.role.data
+    if form.password.data:
+        user.password_hash = hash_password(form.password.data)
+        changed["password"] = "changed"
+    if changed:
+        user.session_nonce = secrets.token_hex(8)  # other sessions sign in again
+        audit("staff.edit", "staff_user", user.id, user.email, **changed)
+        db.session.commit()
+        flash(f"{user.email}: saved.", "success")
+    return redirect(url_for("staff.users"))
+
+
 @bp.get("/texts")
 @admin_required
 def texts() -> str:
@@ -92,7 +127,7 @@ def texts() -> str:
 def _scope(slug: str | None) -> Location | None:
     if not slug:
         return None
-    location = active_location(slug)
+    location = db.session.scalar(select(Location).where(Location.slug == slug))
     if location is None:
         abort(404, description="No such location.")
     return location
@@ -184,6 +219,8 @@ def preview_text(key: str, language: str) -> Response:
 @admin_required
 def audit_log() -> str:
     before = request.args.get("before", type=int)
+    if before is not None and not 1 <= before <= MAX_ID:
+        abort(400, description="No such page of the log.")
     statement = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE)
     if before:
         statement = statement.where(AuditEntry.id < before)

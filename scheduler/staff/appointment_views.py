@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.wrappers import Response
 
-from scheduler.availability.operations import active_location, active_locations, location_tz
+from scheduler.availability.operations import active_location, active_locations
 from scheduler.availability.slots import local_day_bounds
-from scheduler.booking.forms import BookingFields
+from scheduler.booking.forms import BookingForm
 from scheduler.booking.operations import (
     BookingError,
     StaleAppointment,
@@ -21,6 +21,7 @@ from scheduler.booking.operations import (
     reschedule_appointment,
 )
 from scheduler.booking.validation import MAX_ID
+from scheduler.display import display_tz
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
@@ -32,6 +33,7 @@ from scheduler.models import (
     utcnow,
 )
 from scheduler.staff import bp
+from scheduler.staff.access import safe_next
 from scheduler.staff.audit import audit
 from scheduler.staff.calendar import calendar_for, patient_search_filter
 from scheduler.staff.calendar_views import date_from_query
@@ -41,6 +43,7 @@ from scheduler.staff.operations import (
     actor_of,
     add_note,
     mark_appointment,
+    mark_too_early,
     resend_instructions,
 )
 
@@ -64,9 +67,10 @@ def appointment_or_404(appointment_id: int) -> Appointment:
 
 
 def checked_version(form: ActionForm) -> int:
-    if not form.validate_on_submit() or not (form.version.data or "").isdigit():
+    raw = form.version.data or ""
+    if not form.validate_on_submit() or not raw.isdigit() or len(raw) > 9:
         abort(400, description="This form has expired. Reload the page and try again.")
-    return int(form.version.data)
+    return int(raw)
 
 
 @bp.get("/appointments")
@@ -84,11 +88,8 @@ def appointments() -> str:
     if query:
         statement = statement.where(or_(*patient_search_filter(query)))
     if day:
-        chosen = date_from_query()
-        start, _ = local_day_bounds(chosen, location_tz(active_locations()[0]))
-        statement = statement.where(
-            Slot.starts_at >= start, Slot.starts_at < start + timedelta(days=1)
-        )
+        start, end = local_day_bounds(date_from_query(), display_tz())
+        statement = statement.where(Slot.starts_at >= start, Slot.starts_at < end)
     results = db.session.scalars(statement).all() if (query or day) else []
     return render_template(
         "staff/appointments.html", query=query, day=day, results=results, limit=SEARCH_LIMIT
@@ -104,9 +105,20 @@ def appointment(appointment_id: int) -> str:
         .where(OutboundMessage.appointment_id == appt.id)
         .order_by(OutboundMessage.created_at, OutboundMessage.id)
     ).all()
+    # This appointment's replies (C, R), and the number's own words (STOP, HELP, ...)
+    # since it was booked; never replies about another appointment on the same number.
     replies = db.session.scalars(
         select(InboundMessage)
-        .where(InboundMessage.from_phone == appt.patient.phone)
+        .where(
+            InboundMessage.from_phone == appt.patient.phone,
+            or_(
+                InboundMessage.appointment_id == appt.id,
+                and_(
+                    InboundMessage.appointment_id.is_(None),
+                    InboundMessage.received_at >= appt.created_at,
+                ),
+            ),
+        )
         .order_by(InboundMessage.received_at)
     ).all()
     notes = db.session.scalars(
@@ -128,7 +140,11 @@ def appointment(appointment_id: int) -> str:
         thread=thread,
         notes=notes,
         number=number,
-        marks=[status for status, allowed in MARKS.items() if appt.status in allowed],
+        marks=[
+            status
+            for status, allowed in MARKS.items()
+            if appt.status in allowed and not mark_too_early(appt, status, utcnow())
+        ],
         form=ActionForm(version=appt.version),
         note_form=NoteForm(version=appt.version),
         moved_to=db.session.scalar(
@@ -151,10 +167,8 @@ def mark(appointment_id: int, status: str) -> Response:
         flash(str(error), "error")
     else:
         flash(f"{appt.patient.full_name} is marked {status.replace('_', '-')}.", "success")
-    target = request.form.get("return_to", "")
-    if target.startswith("/staff/") and not target.startswith("//"):
-        return redirect(target)
-    return back_to(appt)
+    default = url_for("staff.appointment", appointment_id=appt.id)
+    return redirect(safe_next(request.form.get("return_to"), default))
 
 
 @bp.post("/appointments/<int:appointment_id>/cancel")
@@ -183,7 +197,13 @@ def cancel(appointment_id: int) -> Response:
 def choose_new_slot(appointment_id: int) -> str:
     appt = appointment_or_404(appointment_id)
     locations = active_locations()
-    location = active_location(request.args.get("location") or appt.slot.location.slug)
+    if not locations:
+        abort(404, description="No location is open for booking.")
+    asked = request.args.get("location")
+    # The appointment's own location may be closed for booking: then start at an open one.
+    location = active_location(asked or appt.slot.location.slug) or (
+        None if asked else locations[0]
+    )
     if location is None:
         abort(404, description="No such location.")
     first_day = date_from_query()
@@ -205,6 +225,8 @@ def choose_new_slot(appointment_id: int) -> str:
 @bp.post("/appointments/<int:appointment_id>/reschedule/<int:slot_id>")
 def reschedule(appointment_id: int, slot_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
+    if not 1 <= slot_id <= MAX_ID:
+        abort(404, description="No such slot.")
     version = checked_version(ActionForm())
 
     def audited(old: Appointment, new: Appointment) -> None:
@@ -246,18 +268,19 @@ def note(appointment_id: int) -> Response:
 @bp.post("/appointments/<int:appointment_id>/resend-instructions")
 def resend(appointment_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
-    checked_version(ActionForm())
-    if resend_instructions(appt, current_user):
-        flash("The pre-consult instructions will be texted again shortly.", "success")
+    version = checked_version(ActionForm())
+    try:
+        resend_instructions(appt, version, current_user)
+    except BookingError as error:
+        flash(str(error), "error")
     else:
-        flash(
-            "This patient did not agree to texts; read the instructions to them instead.", "error"
-        )
+        flash("The pre-consult instructions will be texted again shortly.", "success")
     return back_to(appt)
 
 
-class StaffBookingForm(BookingFields):
-    """The online form's fields and rules; consent is what the caller says on the phone."""
+class StaffBookingForm(BookingForm):
+    """The online form's fields and rules (with its submission id, so a double click books
+    once); consent is what the caller says on the phone."""
 
 
 @bp.route("/book/<int:slot_id>", methods=["GET", "POST"])
@@ -275,7 +298,9 @@ def book(slot_id: int) -> str | Response | tuple[str, int]:
 
         try:
             appt = book_appointment(
-                form.to_booking_request(source="staff", idempotency_key=None),
+                form.to_booking_request(
+                    source="staff", idempotency_key=f"staff:{form.submission_id.data}"
+                ),
                 after_change=audited,
             )
         except BookingError as error:

@@ -16,12 +16,12 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import contains_eager, joinedload
 
-from scheduler.availability.operations import location_tz, sync_slots
+from scheduler.availability.operations import OUTSIDE_HOURS, location_tz, sync_slots
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
-from scheduler.models import HOLDS_SLOT, Appointment, Location, utcnow
+from scheduler.models import CHANGEABLE, HOLDS_SLOT, Appointment, Location, Slot, utcnow
 from scheduler.staff.audit import audit
 
 
@@ -32,17 +32,58 @@ class ChangeOutcome:
     created: int = 0
     removed: int = 0
 
+    @property
+    def orphan_ids(self) -> str:
+        """What the confirmation form sends back: exactly the appointments listed."""
+        return ",".join(str(a.id) for a in sorted(self.orphans, key=lambda a: a.id))
+
+
+def parse_ids(raw: str | None) -> frozenset[int]:
+    parts = (raw or "").split(",")
+    return frozenset(int(p) for p in parts if p.isdigit() and len(p) < 10)
+
+
+def _future_bookings(location: Location) -> list[Appointment]:
+    return list(
+        db.session.scalars(
+            select(Appointment)
+            .join(Appointment.slot)
+            .options(joinedload(Appointment.patient), contains_eager(Appointment.slot))
+            .where(
+                Slot.location_id == location.id,
+                Slot.starts_at > utcnow(),
+                Appointment.status.in_(CHANGEABLE),
+            )
+            .order_by(Slot.starts_at)
+        )
+    )
+
 
 def change_availability(
     location: Location,
     apply: Callable[[], None],
-    keep_orphans: bool,
+    keep_ids: frozenset[int],
     action: str,
     **details: Any,
 ) -> ChangeOutcome:
     """Apply ``apply`` (model edits), sync the slots, and save only if no booking is left
-    out or the scheduler chose to keep those listed."""
+    out, or if every booking left out was listed to the scheduler and kept (``keep_ids``).
+
+    Bookings already kept by an earlier change (their slot is blocked as outside the
+    hours) are not asked about again. Closing a location for booking leaves out
+    every booking still ahead there.
+    """
     with serialized_writes():
+        was_active = location.is_active
+        already_kept = set(
+            db.session.scalars(
+                select(Slot.id).where(
+                    Slot.location_id == location.id,
+                    Slot.is_blocked.is_(True),
+                    Slot.block_reason == OUTSIDE_HOURS,
+                )
+            )
+        )
         apply()
         db.session.flush()
         today = utcnow().astimezone(location_tz(location)).date()
@@ -51,23 +92,27 @@ def change_availability(
             days=config["BOOKING_HORIZON_DAYS"] + config["SLOT_ROLL_MARGIN_DAYS"]
         )
         result = sync_slots(location, today, horizon)
-        orphan_slot_ids = [slot.id for slot in result.orphaned]
+        orphan_slot_ids = [s.id for s in result.orphaned if s.id not in already_kept]
         orphans = (
-            db.session.scalars(
-                select(Appointment)
-                .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
-                .where(
-                    Appointment.slot_id.in_(orphan_slot_ids),
-                    Appointment.status.in_(HOLDS_SLOT),
+            list(
+                db.session.scalars(
+                    select(Appointment)
+                    .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
+                    .where(
+                        Appointment.slot_id.in_(orphan_slot_ids),
+                        Appointment.status.in_(HOLDS_SLOT),
+                    )
+                    .order_by(Appointment.slot_id)
                 )
-                .order_by(Appointment.slot_id)
-            ).all()
+            )
             if orphan_slot_ids
             else []
         )
-        if orphans and not keep_orphans:
+        if was_active and not location.is_active:
+            orphans = _future_bookings(location)
+        if orphans and not {a.id for a in orphans} <= keep_ids:
             db.session.rollback()
-            return ChangeOutcome(saved=False, orphans=list(orphans))
+            return ChangeOutcome(saved=False, orphans=orphans)
         audit(
             action,
             "location",
@@ -77,4 +122,4 @@ def change_availability(
             **details,
         )
         db.session.commit()
-    return ChangeOutcome(True, list(orphans), result.created, result.removed)
+    return ChangeOutcome(True, orphans, result.created, result.removed)

@@ -13,9 +13,9 @@ from scheduler.database import serialized_writes
 from scheduler.extensions import db
 from scheduler.models import Location, OpeningRule, ScheduleException, Slot
 from scheduler.staff import bp
-from scheduler.staff.access import admin_required
+from scheduler.staff.access import admin_required, safe_next
 from scheduler.staff.audit import audit
-from scheduler.staff.availability import ChangeOutcome, change_availability
+from scheduler.staff.availability import ChangeOutcome, change_availability, parse_ids
 from scheduler.staff.forms import (
     WEEKDAYS,
     ExceptionForm,
@@ -53,9 +53,11 @@ def page(location: Location, **forms: object) -> str:
         exception_form=forms.get("exception_form") or ExceptionForm(formdata=None),
         editing=editing,
         orphans=forms.get("orphans", []),
+        orphan_ids=forms.get("orphan_ids", ""),
+        orphan_form=forms.get("orphan_form"),
         confirm_url=forms.get("confirm_url"),
         delete_form=SlotBlockForm(),
-        location_form=LocationForm(obj=location, formdata=None),
+        location_form=forms.get("location_form") or LocationForm(obj=location, formdata=None),
     )
 
 
@@ -109,19 +111,19 @@ def edit_location(slug: str) -> str | Response | tuple[str, int]:
     outcome = change_availability(
         location,
         apply,
-        keep_orphans=bool(form.confirm_orphans.data),
+        keep_ids=parse_ids(request.form.get("keep_ids")),
         action="location.edit",
         before=before,
         after=after,
     )
     if not outcome.saved:
-        names = ", ".join(f"{a.patient.full_name} ({a.reference})" for a in outcome.orphans)
-        flash(
-            f"Not saved: federal holidays would close booked visits: {names}. "
-            "Reschedule them, or tick 'Keep the listed appointments' and save again.",
-            "error",
-        )
-        return redirect(url_for("staff.availability", slug=slug))
+        return page(
+            location,
+            location_form=form,
+            orphans=outcome.orphans,
+            orphan_ids=outcome.orphan_ids,
+            orphan_form="location",
+        ), 409
     flash("Location saved.", "success")
     return redirect(url_for("staff.availability", slug=slug))
 
@@ -157,13 +159,20 @@ def save_rule(slug: str, rule_id: int | None) -> str | Response | tuple[str, int
     outcome = change_availability(
         location,
         apply,
-        keep_orphans=bool(form.confirm_orphans.data),
+        keep_ids=parse_ids(request.form.get("keep_ids")),
         action="availability.rule_saved",
         before=before,
         after={k: str(v) for k, v in values.items()},
     )
     return report(outcome, location, "Opening hours") or (
-        page(location, rule_form=form, editing=rule, orphans=outcome.orphans),
+        page(
+            location,
+            rule_form=form,
+            editing=rule,
+            orphans=outcome.orphans,
+            orphan_ids=outcome.orphan_ids,
+            orphan_form="rule",
+        ),
         409,
     )
 
@@ -191,12 +200,17 @@ def delete_rule(slug: str, rule_id: int) -> str | Response | tuple[str, int]:
     outcome = change_availability(
         location,
         lambda: location.opening_rules.remove(rule),
-        keep_orphans=request.form.get("confirm_orphans") == "y",
+        keep_ids=parse_ids(request.form.get("keep_ids")),
         action="availability.rule_deleted",
         before=before,
     )
     return report(outcome, location, "Opening hours") or (
-        page(location, orphans=outcome.orphans, confirm_url=request.path),
+        page(
+            location,
+            orphans=outcome.orphans,
+            orphan_ids=outcome.orphan_ids,
+            confirm_url=request.path,
+        ),
         409,
     )
 
@@ -220,7 +234,7 @@ def add_exception(slug: str) -> str | Response | tuple[str, int]:
     outcome = change_availability(
         location,
         lambda: location.exceptions.append(exception),
-        keep_orphans=bool(form.confirm_orphans.data),
+        keep_ids=parse_ids(request.form.get("keep_ids")),
         action=f"availability.{'extra_session' if extra else 'closure'}_added",
         day=str(form.day.data),
         start_time=str(form.start_time.data or ""),
@@ -229,7 +243,13 @@ def add_exception(slug: str) -> str | Response | tuple[str, int]:
     )
     what = "Extra session" if extra else "Closure"
     return report(outcome, location, what) or (
-        page(location, exception_form=form, orphans=outcome.orphans),
+        page(
+            location,
+            exception_form=form,
+            orphans=outcome.orphans,
+            orphan_ids=outcome.orphan_ids,
+            orphan_form="exception",
+        ),
         409,
     )
 
@@ -246,13 +266,18 @@ def delete_exception(slug: str, exception_id: int) -> str | Response | tuple[str
     outcome = change_availability(
         location,
         lambda: location.exceptions.remove(exception),
-        keep_orphans=request.form.get("confirm_orphans") == "y",
+        keep_ids=parse_ids(request.form.get("keep_ids")),
         action="availability.exception_deleted",
         day=day,
         kind=kind,
     )
     return report(outcome, location, "Change") or (
-        page(location, orphans=outcome.orphans, confirm_url=request.path),
+        page(
+            location,
+            orphans=outcome.orphans,
+            orphan_ids=outcome.orphan_ids,
+            confirm_url=request.path,
+        ),
         409,
     )
 
@@ -278,7 +303,4 @@ def block_slot(slot_id: int, action: str) -> Response:
         audit(f"slot.{action}", "slot", slot.id, slot.starts_at.isoformat(), reason=reason)
         db.session.commit()
     flash("Slot blocked: nobody new can book it." if blocking else "Slot open again.", "success")
-    target = request.form.get("return_to", "")
-    if target.startswith("/staff/") and not target.startswith("//"):
-        return redirect(target)
-    return redirect(url_for("staff.calendar"))
+    return redirect(safe_next(request.form.get("return_to"), url_for("staff.calendar")))

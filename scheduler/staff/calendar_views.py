@@ -14,6 +14,8 @@ from scheduler.staff.calendar import calendar_for
 from scheduler.staff.forms import ActionForm
 
 VIEWS = {"day": 1, "week": 7}
+# Dates outside these years are typing mistakes (and would overflow date arithmetic).
+FIRST_YEAR, LAST_YEAR = 2000, 2100
 
 
 def today() -> date:
@@ -25,9 +27,12 @@ def date_from_query(name: str = "date") -> date:
     if not raw:
         return today()
     try:
-        return date.fromisoformat(raw)
+        chosen = date.fromisoformat(raw)
     except ValueError:
         abort(400, description="Dates look like 2026-12-01.")
+    if not FIRST_YEAR <= chosen.year <= LAST_YEAR:
+        abort(400, description=f"Choose a date between {FIRST_YEAR} and {LAST_YEAR}.")
+    return chosen
 
 
 @bp.get("/")

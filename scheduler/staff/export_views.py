@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from flask import Response, abort, render_template, request
 from icalendar import Calendar, Event
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import joinedload
 
 from scheduler.availability.operations import active_location, active_locations, location_tz
@@ -221,15 +221,23 @@ def dashboard() -> str:
             .join(Appointment.patient)
             .where(at_location)
         ).one()
+        # Of the same appointments as the denominator (consent, still holding their place,
+        # from 30 days ago on), those the patient confirmed by replying C.
+        confirmed_by_reply = exists().where(
+            AppointmentEvent.appointment_id == Appointment.id,
+            AppointmentEvent.actor == "sms",
+            AppointmentEvent.to_status == AppointmentStatus.CONFIRMED,
+        )
         confirmed_by_text = db.session.scalar(
-            select(func.count(func.distinct(AppointmentEvent.appointment_id)))
-            .join(Appointment, Appointment.id == AppointmentEvent.appointment_id)
+            select(func.count(Appointment.id))
             .join(Appointment.slot)
+            .join(Appointment.patient)
             .where(
                 at_location,
                 Slot.starts_at >= month_ago,
-                AppointmentEvent.actor == "sms",
-                AppointmentEvent.to_status == AppointmentStatus.CONFIRMED,
+                Patient.sms_consent,
+                Appointment.status.in_(HOLDS_SLOT),
+                confirmed_by_reply,
             )
         )
         this_week, next_week_count, no_shows, attended_or_not, texted = counts

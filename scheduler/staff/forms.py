@@ -64,7 +64,6 @@ class OpeningRuleForm(FlaskForm):
         "Minutes per slot", validators=[InputRequired(), NumberRange(5, 240)]
     )
     capacity = IntegerField("Patients per slot", validators=[InputRequired(), NumberRange(1, 20)])
-    confirm_orphans = BooleanField("Keep the listed appointments and save")
 
     def validate_end_time(self, field: TimeField) -> None:
         if self.start_time.data and field.data and field.data <= self.start_time.data:
@@ -81,7 +80,6 @@ class ExceptionForm(FlaskForm):
     slot_minutes = IntegerField("Minutes per slot", validators=[Optional(), NumberRange(5, 240)])
     capacity = IntegerField("Patients per slot", validators=[Optional(), NumberRange(1, 20)])
     reason = StringField("Reason", validators=[Optional(), Length(max=120)])
-    confirm_orphans = BooleanField("Keep the listed appointments and save")
 
     def validate(self, extra_validators: Any = None) -> bool:
         """The times together: both or neither; an extra session needs them."""
@@ -106,7 +104,6 @@ class LocationForm(FlaskForm):
     phone = StringField("Phone", validators=[DataRequired(), Length(max=20)])
     closed_on_federal_holidays = BooleanField("Closed on US federal holidays")
     is_active = BooleanField("Open for booking")
-    confirm_orphans = BooleanField("Keep the listed appointments and save")
 
     def validate_phone(self, field: StringField) -> None:
         try:
@@ -120,6 +117,15 @@ class LocationForm(FlaskForm):
 
 class TemplateForm(FlaskForm):
     body = TextAreaField("Text", validators=[DataRequired(), Length(max=1600)])
+
+
+class StaffAccountForm(FlaskForm):
+    """An admin changes an account's role, and sets a new password when one is given."""
+
+    role = SelectField("Role", choices=[SelectChoice(r.value, r.value.title()) for r in StaffRole])
+    password = PasswordField(
+        "New password (leave empty to keep)", validators=[Optional(), Length(min=12, max=200)]
+    )
 
 
 class StaffUserForm(FlaskForm):

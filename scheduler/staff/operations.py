@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
+from scheduler.availability.operations import location_tz
+from scheduler.availability.slots import local_day_bounds
 from scheduler.booking.operations import STALE_MESSAGE, BookingError, StaleAppointment
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
@@ -24,7 +27,7 @@ from scheduler.models import (
     StaffUser,
     utcnow,
 )
-from scheduler.sms.outbox import queue_text_again
+from scheduler.sms.outbox import cancel_pending_texts, queue_text_again
 from scheduler.staff.audit import audit
 
 S = AppointmentStatus
@@ -40,6 +43,18 @@ class MarkNotAllowed(BookingError):
     code = "mark_not_allowed"
 
 
+def mark_too_early(appt: Appointment, status: str, now: datetime) -> str | None:
+    """Why this mark cannot be made yet, if it cannot: arrived and completed from the visit's
+    day on, no-show once the visit has started."""
+    if status == S.NO_SHOW and now < appt.slot.starts_at:
+        return "A patient can be marked no-show only once the visit time has come."
+    tz = location_tz(appt.slot.location)
+    visit_day_start, _ = local_day_bounds(appt.slot.starts_at.astimezone(tz).date(), tz)
+    if status in (S.ARRIVED, S.COMPLETED) and now < visit_day_start:
+        return "Arrived and completed can be marked from the day of the visit."
+    return None
+
+
 def actor_of(user: StaffUser) -> str:
     return f"staff:{user.id}"
 
@@ -51,6 +66,9 @@ def mark_appointment(
     allowed = MARKS.get(status)
     if allowed is None:
         raise MarkNotAllowed("That is not something the front desk can mark.")
+    problem = mark_too_early(appt, status, now)
+    if problem:
+        raise MarkNotAllowed(problem)
     old_status = appt.status
     with serialized_writes():
         changed = db.session.execute(
@@ -79,6 +97,8 @@ def mark_appointment(
                 actor=actor_of(user),
             )
         )
+        # The visit is happening or over: texts still waiting for it would only confuse.
+        cancel_pending_texts(appt.id, f"marked_{status}", now)
         audit(
             f"appointment.{status}",
             "appointment",
@@ -100,20 +120,39 @@ def add_note(appt: Appointment, body: str, user: StaffUser, now: datetime) -> Ap
     return note
 
 
-def resend_instructions(appt: Appointment, user: StaffUser, now: datetime | None = None) -> bool:
-    """Queue the pre-consult instructions again; False when the patient gave no SMS consent."""
+class NoTextConsent(BookingError):
+    code = "no_text_consent"
+
+
+def resend_instructions(
+    appt: Appointment, expected_version: int, user: StaffUser, now: datetime | None = None
+) -> None:
+    """Queue the pre-consult instructions again, for a booking still ahead.
+
+    The number of the copy is counted inside the write, and a second click that
+    races the first gets a clear message instead of a duplicate-key error.
+    """
     now = now or utcnow()
     if not appt.patient.sms_consent:
-        return False
-    sent_before = db.session.scalar(
-        select(func.count(OutboundMessage.id)).where(
-            OutboundMessage.appointment_id == appt.id,
-            OutboundMessage.kind.like(f"{MessageKind.INSTRUCTIONS}%"),
+        raise NoTextConsent(
+            "This patient did not agree to texts; read the instructions to them instead."
         )
-    )
-    kind = f"{MessageKind.INSTRUCTIONS}#{(sent_before or 0) + 1}"
+    if appt.version != expected_version:
+        raise StaleAppointment(STALE_MESSAGE)
+    if not appt.is_changeable or appt.slot.starts_at <= now:
+        raise MarkNotAllowed("Instructions go only to bookings that are still ahead.")
     with serialized_writes():
+        sent_before = db.session.scalar(
+            select(func.count(OutboundMessage.id)).where(
+                OutboundMessage.appointment_id == appt.id,
+                OutboundMessage.kind.like(f"{MessageKind.INSTRUCTIONS}%"),
+            )
+        )
+        kind = f"{MessageKind.INSTRUCTIONS}#{(sent_before or 0) + 1}"
         queue_text_again(appt, MessageKind.INSTRUCTIONS, kind, now)
         audit("appointment.resend_instructions", "appointment", appt.id, appt.reference)
-        db.session.commit()
-    return True
+        try:
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+            raise MarkNotAllowed("The instructions are already on their way.") from None

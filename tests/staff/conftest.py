@@ -2,15 +2,18 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import time, timedelta
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from scheduler.booking.operations import book_appointment
 from scheduler.extensions import db
-from scheduler.models import StaffUser
+from scheduler.models import Appointment, StaffUser
 from scheduler.staff.access import hash_password
+from tests.factories import booking_request, days_from_today, local_instant, make_slot
 
 PASSWORD = "correct horse battery staple"
 
@@ -90,3 +93,11 @@ def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None, **k
     """POST a staff form with a valid CSRF token, as the browser would."""
     token = csrf_token(client, "/staff/")
     return client.post(path, data={"csrf_token": token, **(data or {})}, **kw)
+
+
+def appointment_today(**overrides: Any) -> Appointment:
+    """An appointment earlier today (booked a day before): the front desk can mark it."""
+    slot = make_slot(starts_at=local_instant(days_from_today(0), time(0, 30)))
+    return book_appointment(
+        booking_request(slot, **overrides), now=slot.starts_at - timedelta(days=1)
+    )

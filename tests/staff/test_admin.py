@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import time, timedelta
 
 import pytest
 from flask import Flask
@@ -13,10 +14,9 @@ from icalendar import Calendar
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from scheduler.booking.operations import book_appointment
+from scheduler.booking.operations import book_appointment, cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import (
-    Appointment,
     AppointmentStatus,
     AuditEntry,
     ContentBlock,
@@ -29,12 +29,14 @@ from scheduler.sms.replies import Inbound, handle_inbound
 from tests.factories import (
     CHICAGO,
     booking_request,
+    days_from_today,
+    local_instant,
     make_appointment,
     make_slot,
     seeded_clinic,
     texts_of,
 )
-from tests.staff.conftest import PASSWORD, post, sign_in
+from tests.staff.conftest import PASSWORD, appointment_today, post, sign_in
 
 
 def test_a_template_with_an_unknown_placeholder_cannot_be_saved(
@@ -114,7 +116,7 @@ def test_admins_create_and_disable_staff_accounts(app: Flask, admin_client: Flas
 def test_the_audit_log_is_append_only_and_readable_by_admins(
     app: Flask, admin_client: FlaskClient
 ) -> None:
-    appt = make_appointment(make_slot(days_ahead=2))
+    appt = appointment_today()
     post(admin_client, f"/staff/appointments/{appt.id}/mark/arrived", {"version": "1"})
     page = admin_client.get("/staff/audit").get_data(as_text=True)
     page = page[page.index("<table") :]  # the log itself, not the flashed notice
@@ -171,16 +173,40 @@ def test_dashboard_counts_bookings_confirmations_and_no_shows(
     app: Flask, staff_client: FlaskClient
 ) -> None:
     location = seeded_clinic()[0]
-    upcoming = [make_appointment(make_slot(location, days_ahead=d)) for d in (1, 2, 8)]
-    handle_inbound(
-        Inbound("SM1", upcoming[0].patient.phone, "+12105550100", "C"), upcoming[0].created_at
-    )
+    monday = days_from_today(0) - timedelta(days=days_from_today(0).weekday())
+    today = days_from_today(0)
+    monday = today - timedelta(days=today.weekday())
+    later_this_week = [monday + timedelta(days=n) for n in range(1, 7)]
+    this_week = [day for day in later_this_week if day > today]
+    next_week = monday + timedelta(days=8)
+    ahead = [
+        make_appointment(make_slot(location, starts_at=local_instant(next_week, time(hour))))
+        for hour in (9, 10, 11)
+    ]
+    if this_week:
+        make_appointment(make_slot(location, starts_at=local_instant(this_week[0], time(9))))
+    # Three visits in the last days: one arrived, one completed, one no-show.
+    past = []
+    for n, status in enumerate(("arrived", "completed", "no_show"), start=1):
+        slot = make_slot(location, starts_at=local_instant(days_from_today(-n), time(9)))
+        appt = book_appointment(booking_request(slot), now=slot.starts_at - timedelta(days=2))
+        appt.status = status
+        past.append(appt)
+    db.session.commit()
+    # Two of the three ahead confirm by text; one of them is then cancelled.
+    for appt in ahead[:2]:
+        handle_inbound(Inbound(f"SM{appt.id}", appt.patient.phone, "+1", "C"), appt.created_at)
+    cancel_appointment(ahead[1], actor="patient")
     html = staff_client.get("/staff/dashboard").get_data(as_text=True)
-    assert "Boerne" in html and "Bookings this week" in html
-    assert "33%" in html  # one of three with texts confirmed by text
-    assert "of 0 visits" in html
-    db.session.remove()
-    assert db.session.get(Appointment, upcoming[0].id).status == "confirmed"
+    boerne = html[html.index("<h2>Boerne</h2>") : html.index("<h2>Kerrville</h2>")]
+    facts = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)", boerne))
+    assert facts["Bookings this week"] == str(1 if this_week else 0)
+    assert facts["Bookings next week"] == "2"
+    # Denominator: with consent, holding a place, from 30 days ago on: 2 ahead + 3 past
+    # (+1 this week); numerator: the one still holding its place that confirmed by text.
+    texted = 6 if this_week else 5
+    assert facts["Confirmed by text (last 30 days and ahead)"].strip() == f"{round(100 / texted)}%"
+    assert facts["No-shows (last 30 days)"].strip() == "33%"
 
 
 def test_admins_edit_a_location_and_every_setting_change_is_audited(

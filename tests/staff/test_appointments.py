@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import threading
 from typing import Any
 
@@ -19,6 +20,7 @@ from scheduler.models import (
     OutboundMessage,
     Slot,
     StaffUser,
+    utcnow,
 )
 from scheduler.staff.operations import mark_appointment
 from tests.factories import (
@@ -30,7 +32,7 @@ from tests.factories import (
     make_slot,
     texts_of,
 )
-from tests.staff.conftest import make_staff, post
+from tests.staff.conftest import appointment_today, make_staff, post, sign_in
 
 
 def notices(response: Any) -> list[str]:
@@ -51,6 +53,7 @@ def audits(action: str) -> list[AuditEntry]:
 
 def caller(**overrides: str) -> dict[str, str]:
     return {
+        "submission_id": secrets.token_urlsafe(18),
         "first_name": "Ofelia",
         "last_name": "Castañeda",
         "phone": "(830) 257-4811",
@@ -85,6 +88,15 @@ def test_booking_a_caller_uses_the_online_rules_and_is_audited(
     assert "Castañeda" not in str(entry.details)
 
 
+def test_a_double_click_books_the_caller_once(app: Flask, staff_client: FlaskClient) -> None:
+    slot = make_slot(days_ahead=5)
+    form = {"slot_id": slot.id, **caller()}
+    first = post(staff_client, f"/staff/book/{slot.id}", form)
+    second = post(staff_client, f"/staff/book/{slot.id}", form)
+    assert first.headers["Location"] == second.headers["Location"]
+    assert db.session.scalar(select(func.count(Appointment.id))) == 1
+
+
 def test_booking_a_full_slot_says_so(app: Flask, staff_client: FlaskClient) -> None:
     slot = make_slot(days_ahead=5, capacity=1)
     make_appointment(slot)
@@ -96,7 +108,7 @@ def test_booking_a_full_slot_says_so(app: Flask, staff_client: FlaskClient) -> N
 def test_marking_arrived_and_no_show_is_versioned_and_audited(
     app: Flask, staff_client: FlaskClient, scheduler_user: StaffUser
 ) -> None:
-    appt = make_appointment(make_slot(days_ahead=1))
+    appt = appointment_today()
     page = staff_client.get(f"/staff/appointments/{appt.id}").get_data(as_text=True)
     assert "Mark arrived" in page and "Mark no-show" in page
     done = post(staff_client, f"/staff/appointments/{appt.id}/mark/arrived", {"version": "1"})
@@ -129,6 +141,31 @@ def test_marking_arrived_and_no_show_is_versioned_and_audited(
         follow_redirects=True,
     )
     assert "not something the front desk can mark" in " ".join(notices(refused))
+
+
+def test_marks_wait_for_the_visit_and_stop_its_pending_texts(
+    app: Flask, staff_client: FlaskClient
+) -> None:
+    add_message_schedules()
+    tomorrow = make_appointment(make_slot(days_ahead=1))
+    early = post(
+        staff_client,
+        f"/staff/appointments/{tomorrow.id}/mark/no_show",
+        {"version": "1"},
+        follow_redirects=True,
+    )
+    assert "only once the visit time has come" in " ".join(notices(early))
+    assert "Mark arrived" not in staff_client.get(f"/staff/appointments/{tomorrow.id}").get_data(
+        as_text=True
+    )
+    assert fresh(tomorrow).status == "booked"
+    today = appointment_today()
+    post(staff_client, f"/staff/appointments/{today.id}/mark/no_show", {"version": "1"})
+    assert fresh(today).status == "no_show"
+    assert {t.status for t in texts_of(today).values() if t.kind != "confirmation"} <= {
+        "cancelled",
+        "suppressed",
+    }
 
 
 def test_cancel_and_reschedule_by_staff(
@@ -216,7 +253,7 @@ def test_find_by_name_phone_reference_or_date(app: Flask, staff_client: FlaskCli
     for query in (
         "imelda",
         "Ochoa",
-        "ochoa imelda"[::-1][::-1].split()[0],
+        "Imelda Ochoa",
         "555-0142",
         appt.reference.lower(),
     ):
@@ -232,6 +269,28 @@ def test_find_by_name_phone_reference_or_date(app: Flask, staff_client: FlaskCli
     assert "Imelda Ochoa" in html and "Other Person" not in html
 
 
+def test_admins_change_roles_and_passwords(app: Flask, admin_client: FlaskClient) -> None:
+    desk = make_staff("desk@freedomspine.com")
+    client = app.test_client()
+    sign_in(client, desk)
+    form = {f"a{desk.id}-role": "admin", f"a{desk.id}-password": "a brand new passphrase"}
+    assert post(admin_client, f"/staff/users/{desk.id}", form).status_code == 302
+    db.session.remove()
+    changed = db.session.get(StaffUser, desk.id)
+    assert changed.role == "admin"
+    assert client.get("/staff/dashboard").status_code == 302  # its old session ended
+    assert sign_in(client, changed, "a brand new passphrase").status_code == 302
+    [entry] = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "staff.edit"))
+    assert entry.details == {"role": {"from": "scheduler", "to": "admin"}, "password": "changed"}
+    short = post(
+        admin_client,
+        f"/staff/users/{desk.id}",
+        {f"a{desk.id}-role": "admin", f"a{desk.id}-password": "short"},
+        follow_redirects=True,
+    )
+    assert "between 12 and 200 characters" in short.get_data(as_text=True)
+
+
 def test_the_appointment_page_shows_screening_history_and_texts(
     app: Flask, staff_client: FlaskClient
 ) -> None:
@@ -243,7 +302,7 @@ def test_the_appointment_page_shows_screening_history_and_texts(
 
 
 def test_two_schedulers_marking_at_once_one_wins(app: Flask) -> None:
-    appt = make_appointment(make_slot(days_ahead=1))
+    appt = appointment_today()
     first, second = make_staff("a@clinic.test"), make_staff("b@clinic.test")
     results: list[str] = []
     barrier = threading.Barrier(2)
@@ -254,7 +313,7 @@ def test_two_schedulers_marking_at_once_one_wins(app: Flask) -> None:
             target = db.session.get(Appointment, appt.id)
             barrier.wait()
             try:
-                mark_appointment(target, status, 1, user, target.updated_at)
+                mark_appointment(target, status, 1, user, utcnow())
                 results.append(status)
             except BookingError as error:
                 results.append(type(error).__name__)
