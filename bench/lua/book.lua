@@ -34,7 +34,7 @@ function request()
    local n = id * 100000 + sent
    local body = string.format(
       '{"slot_id":%d,"first_name":"%s","last_name":"%s","phone":"830-257-%04d",'
-         .. '"sms_consent":false}',
+         .. '"sms_consent":true}',
       slot_id, FIRST[n % #FIRST + 1], LAST[math.floor(n / #FIRST) % #LAST + 1], n % 10000)
    return wrk.format("POST", "/api/v1/appointments", HEADERS, body)
 end

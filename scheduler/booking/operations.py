@@ -258,10 +258,12 @@ def _try_booking(
         idempotency_fingerprint=(request_fingerprint(request) if request.idempotency_key else None),
     )
     _record(appt, None, actor=request.source)
-    queue_appointment_texts(appt, now)
     try:
+        # A reference drawn twice (or a concurrent duplicate of this request) fails
+        # here, before anything else queries and autoflushes; the caller draws again.
+        db.session.flush()
+        queue_appointment_texts(appt, now)
         if after_change is not None:
-            db.session.flush()  # the new appointment's id, for what the caller records
             after_change(appt)
         db.session.commit()
     except IntegrityError:
@@ -402,11 +404,12 @@ def _move(
     )
     _record(old, old_status, actor=actor, note=f"moved to {new.reference}")
     _record(new, None, actor=actor, note=f"moved from {old.reference}")
-    cancel_pending_texts(old.id, "appointment_rescheduled", now)
-    queue_appointment_texts(new, now)
-    if after_change is not None:
-        after_change(old, new)
     try:
+        db.session.flush()  # a reference drawn twice fails here, not in a later query
+        cancel_pending_texts(old.id, "appointment_rescheduled", now)
+        queue_appointment_texts(new, now)
+        if after_change is not None:
+            after_change(old, new)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()  # a reference collision, one in hundreds of thousands

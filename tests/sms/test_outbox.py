@@ -8,14 +8,16 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from scheduler.booking import operations
 from scheduler.booking.operations import (
+    BookingError,
     SlotFull,
     book_appointment,
     cancel_appointment,
     reschedule_appointment,
 )
 from scheduler.extensions import db
-from scheduler.models import Appointment, ContentBlock, MessageStatus, OutboundMessage
+from scheduler.models import Appointment, ContentBlock, MessageStatus, OutboundMessage, Slot
 from tests.factories import (
     CHICAGO,
     add_message_schedules,
@@ -244,3 +246,31 @@ def test_texts_follow_the_locations_own_template(app: Flask) -> None:
     db.session.commit()
     appt = book_appointment(booking_request(make_slot(location, days_ahead=6)))
     assert texts_of(appt)["reminder"].body.endswith("Reply C or R.")
+
+
+def test_a_reference_drawn_twice_is_drawn_again_with_the_texts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = book_appointment(booking_request(make_slot(days_ahead=6)))
+    draws = iter([first.reference, first.reference, "C01-XXXX"])
+    monkeypatch.setattr(operations, "new_reference", lambda code: next(draws))
+    second = book_appointment(booking_request(make_slot(days_ahead=7), first_name="Luz"))
+    assert second.reference == "C01-XXXX"
+    assert set(texts_of(second)) == {"confirmation", "instructions", "reminder"}
+    assert db.session.scalar(select(func.count(OutboundMessage.id))) == 6
+
+
+def test_a_move_that_draws_a_taken_reference_changes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    appt = book_appointment(booking_request(make_slot(days_ahead=6)))
+    appt_id, reference = appt.id, appt.reference
+    target_id = make_slot(days_ahead=8).id
+    monkeypatch.setattr(operations, "new_reference", lambda code: reference)
+    with pytest.raises(BookingError, match="Could not move"):
+        reschedule_appointment(appt, target_id, actor="patient")
+    db.session.remove()
+    unchanged = db.session.get(Appointment, appt_id)
+    assert unchanged.status == "booked"
+    assert {t.status for t in texts_of(unchanged).values()} == {MessageStatus.PENDING}
+    assert db.session.get(Slot, target_id).booked_count == 0
