@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import sys
 from datetime import UTC, datetime
 
@@ -17,7 +16,7 @@ from scheduler.jobs import run_scheduler
 from scheduler.models import AuditEntry, StaffRole, StaffUser
 from scheduler.seed import seed_clinic
 from scheduler.sms.dispatch import Dispatcher
-from scheduler.staff.access import check_password_problem, hash_password
+from scheduler.staff.access import check_password_problem, new_staff_user
 
 
 @click.command("seed")
@@ -111,13 +110,7 @@ def create_user_command(email: str, role: str) -> None:
     problem = check_password_problem(password)
     if problem:
         raise click.ClickException(problem)
-    user = StaffUser(
-        email=email,
-        role=role,
-        password_hash=hash_password(password),
-        session_nonce=secrets.token_hex(8),
-    )
-    db.session.add(user)
+    user = new_staff_user(email, role, password)
     db.session.flush()
     db.session.add(
         AuditEntry(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,10 @@ class StaffUser(UserMixin, db.Model):
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_nonce}"
+
+    def sign_out_everywhere(self) -> None:
+        """A new session nonce: every session signed in with the old one ends."""
+        self.session_nonce = secrets.token_hex(8)
 
 
 class AppointmentNote(db.Model):

@@ -108,7 +108,6 @@ class Dispatcher:
         worker: str | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self.app = app
         config = app.config
         self.backend = backend or backend_from_config(config)
         self.worker = worker or worker_name()

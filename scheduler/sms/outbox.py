@@ -11,7 +11,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.content import contents_for, default_text
@@ -139,12 +139,13 @@ def queue_cancellation_text(appt: Appointment, now: datetime) -> None:
 
 def cancel_pending_texts(appointment_id: int, reason: str, now: datetime) -> int:
     """Texts of an appointment that has changed never go out; returns how many were stopped."""
+    return _cancel_pending(OutboundMessage.appointment_id == appointment_id, reason, now)
+
+
+def _cancel_pending(which: ColumnElement[bool], reason: str, now: datetime) -> int:
     return db.session.execute(
         update(OutboundMessage)
-        .where(
-            OutboundMessage.appointment_id == appointment_id,
-            OutboundMessage.status == MessageStatus.PENDING,
-        )
+        .where(which, OutboundMessage.status == MessageStatus.PENDING)
         .values(status=MessageStatus.CANCELLED, status_reason=reason, updated_at=now),
         execution_options={"synchronize_session": False},
     ).rowcount
@@ -165,15 +166,7 @@ def _upsert_number_state(phone: str, now: datetime, **values: object) -> None:
 def opt_out(phone: str, now: datetime, reason: str = "opted_out") -> int:
     """Stop every text to the number at once; returns how many pending texts were stopped."""
     _upsert_number_state(phone, now, opted_out_at=now)
-    return db.session.execute(
-        update(OutboundMessage)
-        .where(
-            OutboundMessage.to_phone == phone,
-            OutboundMessage.status == MessageStatus.PENDING,
-        )
-        .values(status=MessageStatus.CANCELLED, status_reason=reason, updated_at=now),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    return _cancel_pending(OutboundMessage.to_phone == phone, reason, now)
 
 
 def opt_in(phone: str, now: datetime) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
@@ -139,11 +139,7 @@ def appointment_values(appt: Appointment) -> dict[str, str]:
 def sample_values(location: Location | None, language: str) -> dict[str, str]:
     """Values of a made-up visit, for previews while editing a template."""
     tz = ZoneInfo(location.timezone if location else current_app.config["DISPLAY_TIMEZONE"])
-    local = datetime.combine(
-        datetime.now(tz).date() + timedelta(days=8),
-        datetime.min.time().replace(hour=9, minute=30),
-        tzinfo=tz,
-    )
+    local = datetime.combine(datetime.now(tz).date() + timedelta(days=8), time(9, 30), tzinfo=tz)
     slug = location.slug if location else "kerrville"
     reference = f"{location.code if location else 'KRV'}-7K3Q"
     return {

@@ -67,6 +67,14 @@ def hash_password(password: str) -> str:
     return generate_password_hash(password, method="scrypt")
 
 
+def new_staff_user(email: str, role: str, password: str) -> StaffUser:
+    """An enabled account, added to the session (the caller commits); email in lower case."""
+    user = StaffUser(email=email.strip().lower(), role=role, password_hash=hash_password(password))
+    user.sign_out_everywhere()
+    db.session.add(user)
+    return user
+
+
 def check_password_problem(password: str) -> str | None:
     if len(password) < MIN_PASSWORD_LENGTH:
         return f"Use at least {MIN_PASSWORD_LENGTH} characters."

@@ -19,9 +19,10 @@ from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcn
 from scheduler.sms.segments import segment_count
 from scheduler.sms.texts import TEMPLATE_FIELDS, TemplateError, fill_template, sample_values
 from scheduler.staff import bp
-from scheduler.staff.access import admin_required, hash_password
+from scheduler.staff.access import admin_required, hash_password, new_staff_user
 from scheduler.staff.audit import audit
 from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
+from scheduler.staff.lookups import row_or_404
 
 EDITABLE_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
 AUDIT_PAGE = 200
@@ -32,14 +33,8 @@ AUDIT_PAGE = 200
 def users() -> str | Response | tuple[str, int]:
     form = StaffUserForm()
     if form.validate_on_submit():
-        email = (form.email.data or "").strip().lower()
-        user = StaffUser(
-            email=email,
-            role=form.role.data,
-            password_hash=hash_password(form.password.data or ""),
-            session_nonce=secrets.token_hex(8),
-        )
-        db.session.add(user)
+        user = new_staff_user(form.email.data or "", form.role.data, form.password.data or "")
+        email = user.email
         try:
             db.session.flush()
             audit("staff.create", "staff_user", user.id, email, role=user.role)
@@ -66,16 +61,12 @@ def users() -> str | Response | tuple[str, int]:
 @bp.post("/users/<int:user_id>/<any(enable, disable):action>")
 @admin_required
 def toggle_user(user_id: int, action: str) -> Response:
-    if not SlotBlockForm().validate_on_submit():
-        abort(400, description="This form has expired. Reload the page and try again.")
-    user = db.session.get(StaffUser, user_id) if user_id < 2**31 else None
-    if user is None:
-        abort(404, description="No such account.")
+    user = row_or_404(StaffUser, user_id, "No such account.")
     if user.id == current_user.id:
         flash("You cannot disable your own account.", "error")
         return redirect(url_for("staff.users"))
     user.is_enabled = action == "enable"
-    user.session_nonce = secrets.token_hex(8)  # signs the account out everywhere
+    user.sign_out_everywhere()
     audit(f"staff.{action}", "staff_user", user.id, user.email)
     db.session.commit()
     flash(f"{user.email} is {action}d.", "success")
@@ -85,9 +76,7 @@ def toggle_user(user_id: int, action: str) -> Response:
 @bp.post("/users/<int:user_id>")
 @admin_required
 def edit_user(user_id: int) -> Response:
-    user = db.session.get(StaffUser, user_id) if 1 <= user_id <= MAX_ID else None
-    if user is None:
-        abort(404, description="No such account.")
+    user = row_or_404(StaffUser, user_id, "No such account.")
     form = StaffAccountForm(prefix=f"a{user.id}")
     if not form.validate_on_submit():
         flash("; ".join(e for errors in form.errors.values() for e in errors), "error")
@@ -103,7 +92,7 @@ def edit_user(user_id: int) -> Response:
         user.password_hash = hash_password(form.password.data)
         changed["password"] = "changed"
     if changed:
-        user.session_nonce = secrets.token_hex(8)  # other sessions sign in again
+        user.sign_out_everywhere()
         audit("staff.edit", "staff_user", user.id, user.email, **changed)
         db.session.commit()
         flash(f"{user.email}: saved.", "success")
@@ -235,8 +224,6 @@ def feed_token_hash(token: str) -> str:
 @bp.post("/locations/<slug>/feed")
 @admin_required
 def rotate_feed(slug: str) -> str:
-    if not SlotBlockForm().validate_on_submit():
-        abort(400, description="This form has expired. Reload the page and try again.")
     location = _scope(slug)
     assert location is not None
     revoke = request.form.get("revoke") == "y"

@@ -38,6 +38,7 @@ from scheduler.staff.audit import audit
 from scheduler.staff.calendar import calendar_for, patient_search_filter
 from scheduler.staff.calendar_views import date_from_query
 from scheduler.staff.forms import ActionForm, NoteForm
+from scheduler.staff.lookups import row_or_404
 from scheduler.staff.operations import (
     MARKS,
     actor_of,
@@ -285,9 +286,7 @@ class StaffBookingForm(BookingForm):
 
 @bp.route("/book/<int:slot_id>", methods=["GET", "POST"])
 def book(slot_id: int) -> str | Response | tuple[str, int]:
-    slot = db.session.get(Slot, slot_id) if 1 <= slot_id <= MAX_ID else None
-    if slot is None:
-        abort(404, description="No such slot.")
+    slot = row_or_404(Slot, slot_id, "No such slot.")
     form = StaffBookingForm(slot_id=slot.id)
     if form.is_submitted() and form.slot_id.data not in (None, slot.id):
         abort(400, description="This form was for another slot. Reload the page and try again.")

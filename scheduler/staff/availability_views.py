@@ -8,7 +8,6 @@ from sqlalchemy import select, update
 from werkzeug.wrappers import Response
 
 from scheduler.availability.operations import OUTSIDE_HOURS, active_location
-from scheduler.booking.validation import MAX_ID
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
 from scheduler.models import Location, OpeningRule, ScheduleException, Slot
@@ -23,6 +22,7 @@ from scheduler.staff.forms import (
     OpeningRuleForm,
     SlotBlockForm,
 )
+from scheduler.staff.lookups import row_or_404
 
 
 def location_or_404(slug: str) -> Location:
@@ -56,19 +56,35 @@ def page(location: Location, **forms: object) -> str:
         orphan_ids=forms.get("orphan_ids", ""),
         orphan_form=forms.get("orphan_form"),
         confirm_url=forms.get("confirm_url"),
-        delete_form=SlotBlockForm(),
         location_form=forms.get("location_form") or LocationForm(obj=location, formdata=None),
     )
 
 
-def report(outcome: ChangeOutcome, location: Location, what: str) -> Response | None:
+def answer(
+    outcome: ChangeOutcome, location: Location, what: str, **forms: object
+) -> Response | tuple[str, int]:
+    """Back to the page with what was saved, or the page again listing the bookings that
+    stopped the change (409), with ``forms`` as the scheduler filled them."""
     if not outcome.saved:
-        return None
+        listed = {"orphans": outcome.orphans, "orphan_ids": outcome.orphan_ids}
+        return page(location, **listed, **forms), 409
     message = f"{what} saved: {outcome.created} slots added, {outcome.removed} removed."
     if outcome.orphans:
         message += f" {len(outcome.orphans)} kept appointments need a call to reschedule."
     flash(message, "success")
     return redirect(url_for("staff.availability", slug=location.slug))
+
+
+def kept_ids() -> frozenset[int]:
+    """The bookings the scheduler chose to keep, as listed to them."""
+    return parse_ids(request.form.get("keep_ids"))
+
+
+def rule_of(location: Location, rule_id: int) -> OpeningRule:
+    rule = row_or_404(OpeningRule, rule_id, "No such opening rule.")
+    if rule.location_id != location.id:
+        abort(404, description="No such opening rule.")
+    return rule
 
 
 @bp.get("/locations/<slug>/availability")
@@ -111,32 +127,19 @@ def edit_location(slug: str) -> str | Response | tuple[str, int]:
     outcome = change_availability(
         location,
         apply,
-        keep_ids=parse_ids(request.form.get("keep_ids")),
+        keep_ids=kept_ids(),
         action="location.edit",
         before=before,
         after=after,
     )
-    if not outcome.saved:
-        return page(
-            location,
-            location_form=form,
-            orphans=outcome.orphans,
-            orphan_ids=outcome.orphan_ids,
-            orphan_form="location",
-        ), 409
-    flash("Location saved.", "success")
-    return redirect(url_for("staff.availability", slug=slug))
+    return answer(outcome, location, "Location", location_form=form, orphan_form="location")
 
 
 @bp.post("/locations/<slug>/rules", defaults={"rule_id": None})
 @bp.post("/locations/<slug>/rules/<int:rule_id>")
 def save_rule(slug: str, rule_id: int | None) -> str | Response | tuple[str, int]:
     location = location_or_404(slug)
-    rule = None
-    if rule_id is not None:
-        rule = db.session.get(OpeningRule, rule_id) if rule_id <= MAX_ID else None
-        if rule is None or rule.location_id != location.id:
-            abort(404, description="No such opening rule.")
+    rule = rule_of(location, rule_id) if rule_id is not None else None
     form = OpeningRuleForm()
     if not form.validate_on_submit():
         return page(location, rule_form=form, editing=rule), 422
@@ -159,21 +162,13 @@ def save_rule(slug: str, rule_id: int | None) -> str | Response | tuple[str, int
     outcome = change_availability(
         location,
         apply,
-        keep_ids=parse_ids(request.form.get("keep_ids")),
+        keep_ids=kept_ids(),
         action="availability.rule_saved",
         before=before,
         after={k: str(v) for k, v in values.items()},
     )
-    return report(outcome, location, "Opening hours") or (
-        page(
-            location,
-            rule_form=form,
-            editing=rule,
-            orphans=outcome.orphans,
-            orphan_ids=outcome.orphan_ids,
-            orphan_form="rule",
-        ),
-        409,
+    return answer(
+        outcome, location, "Opening hours", rule_form=form, editing=rule, orphan_form="rule"
     )
 
 
@@ -190,29 +185,16 @@ def _rule_dict(rule: OpeningRule) -> dict[str, str]:
 @bp.post("/locations/<slug>/rules/<int:rule_id>/delete")
 def delete_rule(slug: str, rule_id: int) -> str | Response | tuple[str, int]:
     location = location_or_404(slug)
-    rule = db.session.get(OpeningRule, rule_id) if rule_id <= MAX_ID else None
-    if rule is None or rule.location_id != location.id:
-        abort(404, description="No such opening rule.")
-    form = SlotBlockForm()
-    if not form.validate_on_submit():
-        abort(400, description="This form has expired. Reload the page and try again.")
+    rule = rule_of(location, rule_id)
     before = _rule_dict(rule)
     outcome = change_availability(
         location,
         lambda: location.opening_rules.remove(rule),
-        keep_ids=parse_ids(request.form.get("keep_ids")),
+        keep_ids=kept_ids(),
         action="availability.rule_deleted",
         before=before,
     )
-    return report(outcome, location, "Opening hours") or (
-        page(
-            location,
-            orphans=outcome.orphans,
-            orphan_ids=outcome.orphan_ids,
-            confirm_url=request.path,
-        ),
-        409,
-    )
+    return answer(outcome, location, "Opening hours", confirm_url=request.path)
 
 
 @bp.post("/locations/<slug>/exceptions")
@@ -234,7 +216,7 @@ def add_exception(slug: str) -> str | Response | tuple[str, int]:
     outcome = change_availability(
         location,
         lambda: location.exceptions.append(exception),
-        keep_ids=parse_ids(request.form.get("keep_ids")),
+        keep_ids=kept_ids(),
         action=f"availability.{'extra_session' if extra else 'closure'}_added",
         day=str(form.day.data),
         start_time=str(form.start_time.data or ""),
@@ -242,51 +224,30 @@ def add_exception(slug: str) -> str | Response | tuple[str, int]:
         reason=form.reason.data or "",
     )
     what = "Extra session" if extra else "Closure"
-    return report(outcome, location, what) or (
-        page(
-            location,
-            exception_form=form,
-            orphans=outcome.orphans,
-            orphan_ids=outcome.orphan_ids,
-            orphan_form="exception",
-        ),
-        409,
-    )
+    return answer(outcome, location, what, exception_form=form, orphan_form="exception")
 
 
 @bp.post("/locations/<slug>/exceptions/<int:exception_id>/delete")
 def delete_exception(slug: str, exception_id: int) -> str | Response | tuple[str, int]:
     location = location_or_404(slug)
-    exception = db.session.get(ScheduleException, exception_id) if exception_id <= MAX_ID else None
-    if exception is None or exception.location_id != location.id:
+    exception = row_or_404(ScheduleException, exception_id, "No such closure or session.")
+    if exception.location_id != location.id:
         abort(404, description="No such closure or session.")
-    if not SlotBlockForm().validate_on_submit():
-        abort(400, description="This form has expired. Reload the page and try again.")
     day, kind = str(exception.day), exception.kind
     outcome = change_availability(
         location,
         lambda: location.exceptions.remove(exception),
-        keep_ids=parse_ids(request.form.get("keep_ids")),
+        keep_ids=kept_ids(),
         action="availability.exception_deleted",
         day=day,
         kind=kind,
     )
-    return report(outcome, location, "Change") or (
-        page(
-            location,
-            orphans=outcome.orphans,
-            orphan_ids=outcome.orphan_ids,
-            confirm_url=request.path,
-        ),
-        409,
-    )
+    return answer(outcome, location, "Change", confirm_url=request.path)
 
 
 @bp.post("/slots/<int:slot_id>/<any(block, unblock):action>")
 def block_slot(slot_id: int, action: str) -> Response:
-    slot = db.session.get(Slot, slot_id) if slot_id <= MAX_ID else None
-    if slot is None:
-        abort(404, description="No such slot.")
+    slot = row_or_404(Slot, slot_id, "No such slot.")
     form = SlotBlockForm()
     if not form.validate_on_submit():
         abort(400, description="This form has expired. Reload the page and try again.")

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import time, timedelta
 from typing import Any
 
@@ -12,7 +11,7 @@ from flask.testing import FlaskClient
 from scheduler.booking.operations import book_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment, StaffUser
-from scheduler.staff.access import hash_password
+from scheduler.staff.access import new_staff_user
 from tests.factories import booking_request, days_from_today, local_instant, make_slot
 
 PASSWORD = "correct horse battery staple"
@@ -40,13 +39,7 @@ CSRF = re.compile(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"')
 
 
 def make_staff(email: str = "front@clinic.test", role: str = "scheduler") -> StaffUser:
-    user = StaffUser(
-        email=email,
-        role=role,
-        password_hash=hash_password(PASSWORD),
-        session_nonce=secrets.token_hex(8),
-    )
-    db.session.add(user)
+    user = new_staff_user(email, role, PASSWORD)
     db.session.commit()
     return user
 
