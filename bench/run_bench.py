@@ -206,7 +206,7 @@ def app_config(env: dict[str, str]) -> dict[str, Any]:
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Unwind like Ctrl-C does, so gunicorn is stopped and databases dropped on the way out."""
+    """Unwind like Ctrl-C does, so child processes are stopped and databases dropped."""
     log(f"stopped by signal {signum}; cleaning up")
     raise SystemExit(2)
 
@@ -315,7 +315,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> Non
     raise BenchError(f"{url} not healthy within 60 s; see {log_path}")
 
 
-def stop_process_group(proc: subprocess.Popen[bytes]) -> None:
+def stop_process_group(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM the process group we started (graceful), SIGKILL it if it lingers."""
     if proc.poll() is not None:
         return

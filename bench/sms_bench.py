@@ -47,9 +47,17 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
+
+# The HTTP benchmark beside this file: its process and database helpers serve both.
+from run_bench import (
+    BenchError,
+    _exit_on_sigterm,
+    log,
+    postgres_database,
+    stop_process_group,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -72,10 +80,6 @@ MIN_RATIO = 10.0
 MIN_POOL_RATE = 100.0
 
 POOL, SERIAL, FAILURES = "pool", "one at a time", "pool, 1 in 5 fail"
-
-
-class BenchError(Exception):
-    """The benchmark could not run (as opposed to a goal being missed)."""
 
 
 # --------------------------------------------------------------------------- results
@@ -162,37 +166,11 @@ class EngineReport:
 # --------------------------------------------------------------------------- helpers
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
 def http_json(url: str, method: str = "GET", timeout: float = 10.0) -> Any:
     data = b"" if method == "POST" else None
     request = urllib.request.Request(url, data=data, method=method)
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
-
-
-def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    """Unwind like Ctrl-C does, so the fake server is stopped and databases dropped."""
-    log(f"stopped by signal {signum}; cleaning up")
-    raise SystemExit(2)
-
-
-def stop_process_group(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM the process group we started, SIGKILL it if it lingers."""
-    if proc.poll() is not None:
-        return
-    for sig, wait_s in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait_s)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -203,27 +181,6 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 # --------------------------------------------------------------------------- processes
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped (even with connections open) on exit."""
-    from sqlalchemy import create_engine, make_url, text
-
-    name = f"bench_{secrets.token_hex(4)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        log(f"postgresql: created database {name}")
-        try:
-            yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            log(f"postgresql: dropped database {name}")
-    finally:
-        admin.dispose()
 
 
 def postgres_unreachable(admin_url: str) -> str | None:
