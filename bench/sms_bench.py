@@ -219,10 +219,10 @@ def fake_twilio(
         "0",
         "--delay",
         str(delay),
-        "--account-sid",
-        credentials.account_sid,
-        "--auth-token",
-        credentials.auth_token,
+        f"--account-sid={credentials.account_sid}",
+        # One argument with "=": a random token may start with "-", which argparse would
+        # otherwise take for an option.
+        f"--auth-token={credentials.auth_token}",
     ]
     if fail_every:
         cmd += ["--fail-every", str(fail_every), "--fail-statuses", "500,429"]
