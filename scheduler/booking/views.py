@@ -45,9 +45,9 @@ from scheduler.booking.operations import (
     cancel_appointment,
     reschedule_appointment,
 )
-from scheduler.booking.validation import MAX_ID
 from scheduler.content import content_for, lines_of
-from scheduler.extensions import db, limiter
+from scheduler.extensions import limiter
+from scheduler.lookups import row_or_404
 from scheduler.models import Appointment, Location, Slot, utcnow
 
 booking_limit = limiter.shared_limit(
@@ -63,9 +63,10 @@ def location_or_404(slug: str) -> Location:
 
 
 def slot_or_404(slot_id: int, location: Location | None = None) -> Slot:
-    slot = db.session.get(Slot, slot_id) if 1 <= slot_id <= MAX_ID else None
-    if slot is None or (location is not None and slot.location_id != location.id):
-        abort(404, description="That time slot does not exist.")
+    missing = "That time slot does not exist."
+    slot = row_or_404(Slot, slot_id, missing)
+    if location is not None and slot.location_id != location.id:
+        abort(404, description=missing)
     return slot
 
 

@@ -23,6 +23,7 @@ from scheduler.booking.operations import (
 from scheduler.booking.validation import MAX_ID
 from scheduler.display import display_tz
 from scheduler.extensions import db
+from scheduler.lookups import row_or_404
 from scheduler.models import (
     Appointment,
     AppointmentNote,
@@ -38,7 +39,6 @@ from scheduler.staff.audit import audit
 from scheduler.staff.calendar import calendar_for, patient_search_filter
 from scheduler.staff.calendar_views import date_from_query
 from scheduler.staff.forms import ActionForm, NoteForm
-from scheduler.staff.lookups import row_or_404
 from scheduler.staff.operations import (
     MARKS,
     actor_of,

@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 from scheduler.availability.operations import OUTSIDE_HOURS, active_location
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
+from scheduler.lookups import row_or_404
 from scheduler.models import Location, OpeningRule, ScheduleException, Slot
 from scheduler.staff import bp
 from scheduler.staff.access import admin_required, safe_next
@@ -22,7 +23,6 @@ from scheduler.staff.forms import (
     OpeningRuleForm,
     SlotBlockForm,
 )
-from scheduler.staff.lookups import row_or_404
 
 
 def location_or_404(slug: str) -> Location:

@@ -1,4 +1,4 @@
-"""Rows named by ids in staff URLs."""
+"""Rows named by ids in URLs."""
 
 from __future__ import annotations
 
