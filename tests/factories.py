@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scheduler.booking.operations import BookingRequest, book_appointment
+from scheduler.appointments.operations import BookingRequest, book_appointment
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,

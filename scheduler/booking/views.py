@@ -8,6 +8,7 @@ from itertools import groupby
 from urllib.parse import urlsplit
 
 from flask import (
+    Blueprint,
     Response,
     abort,
     current_app,
@@ -19,6 +20,22 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from scheduler.appointments.forms import BookingForm
+from scheduler.appointments.ics import appointment_ics
+from scheduler.appointments.links import (
+    ManageLinkError,
+    appointment_for_link,
+    manage_token,
+    manage_url,
+)
+from scheduler.appointments.operations import (
+    AppointmentNotChangeable,
+    BookingError,
+    IdempotencyKeyReused,
+    book_appointment,
+    cancel_appointment,
+    reschedule_appointment,
+)
 from scheduler.availability.operations import (
     active_location,
     active_locations,
@@ -28,31 +45,13 @@ from scheduler.availability.operations import (
     open_slots,
 )
 from scheduler.availability.slots import local_day_bounds
-from scheduler.booking import bp
-from scheduler.booking.calendar import appointment_ics
-from scheduler.booking.forms import BookingForm, CancelForm, RescheduleForm
-from scheduler.booking.links import (
-    ManageLinkError,
-    appointment_for_link,
-    manage_token,
-    manage_url,
-)
-from scheduler.booking.operations import (
-    AppointmentNotChangeable,
-    BookingError,
-    IdempotencyKeyReused,
-    book_appointment,
-    cancel_appointment,
-    reschedule_appointment,
-)
+from scheduler.booking.forms import CancelForm, RescheduleForm
 from scheduler.content import content_for, lines_of
-from scheduler.extensions import limiter
+from scheduler.extensions import booking_limit
 from scheduler.lookups import row_or_404
 from scheduler.models import Appointment, Location, Slot, utcnow
 
-booking_limit = limiter.shared_limit(
-    lambda: current_app.config["RATELIMIT_BOOKING"], scope="booking", methods=["POST"]
-)
+bp = Blueprint("booking", __name__)
 
 
 def location_or_404(slug: str) -> Location:

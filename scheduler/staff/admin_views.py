@@ -11,17 +11,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
+from scheduler.appointments.validation import MAX_ID
+from scheduler.audit import audit
 from scheduler.availability.operations import active_locations
-from scheduler.booking.validation import MAX_ID
 from scheduler.content import LANGUAGES, SMS_TEMPLATE_KEYS, contents_for
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
 from scheduler.sms.segments import segment_count
 from scheduler.sms.texts import TEMPLATE_FIELDS, TemplateError, fill_template, sample_values
-from scheduler.staff import bp
 from scheduler.staff.access import admin_required, hash_password, new_staff_user
-from scheduler.staff.audit import audit
+from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
 
 EDITABLE_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)

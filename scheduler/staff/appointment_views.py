@@ -10,17 +10,18 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.wrappers import Response
 
-from scheduler.availability.operations import active_location, active_locations
-from scheduler.availability.slots import local_day_bounds
-from scheduler.booking.forms import BookingForm
-from scheduler.booking.operations import (
+from scheduler.appointments.forms import BookingForm
+from scheduler.appointments.operations import (
     BookingError,
     StaleAppointment,
     book_appointment,
     cancel_appointment,
     reschedule_appointment,
 )
-from scheduler.booking.validation import MAX_ID
+from scheduler.appointments.validation import MAX_ID
+from scheduler.audit import audit
+from scheduler.availability.operations import active_location, active_locations
+from scheduler.availability.slots import local_day_bounds
 from scheduler.display import display_tz
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
@@ -33,9 +34,8 @@ from scheduler.models import (
     Slot,
     utcnow,
 )
-from scheduler.staff import bp
 from scheduler.staff.access import safe_next
-from scheduler.staff.audit import audit
+from scheduler.staff.blueprint import bp
 from scheduler.staff.calendar import calendar_for, patient_search_filter
 from scheduler.staff.calendar_views import date_from_query
 from scheduler.staff.forms import ActionForm, NoteForm

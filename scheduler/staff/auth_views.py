@@ -8,8 +8,8 @@ from werkzeug.wrappers import Response
 
 from scheduler.extensions import db, limiter
 from scheduler.models import utcnow
-from scheduler.staff import bp
 from scheduler.staff.access import authenticate, safe_next
+from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import LoginForm
 
 # One message whether the email is unknown, the password wrong or the account disabled.

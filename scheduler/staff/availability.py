@@ -18,11 +18,11 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager, joinedload
 
+from scheduler.audit import audit
 from scheduler.availability.operations import OUTSIDE_HOURS, location_tz, sync_slots
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
 from scheduler.models import CHANGEABLE, HOLDS_SLOT, Appointment, Location, Slot, utcnow
-from scheduler.staff.audit import audit
 
 
 @dataclass

@@ -7,15 +7,15 @@ from flask_login import current_user
 from sqlalchemy import select, update
 from werkzeug.wrappers import Response
 
+from scheduler.audit import audit
 from scheduler.availability.operations import OUTSIDE_HOURS, active_location
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import Location, OpeningRule, ScheduleException, Slot
-from scheduler.staff import bp
 from scheduler.staff.access import admin_required, safe_next
-from scheduler.staff.audit import audit
 from scheduler.staff.availability import ChangeOutcome, change_availability, parse_ids
+from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import (
     WEEKDAYS,
     ExceptionForm,

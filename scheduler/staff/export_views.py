@@ -12,6 +12,7 @@ from icalendar import Calendar, Event
 from sqlalchemy import and_, case, exists, func, select
 from sqlalchemy.orm import joinedload
 
+from scheduler.audit import audit
 from scheduler.availability.operations import active_location, active_locations, location_tz
 from scheduler.availability.slots import local_day_bounds
 from scheduler.display import phone_display
@@ -26,9 +27,8 @@ from scheduler.models import (
     Slot,
     utcnow,
 )
-from scheduler.staff import bp
 from scheduler.staff.admin_views import feed_token_hash
-from scheduler.staff.audit import audit
+from scheduler.staff.blueprint import bp
 from scheduler.staff.calendar_views import date_from_query, today
 from scheduler.urls import public_url
 

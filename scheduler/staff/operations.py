@@ -12,9 +12,10 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from scheduler.appointments.operations import STALE_MESSAGE, BookingError, StaleAppointment
+from scheduler.audit import audit
 from scheduler.availability.operations import location_tz
 from scheduler.availability.slots import local_day_bounds
-from scheduler.booking.operations import STALE_MESSAGE, BookingError, StaleAppointment
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
 from scheduler.models import (
@@ -28,7 +29,6 @@ from scheduler.models import (
     utcnow,
 )
 from scheduler.sms.outbox import cancel_pending_texts, queue_text_again
-from scheduler.staff.audit import audit
 
 S = AppointmentStatus
 # Front-desk marks and the statuses each may follow. None of them frees the slot.

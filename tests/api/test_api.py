@@ -9,7 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from scheduler.booking.operations import cancel_appointment
+from scheduler.appointments.operations import cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient, Slot, utcnow
 from tests.factories import (

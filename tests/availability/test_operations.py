@@ -6,6 +6,7 @@ import time_machine
 from flask import Flask
 from sqlalchemy import delete, func, select
 
+from scheduler.appointments.operations import cancel_appointment
 from scheduler.availability.operations import (
     OUTSIDE_HOURS,
     SyncResult,
@@ -13,7 +14,6 @@ from scheduler.availability.operations import (
     roll_slots_forward,
     sync_slots,
 )
-from scheduler.booking.operations import cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment, Location, ScheduleException, Slot, utcnow
 from tests.factories import (

@@ -7,7 +7,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from scheduler.booking.operations import (
+from scheduler.appointments.operations import (
     REFERENCE_ALPHABET,
     AppointmentNotChangeable,
     IdempotencyKeyReused,

@@ -74,7 +74,7 @@ def test_racing_clients_get_exactly_the_capacity(
 
 def test_racing_reschedules_of_one_appointment_move_it_once(app: Flask) -> None:
     """Ten tabs moving the same booking to ten different slots: one wins, one slot is held."""
-    from scheduler.booking.operations import BookingError, reschedule_appointment
+    from scheduler.appointments.operations import BookingError, reschedule_appointment
 
     original = make_slot(capacity=1)
     targets = [make_slot(original.location, days_ahead=4 + n, capacity=1) for n in range(10)]

@@ -10,8 +10,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from scheduler.appointments.operations import book_appointment
 from scheduler.availability.operations import roll_slots_forward
-from scheduler.booking.operations import book_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment
 from tests.e2e.test_booking_in_browser import shot

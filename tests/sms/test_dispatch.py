@@ -11,7 +11,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from scheduler.booking.operations import book_appointment
+from scheduler.appointments.operations import book_appointment
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,

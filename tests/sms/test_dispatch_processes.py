@@ -16,7 +16,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from scheduler.booking.operations import book_appointment
+from scheduler.appointments.operations import book_appointment
 from scheduler.extensions import db
 from scheduler.models import MessageAttempt, MessageStatus, OutboundMessage
 from tests.factories import CHICAGO, booking_request, make_slot

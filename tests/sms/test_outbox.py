@@ -8,14 +8,14 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from scheduler.booking import operations
-from scheduler.booking.operations import (
+from scheduler.appointments.operations import (
     BookingError,
     SlotFull,
     book_appointment,
     cancel_appointment,
     reschedule_appointment,
 )
+from scheduler.appointments import operations
 from scheduler.extensions import db
 from scheduler.models import Appointment, ContentBlock, MessageStatus, OutboundMessage, Slot
 from tests.factories import (

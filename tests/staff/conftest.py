@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from scheduler.booking.operations import book_appointment
+from scheduler.appointments.operations import book_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment, StaffUser
 from scheduler.staff.access import new_staff_user

@@ -14,7 +14,7 @@ from icalendar import Calendar
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import DBAPIError
 
-from scheduler.booking.operations import book_appointment, cancel_appointment
+from scheduler.appointments.operations import book_appointment, cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import (
     AppointmentStatus,

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from scheduler.booking.operations import BookingError, book_appointment
+from scheduler.appointments.operations import BookingError, book_appointment
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,

@@ -8,8 +8,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
+from scheduler.appointments.operations import cancel_appointment
 from scheduler.availability.operations import location_tz, roll_slots_forward
-from scheduler.booking.operations import cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import Slot
 from tests.factories import (
