@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from scheduler.appointments.lifecycle import subscribe
 from scheduler.cli import register_commands
 from scheduler.config import DEFAULTS, instance_secret_key, settings_from_env, sqlite_url_in
 from scheduler.database import engine_options
@@ -17,6 +18,7 @@ from scheduler.errors import register_error_handlers
 from scheduler.extensions import csrf, db, limiter, migrate
 from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
+from scheduler.sms.subscriber import texts_for
 
 
 def build_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -48,6 +50,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     register_blueprints(app)
+    register_subscribers(app)
     register_error_handlers(app)
     register_security(app)
     register_filters(app)
@@ -74,6 +77,11 @@ def finish_config(app: Flask) -> None:
         config["SECRET_KEY"] = instance_secret_key(app.instance_path)
     config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
     check_sms_settings(config)
+
+
+def register_subscribers(app: Flask) -> None:
+    """What follows an appointment's changes, in the same transaction (see the lifecycle)."""
+    subscribe(app, texts_for)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -44,6 +44,9 @@ class Patient(db.Model):
     phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
     email: Mapped[str | None] = mapped_column(String(254))
     date_of_birth: Mapped[date | None] = mapped_column(Date)
+    # Phone, birth date and normalised last name: a booking with the same key is the same
+    # person (scheduler.appointments.patients); None without a birth date.
+    match_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     language: Mapped[str] = mapped_column(String(2), default="en")
     sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     sms_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

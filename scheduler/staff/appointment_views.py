@@ -6,11 +6,13 @@ from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import or_, select
+from sqlalchemy.orm import joinedload
 from werkzeug.wrappers import Response
 
+from scheduler.appointments.detail import appointment_detail, appointment_with_patient
 from scheduler.appointments.forms import BookingForm
+from scheduler.appointments.lifecycle import Actor
 from scheduler.appointments.operations import (
     BookingError,
     StaleAppointment,
@@ -19,18 +21,14 @@ from scheduler.appointments.operations import (
     reschedule_appointment,
 )
 from scheduler.appointments.validation import MAX_ID
-from scheduler.audit import audit
 from scheduler.availability.operations import active_location, active_locations
 from scheduler.availability.slots import local_day_bounds
+from scheduler.database import unit_of_work
 from scheduler.display import display_tz
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import (
     Appointment,
-    AppointmentNote,
-    InboundMessage,
-    OutboundMessage,
-    PhoneNumberState,
     Slot,
     utcnow,
 )
@@ -40,11 +38,9 @@ from scheduler.staff.calendar import calendar_for, patient_search_filter
 from scheduler.staff.calendar_views import date_from_query
 from scheduler.staff.forms import ActionForm, NoteForm
 from scheduler.staff.operations import (
-    MARKS,
-    actor_of,
     add_note,
     mark_appointment,
-    mark_too_early,
+    marks_possible,
     resend_instructions,
 )
 
@@ -52,16 +48,7 @@ SEARCH_LIMIT = 100
 
 
 def appointment_or_404(appointment_id: int) -> Appointment:
-    appt = (
-        db.session.scalar(
-            select(Appointment)
-            .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
-            .where(Appointment.id == appointment_id)
-            .execution_options(populate_existing=True)
-        )
-        if 1 <= appointment_id <= MAX_ID
-        else None
-    )
+    appt = appointment_with_patient(appointment_id)
     if appt is None:
         abort(404, description="No such appointment.")
     return appt
@@ -99,58 +86,18 @@ def appointments() -> str:
 
 @bp.get("/appointments/<int:appointment_id>")
 def appointment(appointment_id: int) -> str:
-    appt = appointment_or_404(appointment_id)
-    texts = db.session.scalars(
-        select(OutboundMessage)
-        .options(selectinload(OutboundMessage.attempt_log))
-        .where(OutboundMessage.appointment_id == appt.id)
-        .order_by(OutboundMessage.created_at, OutboundMessage.id)
-    ).all()
-    # This appointment's replies (C, R), and the number's own words (STOP, HELP, ...)
-    # since it was booked; never replies about another appointment on the same number.
-    replies = db.session.scalars(
-        select(InboundMessage)
-        .where(
-            InboundMessage.from_phone == appt.patient.phone,
-            or_(
-                InboundMessage.appointment_id == appt.id,
-                and_(
-                    InboundMessage.appointment_id.is_(None),
-                    InboundMessage.received_at >= appt.created_at,
-                ),
-            ),
-        )
-        .order_by(InboundMessage.received_at)
-    ).all()
-    notes = db.session.scalars(
-        select(AppointmentNote)
-        .options(joinedload(AppointmentNote.author))
-        .where(AppointmentNote.appointment_id == appt.id)
-        .order_by(AppointmentNote.at)
-    ).all()
-    number = db.session.scalar(
-        select(PhoneNumberState).where(PhoneNumberState.phone == appt.patient.phone)
-    )
-    thread = sorted(
-        [("out", t.created_at, t) for t in texts] + [("in", r.received_at, r) for r in replies],
-        key=lambda item: item[1],
-    )
+    detail = appointment_detail(appointment_or_404(appointment_id))
+    appt = detail.appointment
     return render_template(
         "staff/appointment.html",
         appt=appt,
-        thread=thread,
-        notes=notes,
-        number=number,
-        marks=[
-            status
-            for status, allowed in MARKS.items()
-            if appt.status in allowed and not mark_too_early(appt, status, utcnow())
-        ],
+        thread=detail.thread,
+        notes=detail.notes,
+        number=detail.number,
+        moved_to=detail.moved_to,
+        marks=marks_possible(appt, utcnow()),
         form=ActionForm(version=appt.version),
         note_form=NoteForm(version=appt.version),
-        moved_to=db.session.scalar(
-            select(Appointment).where(Appointment.rescheduled_from_id == appt.id)
-        ),
     )
 
 
@@ -163,7 +110,8 @@ def mark(appointment_id: int, status: str) -> Response:
     appt = appointment_or_404(appointment_id)
     version = checked_version(ActionForm())
     try:
-        mark_appointment(appt, status, version, current_user, utcnow())
+        with unit_of_work():
+            mark_appointment(appt, status, version, current_user, utcnow())
     except BookingError as error:
         flash(str(error), "error")
     else:
@@ -176,14 +124,9 @@ def mark(appointment_id: int, status: str) -> Response:
 def cancel(appointment_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
     version = checked_version(ActionForm())
-
-    def audited(changed: Appointment) -> None:
-        audit("appointment.cancel", "appointment", changed.id, changed.reference)
-
     try:
-        cancel_appointment(
-            appt, actor_of(current_user), expected_version=version, after_change=audited
-        )
+        with unit_of_work():
+            cancel_appointment(appt, Actor.staff(current_user), expected_version=version)
     except BookingError as error:
         flash(str(error), "error")
     else:
@@ -229,21 +172,11 @@ def reschedule(appointment_id: int, slot_id: int) -> Response:
     if not 1 <= slot_id <= MAX_ID:
         abort(404, description="No such slot.")
     version = checked_version(ActionForm())
-
-    def audited(old: Appointment, new: Appointment) -> None:
-        audit(
-            "appointment.reschedule",
-            "appointment",
-            old.id,
-            old.reference,
-            new_reference=new.reference,
-            new_slot_id=new.slot_id,
-        )
-
     try:
-        new = reschedule_appointment(
-            appt, slot_id, actor_of(current_user), expected_version=version, after_change=audited
-        )
+        with unit_of_work():
+            new = reschedule_appointment(
+                appt, slot_id, Actor.staff(current_user), expected_version=version
+            )
     except StaleAppointment as error:
         flash(str(error), "error")
         return back_to(appt)
@@ -259,7 +192,8 @@ def note(appointment_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
     form = NoteForm()
     if form.validate_on_submit():
-        add_note(appt, form.body.data or "", current_user, utcnow())
+        with unit_of_work():
+            add_note(appt, form.body.data or "", current_user, utcnow())
         flash("Note added.", "success")
     else:
         flash("A note needs some text (2,000 characters at most).", "error")
@@ -271,7 +205,8 @@ def resend(appointment_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
     version = checked_version(ActionForm())
     try:
-        resend_instructions(appt, version, current_user)
+        with unit_of_work():
+            resend_instructions(appt, version, current_user, utcnow())
     except BookingError as error:
         flash(str(error), "error")
     else:
@@ -291,17 +226,14 @@ def book(slot_id: int) -> str | Response | tuple[str, int]:
     if form.is_submitted() and form.slot_id.data not in (None, slot.id):
         abort(400, description="This form was for another slot. Reload the page and try again.")
     if form.validate_on_submit():
-
-        def audited(appt: Appointment) -> None:
-            audit("appointment.book", "appointment", appt.id, appt.reference, slot_id=slot.id)
-
         try:
-            appt = book_appointment(
-                form.to_booking_request(
-                    source="staff", idempotency_key=f"staff:{form.submission_id.data}"
-                ),
-                after_change=audited,
-            )
+            with unit_of_work():
+                appt = book_appointment(
+                    form.to_booking_request(
+                        source="staff", idempotency_key=f"staff:{form.submission_id.data}"
+                    ),
+                    Actor.staff(current_user),
+                )
         except BookingError as error:
             flash(str(error), "error")
             return render_template("staff/book.html", form=form, slot=slot), 409

@@ -9,12 +9,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from scheduler.appointments.operations import cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient, Slot, utcnow
 from tests.factories import (
     CHICAGO,
     api_booking,
+    cancel,
     days_from_today,
     make_appointment,
     make_slot,
@@ -303,7 +303,7 @@ def test_listing_is_fresh_after_every_change(client: FlaskClient) -> None:
     appt = db.session.scalar(
         select(Appointment).where(Appointment.reference == second["reference"])
     )
-    cancel_appointment(appt, actor="patient")
+    cancel(appt)
     assert remaining() == [1]
 
 
