@@ -55,6 +55,8 @@ class Patient(db.Model):
     sms_consent_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
+    appointments: Mapped[list[Appointment]] = relationship(back_populates="patient", viewonly=True)
+
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}"
@@ -83,7 +85,7 @@ class Appointment(db.Model):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     slot: Mapped[Slot] = relationship()
-    patient: Mapped[Patient] = relationship()
+    patient: Mapped[Patient] = relationship(back_populates="appointments")
     rescheduled_from: Mapped[Appointment | None] = relationship(remote_side=[id])
     events: Mapped[list[AppointmentEvent]] = relationship(
         back_populates="appointment", order_by="AppointmentEvent.id"

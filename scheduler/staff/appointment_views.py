@@ -6,8 +6,6 @@ from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import or_, select
-from sqlalchemy.orm import joinedload
 from werkzeug.wrappers import Response
 
 from scheduler.appointments.detail import appointment_detail, appointment_with_patient
@@ -20,23 +18,25 @@ from scheduler.appointments.operations import (
     cancel_appointment,
     reschedule_appointment,
 )
+from scheduler.appointments.patients import SamePatient, merge_patients
+from scheduler.appointments.search import PATIENTS_SHOWN, find_people
 from scheduler.appointments.validation import MAX_ID
 from scheduler.availability.operations import active_location, active_locations
 from scheduler.availability.slots import local_day_bounds
 from scheduler.database import unit_of_work
 from scheduler.display import display_tz
-from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import (
     Appointment,
+    Patient,
     Slot,
     utcnow,
 )
 from scheduler.staff.access import safe_next
 from scheduler.staff.blueprint import bp
-from scheduler.staff.calendar import calendar_for, patient_search_filter
+from scheduler.staff.calendar import calendar_for
 from scheduler.staff.calendar_views import date_from_query
-from scheduler.staff.forms import ActionForm, NoteForm
+from scheduler.staff.forms import ActionForm, MergeForm, NoteForm
 from scheduler.staff.operations import (
     add_note,
     mark_appointment,
@@ -65,23 +65,34 @@ def checked_version(form: ActionForm) -> int:
 def appointments() -> str:
     query = request.args.get("q", "").strip()[:100]
     day = request.args.get("date")
-    statement = (
-        select(Appointment)
-        .join(Appointment.patient)
-        .join(Appointment.slot)
-        .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
-        .order_by(Slot.starts_at, Appointment.id)
-        .limit(SEARCH_LIMIT)
-    )
-    if query:
-        statement = statement.where(or_(*patient_search_filter(query)))
-    if day:
-        start, end = local_day_bounds(date_from_query(), display_tz())
-        statement = statement.where(Slot.starts_at >= start, Slot.starts_at < end)
-    results = db.session.scalars(statement).all() if (query or day) else []
+    bounds = local_day_bounds(date_from_query(), display_tz()) if day else None
+    people = find_people(query, bounds) if (query or day) else []
     return render_template(
-        "staff/appointments.html", query=query, day=day, results=results, limit=SEARCH_LIMIT
+        "staff/appointments.html",
+        query=query,
+        day=day,
+        people=people,
+        limit=PATIENTS_SHOWN,
+        merge_form=MergeForm(),
     )
+
+
+@bp.post("/patients/<int:patient_id>/merge")
+def merge_patient(patient_id: int) -> Response:
+    """Merge this record into another one of the same person (their appointments move)."""
+    duplicate = row_or_404(Patient, patient_id, "No such patient.")
+    form = MergeForm()
+    if not form.validate_on_submit() or form.into.data is None:
+        abort(400, description="Choose the record to keep, then merge.")
+    keep = row_or_404(Patient, form.into.data, "No such patient.")
+    try:
+        with unit_of_work():
+            merge_patients(keep, duplicate, Actor.staff(current_user), utcnow())
+    except SamePatient as error:
+        flash(str(error), "error")
+    else:
+        flash(f"Merged: {keep.full_name} is one record now.", "success")
+    return redirect(url_for("staff.appointments", q=request.form.get("q", "")))
 
 
 @bp.get("/appointments/<int:appointment_id>")
