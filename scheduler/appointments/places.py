@@ -31,7 +31,7 @@ def take_place(slot_id: int, now: datetime) -> None:
             Slot.location_id.in_(select(Location.id).where(Location.is_active)),
         )
         .values(booked_count=Slot.booked_count + 1),
-        execution_options={"synchronize_session": False},
+        execution_options={"synchronize_session": "fetch"},
     ).rowcount
     if taken == 1:
         return
@@ -48,5 +48,5 @@ def release_place(slot_id: int) -> None:
         update(Slot)
         .where(Slot.id == slot_id, Slot.booked_count > 0)
         .values(booked_count=Slot.booked_count - 1),
-        execution_options={"synchronize_session": False},
+        execution_options={"synchronize_session": "fetch"},
     )
