@@ -8,6 +8,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from scheduler.appointments import operations
 from scheduler.appointments.operations import (
     BookingError,
     SlotFull,
@@ -15,7 +16,6 @@ from scheduler.appointments.operations import (
     cancel_appointment,
     reschedule_appointment,
 )
-from scheduler.appointments import operations
 from scheduler.extensions import db
 from scheduler.models import Appointment, ContentBlock, MessageStatus, OutboundMessage, Slot
 from tests.factories import (
