@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from scheduler.appointments.validation import parse_regions
 from scheduler.cli import register_commands
 from scheduler.config import DEFAULTS, instance_secret_key, settings_from_env, sqlite_url_in
 from scheduler.database import engine_options
@@ -72,6 +73,7 @@ def finish_config(app: Flask) -> None:
     )
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = instance_secret_key(app.instance_path)
+    parse_regions(config["PHONE_REGIONS"])  # an unknown region stops the start, with its name
     config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
     check_sms_settings(config)
 

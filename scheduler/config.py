@@ -27,6 +27,13 @@ DEFAULTS: dict[str, Any] = {
     "CLINIC_NAME": "Freedom Spine & Pain Center",
     "CLINIC_PHONE": "+12109208945",
     "DISPLAY_TIMEZONE": "America/Chicago",
+    # Where patients' mobile numbers may be (phonenumbers regions, comma-separated: "US,PR").
+    # Every other number, the other +1 countries included, is refused and never texted.
+    "PHONE_REGIONS": "US",
+    # Active future appointments one phone number may hold (online and API bookings).
+    "MAX_ACTIVE_BOOKINGS_PER_PHONE": 2,
+    # Texts one number may get in any 24 hours; more are suppressed (reason number_daily_cap).
+    "SMS_MAX_PER_NUMBER_PER_DAY": 8,
     # No slot sooner than this is offered or booked.
     "MIN_NOTICE_MINUTES": 120,
     # No slot later than this many days ahead is offered or booked.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 
 from scheduler.extensions import db
@@ -88,3 +89,24 @@ def serialized_writes() -> Iterator[None]:
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+# Namespaces of advisory locks, so that two kinds of lock on one name never wait on each other.
+LOCK_BOOKINGS_OF_PHONE = 1
+LOCK_TEXTS_TO_PHONE = 2
+
+
+def lock_for_transaction(namespace: int, name: str) -> None:
+    """Hold a lock on ``name`` until the current transaction ends (PostgreSQL advisory lock).
+
+    For rules that count rows before adding one ("at most N per phone"): row
+    locks cannot guard rows that do not exist yet. On SQLite, writers already
+    run one at a time under ``serialized_writes``.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(name.encode()).digest()
+    key = int.from_bytes(digest[:4], "big", signed=True)
+    db.session.execute(
+        text("SELECT pg_advisory_xact_lock(:namespace, :key)"), {"namespace": namespace, "key": key}
+    )

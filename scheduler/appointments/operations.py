@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from scheduler.appointments.caps import booking_cap_refusal
 from scheduler.availability.operations import current_booking_window
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
@@ -77,6 +78,14 @@ class StaleAppointment(BookingError):
     """Someone else changed the appointment since the page was loaded."""
 
     code = "stale_appointment"
+
+
+class BookingCapReached(BookingError):
+    """A per-phone cap (see caps.py): too many upcoming bookings, or two places in one slot."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class IdempotencyKeyReused(BookingError):
@@ -241,8 +250,12 @@ def _try_booking(
     """One booking transaction; None when the drawn reference was taken (draw again)."""
     db.session.rollback()
     try:
+        refusal = booking_cap_refusal(request.phone, request.slot_id, request.source, now)
+        if refusal is not None:
+            db.session.rollback()
+            raise BookingCapReached(refusal.code, refusal.message)
         _take_place(request.slot_id, now)
-    except (SlotFull, SlotNotBookable):
+    except (SlotFull, SlotNotBookable, BookingCapReached):
         # A concurrent duplicate of this very request may have taken the place.
         existing = _appointment_for_key(request)
         if existing is not None:
