@@ -38,8 +38,8 @@ NON_SMS_TYPES = {
 PHONE_CHARACTERS = re.compile(r"^\+?[0-9 ().\-/]+$")
 
 # Patient-facing messages, in one place (they are wrapped for translation later).
-PHONE_FORMAT_MESSAGE = "Enter a mobile number with digits only, like (830) 555-0123."
-PHONE_INVALID_MESSAGE = "Enter a valid mobile number, like (830) 555-0123."
+PHONE_FORMAT_MESSAGE = "Enter a US mobile number with digits only, like (830) 555-0123."
+PHONE_INVALID_MESSAGE = "Enter a valid US mobile number, like (830) 555-0123."
 PHONE_REGION_MESSAGE = "We can only text mobile numbers in {regions}."
 PHONE_TYPE_MESSAGE = "This number cannot receive our text messages; enter a mobile number."
 NAME_LETTERS_MESSAGE = "Use letters, spaces, hyphens and apostrophes only."
@@ -125,8 +125,9 @@ def parse_regions(setting: str | Collection[str]) -> frozenset[str]:
 
 def region_names(regions: Collection[str]) -> str:
     names = sorted(Locale("en").territories.get(code, code) for code in regions)
+    names = [f"the {name}" if name.startswith("United") else name for name in names]
     if len(names) == 1:
-        return f"the {names[0]}" if names[0].startswith("United") else names[0]
+        return names[0]
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 

@@ -42,6 +42,7 @@ from scheduler.sms.backends import (
     SmsBackend,
     backend_from_config,
 )
+from scheduler.sms.caps import hold_back_over_cap
 from scheduler.sms.outbox import mark_unreachable, opt_out, sending_hours
 from scheduler.sms.replies import apply_stored_reports
 from scheduler.sms.timing import next_sending_moment, retry_delay, sending_time
@@ -198,7 +199,7 @@ class Dispatcher:
             )
         )
         with serialized_writes():
-            rows = db.session.execute(statement).all()
+            rows = hold_back_over_cap(db.session.execute(statement).all(), clock)
             db.session.commit()
         return sorted((ClaimedText(*row) for row in rows), key=lambda text: text.id)
 
