@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
@@ -19,12 +20,20 @@ from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
 from scheduler.sms.segments import segment_count
-from scheduler.sms.texts import TEMPLATE_FIELDS, TemplateError, fill_template, sample_values
+from scheduler.sms.texts import (
+    TEMPLATE_FIELDS,
+    TemplateError,
+    check_text_size,
+    fill_template,
+    sample_values,
+)
 from scheduler.staff.access import admin_required, hash_password, new_staff_user
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
 
 EDITABLE_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
+# Something that reads as a placeholder ({last_name}) in a text that takes none.
+PLACEHOLDER = re.compile(r"\{[^{}\s]*\}")
 AUDIT_PAGE = 200
 
 
@@ -125,9 +134,18 @@ def _scope(slug: str | None) -> Location | None:
 def preview_of(key: str, body: str, language: str, location: Location | None) -> dict[str, object]:
     """The text as a patient would get it for a sample visit, with its length."""
     if key not in TEMPLATE_FIELDS:
+        unknown = PLACEHOLDER.findall(body)
+        if unknown:
+            names = ", ".join(dict.fromkeys(unknown))
+            return {
+                "ok": False,
+                "error": f"Unknown placeholder {names}: the instructions take no placeholders; "
+                "write the text as patients should read it.",
+            }
         return {"ok": True, "text": body, "characters": len(body), "segments": None}
     try:
         text = fill_template(key, body, sample_values(location, language))
+        check_text_size(key, body, location, language)
     except TemplateError as error:
         return {"ok": False, "error": str(error)}
     count = segment_count(text)
