@@ -59,8 +59,13 @@ DEFAULTS: dict[str, Any] = {
     # Pool size per process for server databases (PostgreSQL).
     "DATABASE_POOL_SIZE": 10,
     "DATABASE_MAX_OVERFLOW": 20,
-    # Test each pooled connection before use (one more round trip per request).
+    # Test each pooled connection before use (one more round trip per request). Not needed to
+    # survive a restart: dead pooled connections are noticed without a round trip.
     "DATABASE_POOL_PRE_PING": False,
+    # SQLite: how long a write waits for another writer's lock before the request answers 503.
+    "DATABASE_LOCK_TIMEOUT_SECONDS": 30.0,
+    # PostgreSQL: how long to wait for a connection before the request answers 503.
+    "DATABASE_CONNECT_TIMEOUT_SECONDS": 5,
     # Daily slot roll-forward and purge in the `flask scheduler` process (Central time).
     "SCHEDULER_DAILY_HOUR": 2,
     # Staff sessions end after this long without a request.
