@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 from flask import Flask, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
@@ -12,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from scheduler.database import outage
-from scheduler.extensions import db
+from scheduler.extensions import db, limiter
 
 log = logging.getLogger(__name__)
 # How soon clients are asked to try again while the database is unavailable.
@@ -37,12 +39,22 @@ def error_name(error: HTTPException) -> str:
     return (error.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
+def rate_limit_retry_after() -> str:
+    """Seconds until the limit this request hit lets the client in again (at least 1)."""
+    current = limiter.current_limit
+    if current is None:
+        return "60"
+    return str(max(1, math.ceil(current.reset_at - time.time())))
+
+
 def render_error(error: HTTPException) -> ResponseReturnValue:
     status = error.code or 500
     custom = error.description if error.description != type(error).description else None
     kept_headers = {
         k: v for k, v in error.get_response().headers.items() if k in ("Retry-After", "Allow")
     }
+    if status == 429:
+        kept_headers.setdefault("Retry-After", rate_limit_retry_after())
     if wants_json():
         body = jsonify(error=error_name(error), message=custom or error.name)
         return body, status, kept_headers

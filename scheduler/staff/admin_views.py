@@ -239,12 +239,40 @@ def feed_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def feed_off_confirmation(location: Location) -> str:
+    return render_template(
+        "staff/confirm.html",
+        question=f"Turn off the {location.name} calendar feed?",
+        consequences=[
+            "Every calendar app subscribed to the current address stops getting "
+            "this location's bookings at once.",
+            "This cannot be undone: the address never works again. A new address can be "
+            "made later, and everyone must then subscribe to it again.",
+        ],
+        action=url_for("staff.rotate_feed", slug=location.slug),
+        fields={"revoke": "y"},
+        confirm_label="Yes, turn the feed off",
+        back_url=url_for("staff.availability", slug=location.slug),
+        back_label="No, keep it",
+    )
+
+
+@bp.get("/locations/<slug>/feed/off")
+@admin_required
+def confirm_feed_off(slug: str) -> str:
+    location = _scope(slug)
+    assert location is not None
+    return feed_off_confirmation(location)
+
+
 @bp.post("/locations/<slug>/feed")
 @admin_required
 def rotate_feed(slug: str) -> str:
     location = _scope(slug)
     assert location is not None
     revoke = request.form.get("revoke") == "y"
+    if revoke and request.form.get("confirm") != "yes":  # one tap never turns it off
+        return feed_off_confirmation(location)
     token = None if revoke else secrets.token_urlsafe(24)
     location.feed_token_hash = feed_token_hash(token) if token else None
     audit("feed.revoke" if revoke else "feed.new", "location", location.id, location.name)
