@@ -170,7 +170,22 @@ class Dispatcher:
         return report
 
     def claim(self, now: datetime, limit: int) -> list[ClaimedText]:
-        """Atomically take up to ``limit`` due texts for this dispatcher, under a lease."""
+        """Atomically take up to ``limit`` due texts for this dispatcher, under a lease.
+
+        Texts over their number's daily cap are suppressed as they are taken
+        (scheduler/sms/caps.py), and others are taken in their place.
+        """
+        claimed: list[ClaimedText] = []
+        while len(claimed) < limit:
+            wanted = limit - len(claimed)
+            allowed, taken = self._claim_batch(now, wanted)
+            claimed += allowed
+            if taken < wanted:
+                break
+        return sorted(claimed, key=lambda text: text.id)
+
+    def _claim_batch(self, now: datetime, limit: int) -> tuple[list[ClaimedText], int]:
+        """Up to ``limit`` due texts: those the cap lets go out, and how many were taken."""
         clock = self.clock()
         opted_out = select(PhoneNumberState.phone).where(PhoneNumberState.opted_out_at.is_not(None))
         due = (
@@ -199,9 +214,10 @@ class Dispatcher:
             )
         )
         with serialized_writes():
-            rows = hold_back_over_cap(db.session.execute(statement).all(), clock)
+            rows = db.session.execute(statement).all()
+            allowed = hold_back_over_cap(rows, clock)
             db.session.commit()
-        return sorted((ClaimedText(*row) for row in rows), key=lambda text: text.id)
+        return [ClaimedText(*row) for row in allowed], len(rows)
 
     def _attempt(self, text: ClaimedText, status_callback: str | None) -> AttemptResult:
         started = self.clock()
