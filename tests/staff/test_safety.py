@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from scheduler.extensions import db
 from scheduler.models import Appointment, AppointmentNote, Location, OpeningRule
+from scheduler.sms.texts import TemplateError, check_text_size
 from scheduler.staff.access import safe_next
 from tests.factories import make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import csrf_token, post
@@ -154,3 +155,21 @@ def test_nothing_is_cancelled_for_a_stale_confirmation(
     )
     assert "Someone else changed" in response.get_data(as_text=True)
     assert db.session.get(Appointment, appt.id).status == "booked"
+
+
+def test_a_template_that_can_grow_past_four_segments_cannot_be_saved(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    long = "Hola {first_name}, " + "su cita está confirmada. " * 12
+    response = post(admin_client, "/staff/texts/sms_reminder/es", {"body": long})
+    assert response.status_code == 422
+    assert "at most 4 are allowed" in response.get_data(as_text=True)
+    with app.test_request_context(), pytest.raises(TemplateError, match="1600"):
+        check_text_size("sms_reminder", "x" * 1601, None, "en")
+
+
+def test_the_instructions_editor_refuses_placeholders(admin_client: FlaskClient) -> None:
+    body = "Bring your ID, {last_name}."
+    response = post(admin_client, "/staff/texts/preconsult_instructions/en", {"body": body})
+    assert response.status_code == 422
+    assert "Unknown placeholder {last_name}" in response.get_data(as_text=True)
