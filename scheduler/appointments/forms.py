@@ -16,7 +16,7 @@ from wtforms import (
     StringField,
     TelField,
 )
-from wtforms.validators import Email, InputRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp
 
 from scheduler.appointments.operations import BookingRequest
 from scheduler.appointments.validation import (
@@ -25,10 +25,12 @@ from scheduler.appointments.validation import (
     NAME_MAX,
     PHONE_MAX,
     SUBMISSION_ID_PATTERN,
+    IntRange,
+    mobile_phone,
+    name_filter,
     person_name,
     plausible_birth_date,
     strip_filter,
-    us_mobile_phone,
 )
 
 SMS_CONSENT_TEXT = (
@@ -48,21 +50,21 @@ LANGUAGE_CHOICES = [SelectChoice("en", "English"), SelectChoice("es", "Español 
 class BookingFields(FlaskForm):
     """The slot and the patient's fields: the one set of rules behind the form and the API."""
 
-    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
+    slot_id = IntegerField(validators=[InputRequired(), IntRange(min=1, max=MAX_ID)])
     first_name = StringField(
         "First name",
-        filters=[strip_filter],
-        validators=[InputRequired(), Length(max=NAME_MAX), person_name],
+        filters=[name_filter],
+        validators=[DataRequired(), Length(max=NAME_MAX), person_name],
     )
     last_name = StringField(
         "Last name",
-        filters=[strip_filter],
-        validators=[InputRequired(), Length(max=NAME_MAX), person_name],
+        filters=[name_filter],
+        validators=[DataRequired(), Length(max=NAME_MAX), person_name],
     )
     phone = TelField(
         "Mobile phone",
         filters=[strip_filter],
-        validators=[InputRequired(), Length(max=PHONE_MAX), us_mobile_phone],
+        validators=[DataRequired(), Length(max=PHONE_MAX), mobile_phone],
     )
     email = EmailField(
         "Email (optional)",

@@ -31,6 +31,7 @@ from scheduler.appointments.links import (
 )
 from scheduler.appointments.operations import (
     AppointmentNotChangeable,
+    BookingCapReached,
     BookingError,
     IdempotencyKeyReused,
     book_appointment,
@@ -184,6 +185,8 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
                 "This form was already sent once. To change that booking, use the link in its "
                 "confirmation; to book someone else, start again from the list of times."
             )
+        except BookingCapReached as exc:
+            problem = str(exc)
         except BookingError as exc:
             problem, slot, slot_unavailable = str(exc), chosen, True
         else:

@@ -42,6 +42,7 @@ from scheduler.sms.backends import (
     SmsBackend,
     backend_from_config,
 )
+from scheduler.sms.caps import hold_back_over_cap
 from scheduler.sms.outbox import mark_unreachable, opt_out, sending_hours
 from scheduler.sms.replies import apply_stored_reports
 from scheduler.sms.timing import next_sending_moment, retry_delay, sending_time
@@ -169,7 +170,22 @@ class Dispatcher:
         return report
 
     def claim(self, now: datetime, limit: int) -> list[ClaimedText]:
-        """Atomically take up to ``limit`` due texts for this dispatcher, under a lease."""
+        """Atomically take up to ``limit`` due texts for this dispatcher, under a lease.
+
+        Texts over their number's daily cap are suppressed as they are taken
+        (scheduler/sms/caps.py), and others are taken in their place.
+        """
+        claimed: list[ClaimedText] = []
+        while len(claimed) < limit:
+            wanted = limit - len(claimed)
+            allowed, taken = self._claim_batch(now, wanted)
+            claimed += allowed
+            if taken < wanted:
+                break
+        return sorted(claimed, key=lambda text: text.id)
+
+    def _claim_batch(self, now: datetime, limit: int) -> tuple[list[ClaimedText], int]:
+        """Up to ``limit`` due texts: those the cap lets go out, and how many were taken."""
         clock = self.clock()
         opted_out = select(PhoneNumberState.phone).where(PhoneNumberState.opted_out_at.is_not(None))
         due = (
@@ -199,8 +215,9 @@ class Dispatcher:
         )
         with serialized_writes():
             rows = db.session.execute(statement).all()
+            allowed = hold_back_over_cap(rows, clock)
             db.session.commit()
-        return sorted((ClaimedText(*row) for row in rows), key=lambda text: text.id)
+        return [ClaimedText(*row) for row in allowed], len(rows)
 
     def _attempt(self, text: ClaimedText, status_callback: str | None) -> AttemptResult:
         started = self.clock()

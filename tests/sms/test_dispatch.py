@@ -58,7 +58,8 @@ def dispatcher(app: Flask) -> Any:
 
 
 def booked_visit(visit: datetime = VISIT, now: datetime = BOOKED, **overrides: Any) -> Appointment:
-    return book(booking_request(make_slot(starts_at=visit), **overrides), now=now)
+    values = {"phone": PHONE, **overrides}
+    return book(booking_request(make_slot(starts_at=visit), **values), now=now)
 
 
 def attempts_of(text: OutboundMessage) -> list[str]:

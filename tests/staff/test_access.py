@@ -24,6 +24,7 @@ ADMIN_ONLY = {
     "staff.preview_text",
     "staff.audit_log",
     "staff.rotate_feed",
+    "staff.confirm_feed_off",
     "staff.edit_location",
     "staff.edit_user",
 }
