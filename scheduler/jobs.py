@@ -121,6 +121,8 @@ def build_scheduler(app: Flask, dispatcher: Dispatcher) -> tuple[BlockingSchedul
         max_instances=1,
         misfire_grace_time=3600,
     )
+    # Another dispatcher's lease ran out (it died): take its texts back now.
+    dispatcher.on_lease_expired = lambda: dispatch.wake(scheduler)
     return scheduler, dispatch
 
 
@@ -170,7 +172,6 @@ def run_scheduler(app: Flask) -> None:
     in_app_context(app, daily_job)()
     dispatcher = Dispatcher(app)
     scheduler, dispatch = build_scheduler(app, dispatcher)
-    dispatcher.on_lease_expired = lambda: dispatch.wake(scheduler)
     stop = threading.Event()
     watcher = threading.Thread(
         target=watch_outbox,

@@ -212,6 +212,11 @@ class Dispatcher:
         self.close()
 
     @property
+    def unwritten(self) -> int:
+        """Outcomes known but not written yet (the database did not take them)."""
+        return len(self._unwritten)
+
+    @property
     def holding(self) -> set[int]:
         """Ids of the texts this dispatcher has claimed and not yet recorded."""
         with self._lock:
@@ -255,7 +260,10 @@ class Dispatcher:
         if expired:
             self.expired_seen.set()
             if self.on_lease_expired is not None:
-                self.on_lease_expired()
+                try:
+                    self.on_lease_expired()
+                except Exception:
+                    log.exception("waking the dispatcher for expired leases failed")
 
     # -- the dispatch loop -------------------------------------------------------------------
 
@@ -280,8 +288,12 @@ class Dispatcher:
         )
         moment = now or self.clock()
         self.expired_seen.clear()
-        report.taken_back += self.take_back_expired(self.clock(), moment, tz)
-        report.suppressed += suppress_unsendable(moment, tz)
+        taken = self._safely(self.take_back_expired, self.clock(), moment, tz)
+        dropped = self._safely(suppress_unsendable, moment, tz)
+        if taken is None or dropped is None:
+            return report  # the database is away: nothing claimed, nothing held
+        report.taken_back += taken
+        report.suppressed += dropped
         in_flight: set[Future[AttemptResult]] = set()
         more = True
         retry_in = WRITE_RETRY_FIRST_SECONDS
@@ -290,6 +302,7 @@ class Dispatcher:
             if self._unwritten and time.monotonic() >= retry_at:
                 if self._write_unwritten(report, now):
                     retry_in = WRITE_RETRY_FIRST_SECONDS
+                    more = True  # the database is back: claim again
                 else:
                     retry_at = time.monotonic() + retry_in
                     retry_in = min(retry_in * 2, WRITE_RETRY_MOST_SECONDS)
