@@ -459,7 +459,10 @@ def check_outbox(result: RunResult) -> None:
         f"text {message_id} attempt {number}: {outcome}: {detail}"
         for message_id, number, outcome, detail in db.session.execute(
             select(ma.message_id, ma.number, ma.outcome, ma.detail)
-            .where(ma.outcome != "sent", ma.http_status.is_(None))
+            .where(
+                ma.outcome.not_in(["sent", "reconciled", "lease_expired"]),
+                ma.http_status.is_(None),
+            )
             .order_by(ma.id)
         ).all()
     ]

@@ -77,7 +77,7 @@ DEFAULTS: dict[str, Any] = {
     # A claimed text not finished by then is taken back by any dispatcher (and checked
     # with the provider before it is sent again). Live dispatchers renew the leases of the
     # texts they hold every SMS_HEARTBEAT_SECONDS, which also looks for leases others let
-    # run out: a killed dispatcher's texts are taken back within lease + heartbeat.
+    # run out: a killed dispatcher's texts are taken back within the lease (15-20 s).
     "SMS_CLAIM_LEASE_SECONDS": 20,
     "SMS_HEARTBEAT_SECONDS": 5.0,
     # On SIGTERM, how long a dispatcher holding outcomes it could not write (database

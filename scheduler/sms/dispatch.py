@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -225,18 +225,25 @@ class Dispatcher:
     # -- heartbeat ---------------------------------------------------------------------------
 
     def _beat(self) -> None:
+        wait_s = self.heartbeat_seconds
         with self.app.app_context():
-            while not self._closed.wait(self.heartbeat_seconds):
+            while not self._closed.wait(wait_s):
                 try:
-                    self.heartbeat()
+                    until = self.heartbeat()
                 finally:
                     db.session.remove()  # no connection kept between beats
+                # Beat again when the next lease of another dispatcher runs out, if sooner.
+                wait_s = self.heartbeat_seconds
+                if until is not None:
+                    wait_s = min(wait_s, until + 0.05)
 
-    def heartbeat(self) -> None:
+    def heartbeat(self) -> float | None:
         """Renew the leases of the texts held here; notice leases that others let run out.
 
         Runs in its own thread (its own session) every ``SMS_HEARTBEAT_SECONDS``;
         a failure (the database away) is logged and tried again at the next beat.
+        Returns the seconds until another dispatcher's lease runs out (None: none
+        is held, or one has run out and the dispatcher was woken).
         """
         clock = self.clock()
         try:
@@ -249,21 +256,27 @@ class Dispatcher:
                         execution_options={"synchronize_session": False},
                     )
                     db.session.commit()
-            expired = db.session.scalar(
-                select(exists().where(OM.status == MessageStatus.SENDING, OM.lease_until < clock))
+            earliest = db.session.scalar(
+                select(func.min(OM.lease_until)).where(
+                    OM.status == MessageStatus.SENDING, OM.claimed_by != self.worker
+                )
             )
             db.session.rollback()
         except Exception as exc:
             db.session.rollback()
             log.warning("heartbeat of %s failed: %s", self.worker, exc)
-            return
-        if expired:
-            self.expired_seen.set()
-            if self.on_lease_expired is not None:
-                try:
-                    self.on_lease_expired()
-                except Exception:
-                    log.exception("waking the dispatcher for expired leases failed")
+            return None
+        if earliest is None:
+            return None
+        if earliest >= clock:
+            return (earliest - clock).total_seconds()
+        self.expired_seen.set()
+        if self.on_lease_expired is not None:
+            try:
+                self.on_lease_expired()
+            except Exception:
+                log.exception("waking the dispatcher for expired leases failed")
+        return None
 
     # -- the dispatch loop -------------------------------------------------------------------
 
@@ -372,6 +385,9 @@ class Dispatcher:
         Any other error loses only this record: the text's lease runs out and the
         next dispatcher looks it up at the provider before sending it again.
         """
+        if self._unwritten:  # the database is still away: keep the order, skip the wait
+            self._unwritten.append(result)
+            return
         try:
             self.record(result, report, now)
         except Exception as exc:
