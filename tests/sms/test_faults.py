@@ -169,15 +169,15 @@ def test_the_database_stopped_mid_dispatch_for_longer_than_the_lease(
 ) -> None:
     count = 30
     queue_confirmations(count)
-    twilio.delay = 0.5
+    twilio.delay = 1.0
     reports: dict[str, DispatchReport] = {}
     with Dispatcher(fault_app, worker="A") as first:
         thread = dispatch_in_thread(fault_app, first, reports)
-        assert twilio.wait_for_requests(3, timeout=30)
+        wait_until(lambda: twilio.stats()["in_flight"] >= 5, 30, "texts are out")
         outage.stop()
         stopped = time.monotonic()
         # The texts in flight come back from the provider: their outcomes are held.
-        wait_until(lambda: first.unwritten > 0, 15, "the dispatcher holds outcomes")
+        wait_until(lambda: first.unwritten > 0, 30, "the dispatcher holds outcomes")
         time.sleep(max(0.0, 2 * LEASE_S - (time.monotonic() - stopped)))
         assert thread.is_alive()  # it waits for the database rather than give up
         held = first.unwritten
@@ -207,15 +207,16 @@ def test_a_dispatcher_stopped_while_the_database_is_away_waits_a_bounded_time_an
     count = 4
     queue_confirmations(count)
     ids = [row.id for row in outbox()]
-    twilio.delay = 0.3
+    twilio.delay = 3.0  # the database goes away while every request is out
     fault_app.config["SMS_SHUTDOWN_WAIT_SECONDS"] = 1.0
     reports: dict[str, DispatchReport] = {}
     caplog.set_level(logging.ERROR, logger="scheduler.sms.dispatch")
     with Dispatcher(fault_app, worker="A") as first:
         thread = dispatch_in_thread(fault_app, first, reports)
-        assert twilio.wait_for_requests(1, timeout=30)
+        wait_until(lambda: twilio.stats()["in_flight"] == count, 30, "every text is out")
         outage.stop()
-        wait_until(lambda: first.unwritten == count, 15, "every outcome is held")
+        assert twilio.stats()["in_flight"] > 0, "stopping the database took too long"
+        wait_until(lambda: first.unwritten == count, 30, "every outcome is held")
         first.request_stop()  # SIGTERM
         thread.join(timeout=30)
         assert not thread.is_alive()  # gave up waiting for the database
