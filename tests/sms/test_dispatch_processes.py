@@ -130,7 +130,11 @@ def assert_exactly_once(twilio: FakeTwilio, count: int) -> None:
     assert {row.provider_sid for row in rows} == {request.sid for request in twilio.accepted}
 
 
-FAST_LEASE = {"SMS_CLAIM_LEASE_SECONDS": 3, "SMS_HEARTBEAT_SECONDS": 0.5}
+FAST_LEASE = {
+    "SMS_CLAIM_LEASE_SECONDS": 3,
+    "SMS_HEARTBEAT_SECONDS": 0.5,
+    "SMS_READ_TIMEOUT_SECONDS": 5.0,
+}
 
 
 def wait_for_the_lease(killed_at: float) -> None:
@@ -188,3 +192,25 @@ def test_two_dispatcher_processes_race_and_one_is_killed_mid_batch(
     seen = outcomes()
     assert seen["lease_expired"] > 0  # the victim did hold texts when it died
     assert seen["reconciled"] + seen["sent"] == count
+
+
+def test_sigterm_stops_claiming_and_records_the_texts_in_flight(
+    app: Flask, twilio: FakeTwilio
+) -> None:
+    count = 30
+    queue_confirmations(count)
+    twilio.delay = 0.6  # under the 1 s read timeout
+    process = dispatcher_process(app, BOOKED, SMS_SEND_CONCURRENCY=10)
+    wait_until(lambda: twilio.stats()["in_flight"] >= 5, 60, "texts are in flight")
+    process.send_signal(signal.SIGTERM)
+    out = finish(process)
+
+    db.session.remove()
+    rows = db.session.scalars(select(OutboundMessage)).all()
+    statuses = Counter(row.status for row in rows)
+    # What was in flight went out and is recorded; nothing more was claimed.
+    assert statuses[MessageStatus.SENT] == twilio.accepted_count() == claimed_in(out)
+    assert 0 < claimed_in(out) < count
+    assert statuses[MessageStatus.PENDING] == count - claimed_in(out)
+    assert statuses[MessageStatus.SENDING] == 0
+    assert "unrecorded 0" in out
