@@ -344,7 +344,7 @@ def fill_appointments(config: dict[str, Any], count: int, rng: random.Random) ->
     from sqlalchemy import func, insert, select, update
 
     from scheduler import create_app
-    from scheduler.booking.operations import REFERENCE_ALPHABET, REFERENCE_LENGTH
+    from scheduler.appointments.operations import REFERENCE_ALPHABET, REFERENCE_LENGTH
     from scheduler.extensions import db
     from scheduler.models import (
         HOLDS_SLOT,

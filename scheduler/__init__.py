@@ -1,91 +1,20 @@
-"""Appointment scheduling for Freedom Spine & Pain Center."""
+"""Appointment scheduling for Freedom Spine & Pain Center.
+
+Importing this package loads nothing else: the pure modules (slot arithmetic,
+sending hours, text segments) import without Flask or a database.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
-
-from scheduler import api, booking, health, sms, staff
-from scheduler.cli import register_commands
-from scheduler.config import DEFAULTS, instance_secret_key, settings_from_env, sqlite_url_in
-from scheduler.database import engine_options
-from scheduler.display import register_filters
-from scheduler.errors import register_error_handlers
-from scheduler.extensions import csrf, db, limiter, migrate
-from scheduler.security import register_security
-from scheduler.sms.backends import check_sms_settings
-from scheduler.staff.access import configure_login
+if TYPE_CHECKING:
+    from flask import Flask
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: defaults, then instance/config.py, then environment, then ``config``."""
-    app = Flask(__name__, instance_relative_config=True)
-    os.makedirs(app.instance_path, exist_ok=True)
-    app.config.from_mapping(DEFAULTS)
-    app.config.from_pyfile("config.py", silent=True)
-    app.config.update(settings_from_env(os.environ))
-    if config:
-        app.config.update(config)
-    finish_config(app)
+    from scheduler.app import build_app  # Flask and the database load here, on first use
 
-    if app.config["PROXY_FIX_X_FOR"] or app.config["PROXY_FIX_X_PROTO"]:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app,
-            x_for=app.config["PROXY_FIX_X_FOR"],
-            x_proto=app.config["PROXY_FIX_X_PROTO"],
-        )
-
-    db.init_app(app)
-    migrate.init_app(
-        app,
-        db,
-        directory=os.path.join(app.root_path, os.pardir, "migrations"),
-        render_as_batch=True,
-        compare_type=True,
-    )
-    csrf.init_app(app)
-    limiter.init_app(app)
-    configure_login(app)
-
-    register_blueprints(app)
-    register_error_handlers(app)
-    register_security(app)
-    register_filters(app)
-    register_commands(app)
-    return app
-
-
-def finish_config(app: Flask) -> None:
-    """Derive the settings that depend on others or on the instance folder."""
-    config = app.config
-    if not config.get("DATABASE_URL"):
-        config["DATABASE_URL"] = sqlite_url_in(app.instance_path)
-    config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"]
-    config.setdefault(
-        "SQLALCHEMY_ENGINE_OPTIONS",
-        engine_options(
-            config["DATABASE_URL"],
-            config["DATABASE_POOL_SIZE"],
-            config["DATABASE_MAX_OVERFLOW"],
-            config["DATABASE_POOL_PRE_PING"],
-        ),
-    )
-    if not config.get("SECRET_KEY"):
-        config["SECRET_KEY"] = instance_secret_key(app.instance_path)
-    config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
-    check_sms_settings(config)
-
-
-def register_blueprints(app: Flask) -> None:
-    app.register_blueprint(booking.bp)
-    app.register_blueprint(api.bp)
-    app.register_blueprint(health.bp)
-    app.register_blueprint(sms.bp)
-    app.register_blueprint(staff.bp)
-    csrf.exempt(api.bp)
-    csrf.exempt(sms.bp)  # Twilio signs its webhooks; the signature is checked instead
-    limiter.exempt(health.bp)
+    return build_app(config)

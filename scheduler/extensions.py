@@ -1,5 +1,6 @@
 """Extensions, created unbound here and initialised in ``create_app``."""
 
+from flask import current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -29,3 +30,7 @@ migrate = Migrate()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 login_manager = LoginManager()
+# One budget for every booking door (the public form, rescheduling, the API), per client address.
+booking_limit = limiter.shared_limit(
+    lambda: current_app.config["RATELIMIT_BOOKING"], scope="booking", methods=["POST"]
+)

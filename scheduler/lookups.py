@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from flask import abort
 
-from scheduler.booking.validation import MAX_ID
+from scheduler.appointments.validation import MAX_ID
 from scheduler.extensions import db
 
 M = TypeVar("M")

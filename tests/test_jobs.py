@@ -7,10 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 
-from scheduler.booking.operations import book_appointment
 from scheduler.jobs import DISPATCH_JOB, DispatchJob, build_scheduler, watch_outbox
 from scheduler.sms.dispatch import Dispatcher
-from tests.factories import booking_request, make_appointment, make_slot
+from tests.factories import book, booking_request, make_appointment, make_slot
 
 NOW = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
 
@@ -49,7 +48,7 @@ def test_a_wake_during_a_run_makes_the_job_run_again(app: Flask) -> None:
 
 
 def test_a_lease_run_out_wakes_the_scheduler_dispatcher_at_once(app: Flask) -> None:
-    book_appointment(booking_request(make_slot(starts_at=NOW + timedelta(days=5))), now=NOW)
+    book(booking_request(make_slot(starts_at=NOW + timedelta(days=5))), now=NOW)
     at = [NOW]
     with Dispatcher(app, worker="dead", clock=lambda: at[0]) as dead:
         assert len(dead.claim(NOW, 10)) == 1  # and it dies

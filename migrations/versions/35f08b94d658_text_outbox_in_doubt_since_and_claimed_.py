@@ -1,7 +1,7 @@
 """text outbox: in_doubt_since and claimed_at, for reconciling with the provider before a resend
 
 Revision ID: 35f08b94d658
-Revises: 384778767a5b
+Revises: 7a1f3c9e2b10
 Create Date: 2026-12-02 06:14:51.430056
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '35f08b94d658'
-down_revision = '384778767a5b'
+down_revision = '7a1f3c9e2b10'
 branch_labels = None
 depends_on = None
 

@@ -1,5 +1,1 @@
-from flask import Blueprint
-
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-from scheduler.api import views  # noqa: E402,F401  (registers the routes on bp)
+"""The JSON API for the clinic's website and integrations."""

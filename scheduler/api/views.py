@@ -6,20 +6,13 @@ import json
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import abort, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from scheduler.api import bp
-from scheduler.availability.operations import (
-    active_location_ref,
-    active_locations,
-    location_tz,
-    open_slot_rows,
-)
-from scheduler.availability.slots import local_day_bounds
-from scheduler.booking.forms import ApiBookingForm
-from scheduler.booking.links import manage_url
-from scheduler.booking.operations import (
+from scheduler.api.forms import ApiBookingForm
+from scheduler.appointments.lifecycle import API
+from scheduler.appointments.links import manage_url
+from scheduler.appointments.operations import (
     BookingError,
     IdempotencyKeyReused,
     SlotFull,
@@ -27,10 +20,20 @@ from scheduler.booking.operations import (
     SlotNotFound,
     book_appointment,
 )
-from scheduler.booking.validation import IDEMPOTENCY_KEY_PATTERN, formdata_from_json
-from scheduler.booking.views import booking_limit
+from scheduler.appointments.validation import IDEMPOTENCY_KEY_PATTERN, formdata_from_json
+from scheduler.availability.operations import (
+    active_location_ref,
+    active_locations,
+    location_tz,
+    open_slot_rows,
+)
+from scheduler.availability.slots import local_day_bounds
+from scheduler.database import unit_of_work
 from scheduler.display import local_isoformat
+from scheduler.extensions import booking_limit
 from scheduler.models import Appointment, Location, utcnow
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 DEFAULT_RANGE_DAYS = 14
 MAX_RANGE_DAYS = 92
@@ -160,9 +163,13 @@ def create_appointment() -> ResponseReturnValue:
         message = "1 to 64 printable ASCII characters, no spaces."
         return jsonify(error="invalid", errors={"Idempotency-Key": [message]}), 422
     try:
-        appt = book_appointment(
-            form.to_booking_request(source="api", idempotency_key=f"api:{key}" if key else None)
-        )
+        with unit_of_work():
+            appt = book_appointment(
+                form.to_booking_request(
+                    source="api", idempotency_key=f"api:{key}" if key else None
+                ),
+                API,
+            )
     except SlotNotFound as exc:
         return api_error(404, exc.code, str(exc))
     except SlotFull as exc:

@@ -8,6 +8,7 @@ from itertools import groupby
 from urllib.parse import urlsplit
 
 from flask import (
+    Blueprint,
     Response,
     abort,
     current_app,
@@ -19,6 +20,23 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from scheduler.appointments.forms import BookingForm
+from scheduler.appointments.ics import appointment_ics
+from scheduler.appointments.lifecycle import PATIENT_WEB
+from scheduler.appointments.links import (
+    ManageLinkError,
+    appointment_for_link,
+    manage_token,
+    manage_url,
+)
+from scheduler.appointments.operations import (
+    AppointmentNotChangeable,
+    BookingError,
+    IdempotencyKeyReused,
+    book_appointment,
+    cancel_appointment,
+    reschedule_appointment,
+)
 from scheduler.availability.operations import (
     active_location,
     active_locations,
@@ -28,31 +46,14 @@ from scheduler.availability.operations import (
     open_slots,
 )
 from scheduler.availability.slots import local_day_bounds
-from scheduler.booking import bp
-from scheduler.booking.calendar import appointment_ics
-from scheduler.booking.forms import BookingForm, CancelForm, RescheduleForm
-from scheduler.booking.links import (
-    ManageLinkError,
-    appointment_for_link,
-    manage_token,
-    manage_url,
-)
-from scheduler.booking.operations import (
-    AppointmentNotChangeable,
-    BookingError,
-    IdempotencyKeyReused,
-    book_appointment,
-    cancel_appointment,
-    reschedule_appointment,
-)
+from scheduler.booking.forms import CancelForm, RescheduleForm
 from scheduler.content import content_for, lines_of
-from scheduler.extensions import limiter
+from scheduler.database import unit_of_work
+from scheduler.extensions import booking_limit
 from scheduler.lookups import row_or_404
 from scheduler.models import Appointment, Location, Slot, utcnow
 
-booking_limit = limiter.shared_limit(
-    lambda: current_app.config["RATELIMIT_BOOKING"], scope="booking", methods=["POST"]
-)
+bp = Blueprint("booking", __name__)
 
 
 def location_or_404(slug: str) -> Location:
@@ -170,12 +171,14 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
     if form.validate_on_submit():
         chosen = slot_or_404(form.slot_id.data, location)
         try:
-            appt = book_appointment(
-                form.to_booking_request(
-                    source="online_form",
-                    idempotency_key=f"form:{form.submission_id.data}",
+            with unit_of_work():
+                appt = book_appointment(
+                    form.to_booking_request(
+                        source="online_form",
+                        idempotency_key=f"form:{form.submission_id.data}",
+                    ),
+                    PATIENT_WEB,
                 )
-            )
         except IdempotencyKeyReused:
             problem = (
                 "This form was already sent once. To change that booking, use the link in its "
@@ -260,7 +263,8 @@ def cancel(reference: str, token: str) -> str | BaseResponse:
     form = CancelForm()
     if form.validate_on_submit():
         try:
-            appt = cancel_appointment(appt, actor="patient")
+            with unit_of_work():
+                appt = cancel_appointment(appt, PATIENT_WEB)
         except AppointmentNotChangeable as exc:
             flash(str(exc), "error")
         else:
@@ -297,7 +301,8 @@ def reschedule(reference: str, token: str, slot_id: int) -> str | BaseResponse:
         form.slot_id.data = slot_id
     if form.validate_on_submit():
         try:
-            new = reschedule_appointment(appt, slot_id, actor="patient")
+            with unit_of_work():
+                new = reschedule_appointment(appt, slot_id, PATIENT_WEB)
         except BookingError as exc:
             flash(str(exc), "error")
             return redirect(

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
+from scheduler.audit import audit
 from scheduler.extensions import db
 from scheduler.models import ContentBlock, Location
 
@@ -57,3 +59,37 @@ def contents_for(keys: Iterable[str], location: Location | None, language: str) 
 
 def lines_of(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def save_content(
+    key: str, language: str, location: Location | None, body: str, now: datetime
+) -> ContentBlock:
+    """Store staff's text for this key, language and scope (all locations when None); audited.
+
+    The caller checks the text first and commits (texts queued from then on use it).
+    """
+    scope = (
+        ContentBlock.location_id == location.id if location else ContentBlock.location_id.is_(None)
+    )
+    row = db.session.scalar(
+        select(ContentBlock).where(
+            ContentBlock.key == key, ContentBlock.language == language, scope
+        )
+    )
+    if row is None:
+        row = ContentBlock(
+            key=key, language=language, location_id=location.id if location else None
+        )
+        db.session.add(row)
+    before = row.body
+    row.body, row.updated_at = body, now
+    db.session.flush()
+    audit(
+        "text.edit",
+        "content_block",
+        row.id,
+        f"{key}/{language}/{location.slug if location else 'all'}",
+        before=before,
+        after=body,
+    )
+    return row

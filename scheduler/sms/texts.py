@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_skeleton, format_time
 from flask import current_app
 
-from scheduler.booking.links import manage_url
+from scheduler.appointments.links import manage_url
 from scheduler.display import phone_display
 from scheduler.models import Appointment, Location, MessageKind
 from scheduler.urls import public_url

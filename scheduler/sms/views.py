@@ -6,13 +6,14 @@ URL Twilio was given, built from PUBLIC_BASE_URL, so it holds behind a proxy.
 
 from __future__ import annotations
 
-from flask import Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 from scheduler.models import utcnow
-from scheduler.sms import bp
 from scheduler.sms.replies import Inbound, apply_status_callback, handle_inbound
+
+bp = Blueprint("sms", __name__, url_prefix="/sms")
 
 MAX_BODY = 1600  # Twilio's longest text
 SID_LENGTH = 64

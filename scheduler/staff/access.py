@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 
 from scheduler.extensions import db, login_manager
 from scheduler.models import StaffUser
-from scheduler.staff import bp
+from scheduler.staff.blueprint import bp
 
 PUBLIC_ENDPOINTS = frozenset({"staff.login", "staff.calendar_feed"})
 MIN_PASSWORD_LENGTH = 12

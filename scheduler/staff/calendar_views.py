@@ -9,7 +9,7 @@ from flask import abort, render_template, request
 from scheduler.availability.operations import active_locations
 from scheduler.display import display_tz
 from scheduler.models import utcnow
-from scheduler.staff import bp
+from scheduler.staff.blueprint import bp
 from scheduler.staff.calendar import calendar_for
 from scheduler.staff.forms import ActionForm
 

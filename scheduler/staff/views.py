@@ -1,6 +1,7 @@
-"""Staff routes, grouped by area; each module registers its routes on the blueprint."""
+"""The staff blueprint with every route of the workspace; each module registers its own."""
 
-from scheduler.staff import (  # noqa: F401
+from scheduler.staff import (  # noqa: F401  (each registers its routes on bp)
+    access,
     admin_views,
     appointment_views,
     auth_views,
@@ -8,3 +9,6 @@ from scheduler.staff import (  # noqa: F401
     calendar_views,
     export_views,
 )
+from scheduler.staff.blueprint import bp
+
+__all__ = ["bp"]

@@ -11,8 +11,8 @@ from icalendar import Calendar
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlalchemy import func, select
 
+from scheduler.appointments.links import SALT, TOKEN_SALT, manage_token
 from scheduler.availability.operations import roll_slots_forward
-from scheduler.booking.links import SALT, TOKEN_SALT, manage_token
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient, Slot, utcnow
 from tests.conftest import hidden_fields

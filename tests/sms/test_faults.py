@@ -27,13 +27,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import event, select
 
-from scheduler.booking.operations import book_appointment
 from scheduler.database import sqlite_file_of
 from scheduler.extensions import db
 from scheduler.models import MessageAttempt, MessageStatus, OutboundMessage
 from scheduler.sms.dispatch import Dispatcher, DispatchReport
 from tests.conftest import make_app
-from tests.factories import CHICAGO, booking_request, make_slot
+from tests.factories import CHICAGO, book, booking_request, make_slot
 from tests.sms import private_postgres
 from tests.sms.conftest import twilio_settings
 from tests.twilio_server import FakeTwilio
@@ -125,7 +124,7 @@ def fault_app(outage: Outage, twilio: FakeTwilio) -> Iterator[Flask]:
 def queue_confirmations(count: int) -> None:
     slot = make_slot(starts_at=BOOKED + timedelta(days=8), capacity=count)
     for n in range(count):
-        book_appointment(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
+        book(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
 
 
 def dispatch_in_thread(

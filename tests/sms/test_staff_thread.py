@@ -9,9 +9,8 @@ import pytest
 import time_machine
 from flask import Flask
 
-from scheduler.booking.operations import book_appointment
 from scheduler.sms.dispatch import Dispatcher
-from tests.factories import CHICAGO, booking_request, make_slot, texts_of
+from tests.factories import CHICAGO, book, booking_request, make_slot, texts_of
 from tests.sms.conftest import twilio_settings
 from tests.staff.conftest import FreshContextClient, make_staff, sign_in
 from tests.twilio_server import FakeTwilio
@@ -29,7 +28,7 @@ def test_a_text_found_at_twilio_after_its_dispatcher_died_shows_as_reconciled(
 ) -> None:
     app.test_client_class = FreshContextClient
     slot = make_slot(starts_at=BOOKED + timedelta(days=8))
-    appt = book_appointment(booking_request(slot), now=BOOKED)
+    appt = book(booking_request(slot), now=BOOKED)
     at = [BOOKED]
     lease = timedelta(seconds=app.config["SMS_CLAIM_LEASE_SECONDS"])
     with time_machine.travel(BOOKED, tick=True):

@@ -1,0 +1,22 @@
+"""The API's booking form: the same fields and rules as the public form."""
+
+from __future__ import annotations
+
+from wtforms import DateField
+from wtforms.validators import Optional
+
+from scheduler.appointments.forms import BookingFields
+from scheduler.appointments.validation import plausible_birth_date
+
+
+class ApiBookingForm(BookingFields):
+    """The API's form: no CSRF (JSON only), date of birth optional."""
+
+    class Meta:
+        csrf = False
+
+    date_of_birth = DateField(
+        "Date of birth",
+        format=["%Y-%m-%d"],
+        validators=[Optional(), plausible_birth_date],
+    )

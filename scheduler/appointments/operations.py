@@ -1,0 +1,270 @@
+"""Booking, cancelling and moving appointments, inside the caller's unit of work.
+
+A place in a slot is taken with one conditional UPDATE (``places.take_place``),
+so the database decides races. Status changes go through the lifecycle,
+which records them and tells the subscribers (texts). Nothing here commits or
+rolls back the caller's work: a reference drawn twice, or a concurrent
+duplicate of the same request, is undone with a savepoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from scheduler.appointments.errors import (
+    STALE_MESSAGE,
+    AppointmentNotChangeable,
+    BookingError,
+    IdempotencyKeyReused,
+    SlotFull,
+    SlotNotBookable,
+    SlotNotFound,
+    StaleAppointment,
+)
+from scheduler.appointments.lifecycle import (
+    Actor,
+    change_status,
+    record_booking,
+    refusal,
+)
+from scheduler.appointments.patients import PatientDetails, patient_for_booking
+from scheduler.appointments.places import take_place
+from scheduler.extensions import db
+from scheduler.models import Appointment, AppointmentStatus, Location, Slot, utcnow
+
+__all__ = [
+    "AppointmentNotChangeable",
+    "BookingError",
+    "BookingRequest",
+    "IdempotencyKeyReused",
+    "SlotFull",
+    "SlotNotBookable",
+    "SlotNotFound",
+    "StaleAppointment",
+    "book_appointment",
+    "cancel_appointment",
+    "reschedule_appointment",
+]
+
+# No 0/O, 1/I/L, U/V, 2/Z or 5/S look-alikes: easy to read aloud and type.
+REFERENCE_ALPHABET = "346789ACDEFGHJKMNPQRTWXY"
+REFERENCE_LENGTH = 4
+# A reference drawn twice is drawn again; this many draws in a row never all collide.
+REFERENCE_DRAWS = 5
+
+
+@dataclass(frozen=True)
+class BookingRequest:
+    slot_id: int
+    first_name: str
+    last_name: str
+    phone: str  # E.164
+    email: str | None
+    date_of_birth: date | None
+    language: str
+    sms_consent: bool
+    sms_consent_text: str | None
+    conservative_treatment: str | None
+    source: str  # online_form, api, staff
+    idempotency_key: str | None = None
+
+    @property
+    def patient_details(self) -> PatientDetails:
+        return PatientDetails(
+            first_name=self.first_name,
+            last_name=self.last_name,
+            phone=self.phone,
+            email=self.email,
+            date_of_birth=self.date_of_birth,
+            language=self.language,
+            sms_consent=self.sms_consent,
+            sms_consent_text=self.sms_consent_text,
+            source=self.source,
+        )
+
+
+def request_fingerprint(request: BookingRequest) -> str:
+    """What a repeated idempotency key must repeat: the same slot and the same person."""
+    parts = [
+        request.slot_id,
+        request.first_name,
+        request.last_name,
+        request.phone,
+        request.email,
+        request.date_of_birth.isoformat() if request.date_of_birth else None,
+        request.language,
+        request.sms_consent,
+        request.conservative_treatment,
+    ]
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def new_reference(location_code: str) -> str:
+    body = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(REFERENCE_LENGTH))
+    return f"{location_code}-{body}"
+
+
+def _appointment_for_key(request: BookingRequest) -> Appointment | None:
+    """The booking an earlier try of this very request made, if any.
+
+    A key that comes back with a different request is refused, so it can
+    never hand one person's booking (and its manage link) to another.
+    """
+    if not request.idempotency_key:
+        return None
+    appt = db.session.scalar(
+        select(Appointment).where(Appointment.idempotency_key == request.idempotency_key)
+    )
+    if appt is not None and appt.idempotency_fingerprint != request_fingerprint(request):
+        raise IdempotencyKeyReused("This request key was already used for another booking.")
+    return appt
+
+
+def _location_code(slot_id: int) -> str:
+    code = db.session.scalar(
+        select(Location.code).join(Slot, Slot.location_id == Location.id).where(Slot.id == slot_id)
+    )
+    assert code is not None  # the caller has just taken a place in this slot
+    return code
+
+
+def _new_appointment(slot_id: int, now: datetime, **fields: Any) -> Appointment:
+    appt = Appointment(
+        reference=new_reference(_location_code(slot_id)),
+        slot_id=slot_id,
+        status=AppointmentStatus.BOOKED,
+        manage_nonce=secrets.token_urlsafe(12),
+        created_at=now,
+        updated_at=now,
+        version=1,
+        **fields,
+    )
+    db.session.add(appt)
+    db.session.flush()  # a reference (or key) taken already fails here, inside the savepoint
+    return appt
+
+
+def book_appointment(
+    request: BookingRequest, actor: Actor, now: datetime | None = None
+) -> Appointment:
+    """Book one place in a slot; a repeated idempotency key returns the first booking."""
+    now = now or utcnow()
+    existing = _appointment_for_key(request)
+    if existing is not None:
+        return existing
+    fingerprint = request_fingerprint(request) if request.idempotency_key else None
+    for _ in range(REFERENCE_DRAWS):
+        try:
+            with db.session.begin_nested():
+                take_place(request.slot_id, now)
+                found = patient_for_booking(request.patient_details, actor, now)
+                appt = _new_appointment(
+                    request.slot_id,
+                    now,
+                    patient=found.patient,
+                    conservative_treatment=request.conservative_treatment,
+                    source=request.source,
+                    idempotency_key=request.idempotency_key,
+                    idempotency_fingerprint=fingerprint,
+                )
+        except (SlotFull, SlotNotBookable):
+            # A concurrent duplicate of this very request may have taken the place.
+            existing = _appointment_for_key(request)
+            if existing is not None:
+                return existing
+            raise
+        except IntegrityError:
+            # A concurrent duplicate of this request, or a reference drawn twice: draw again.
+            existing = _appointment_for_key(request)
+            if existing is not None:
+                return existing
+            continue
+        record_booking(appt, actor, now, details={"consent_withdrawn": found.consent_withdrawn})
+        return appt
+    raise BookingError("Could not book this time; please try again.")
+
+
+def cancel_appointment(
+    appt: Appointment,
+    actor: Actor,
+    now: datetime | None = None,
+    expected_version: int | None = None,
+    note: str = "",
+) -> Appointment:
+    """Cancel and free the place (the lifecycle tells the patient, with their consent)."""
+    return change_status(
+        appt,
+        AppointmentStatus.CANCELLED,
+        actor,
+        now or utcnow(),
+        expected_version=expected_version,
+        note=note,
+    )
+
+
+def _lock_slots(slot_ids: list[int]) -> None:
+    """Row locks on both slots of a move, in ascending id order: two moves crossing each
+    other then queue instead of deadlocking (SQLite holds its one write lock already)."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.execute(
+            select(Slot.id).where(Slot.id.in_(slot_ids)).order_by(Slot.id).with_for_update()
+        ).all()
+
+
+def reschedule_appointment(
+    appt: Appointment,
+    new_slot_id: int,
+    actor: Actor,
+    now: datetime | None = None,
+    expected_version: int | None = None,
+) -> Appointment:
+    """Move a booking to another slot, at any location.
+
+    The old appointment becomes ``rescheduled`` and a new one (with its own
+    reference and manage link) holds the new slot. If the new slot has no
+    room, or the old one changed meanwhile, the caller's unit rolls back.
+    """
+    now = now or utcnow()
+    if new_slot_id == appt.slot_id:
+        raise SlotNotBookable("That is the time you already have.")
+    if expected_version is not None and appt.version != expected_version:
+        raise StaleAppointment(STALE_MESSAGE)
+    problem = refusal(appt, AppointmentStatus.RESCHEDULED, actor, now)
+    if problem:
+        raise AppointmentNotChangeable(problem)
+    _lock_slots(sorted((appt.slot_id, new_slot_id)))
+    for _ in range(REFERENCE_DRAWS):
+        try:
+            with db.session.begin_nested():
+                take_place(new_slot_id, now)
+                new = _new_appointment(
+                    new_slot_id,
+                    now,
+                    patient_id=appt.patient_id,
+                    conservative_treatment=appt.conservative_treatment,
+                    source=appt.source,
+                    rescheduled_from_id=appt.id,
+                )
+        except IntegrityError:
+            continue
+        change_status(
+            appt,
+            AppointmentStatus.RESCHEDULED,
+            actor,
+            now,
+            expected_version=expected_version,
+            note=f"moved to {new.reference}",
+            moved_to=new,
+            audit_details={"new_reference": new.reference, "new_slot_id": new_slot_id},
+        )
+        record_booking(new, actor, now, note=f"moved from {appt.reference}", moved_from=appt)
+        return new
+    raise BookingError("Could not move the appointment; please try again.")
