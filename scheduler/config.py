@@ -86,8 +86,15 @@ DEFAULTS: dict[str, Any] = {
     "SMS_DISPATCH_INTERVAL_SECONDS": 15,
     # Texts in flight at once per dispatcher (also its HTTP connection pool size).
     "SMS_SEND_CONCURRENCY": 32,
-    # A claimed text not finished by then is taken back by any dispatcher.
-    "SMS_CLAIM_LEASE_SECONDS": 300,
+    # A claimed text not finished by then is taken back by any dispatcher (and checked
+    # with the provider before it is sent again). Live dispatchers renew the leases of the
+    # texts they hold every SMS_HEARTBEAT_SECONDS, which also looks for leases others let
+    # run out: a killed dispatcher's texts are taken back within the lease (15-20 s).
+    "SMS_CLAIM_LEASE_SECONDS": 20,
+    "SMS_HEARTBEAT_SECONDS": 5.0,
+    # On SIGTERM, how long a dispatcher holding outcomes it could not write (database
+    # away) waits for the database before it exits and logs them.
+    "SMS_SHUTDOWN_WAIT_SECONDS": 30.0,
     "SMS_CONNECT_TIMEOUT_SECONDS": 5.0,
     "SMS_READ_TIMEOUT_SECONDS": 15.0,
     # Attempts per text before it is marked failed, and the backoff between them.
