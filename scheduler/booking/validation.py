@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import date
 from typing import Any
 
 import phonenumbers
 from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form
 from wtforms.validators import ValidationError
+
+from scheduler.display import display_tz
+from scheduler.models import utcnow
 
 # Letters in any script, joined by single spaces, hyphens, apostrophes or periods:
 # José, O'Brien, D’Angelo, Mary-Jane, St. John, Nguyễn.
@@ -71,7 +73,7 @@ def us_mobile_phone(form: Form, field: Field) -> None:
 def plausible_birth_date(form: Form, field: Field) -> None:
     if field.data is None:
         return
-    today = date.today()
+    today = utcnow().astimezone(display_tz()).date()  # the clinic's date, not the server's
     if field.data > today:
         raise ValidationError("The date of birth cannot be in the future.")
     if field.data.year < today.year - OLDEST_AGE_YEARS:
