@@ -29,6 +29,8 @@ from tests.factories import CHICAGO, add_message_schedules, booking_request, mak
 from tests.sms.conftest import SENDER, twilio_settings
 from tests.twilio_server import FakeTwilio
 
+pytestmark = pytest.mark.clock_sensitive  # sending hours, backoff and leases
+
 PHONE = "+18302574811"
 
 
