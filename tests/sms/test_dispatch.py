@@ -184,9 +184,18 @@ def test_twilio_opt_out_error_suppresses_and_opts_the_number_out(
     assert len(twilio.requests) == 1
 
 
+@pytest.fixture
+def impatient(app: Flask) -> Any:
+    """A dispatcher that waits 1 s for an answer (read timeout)."""
+    app.config["SMS_READ_TIMEOUT_SECONDS"] = 1.0
+    with Dispatcher(app) as dispatcher:
+        yield dispatcher
+
+
 def test_a_read_timeout_is_retried_once_and_recorded_as_a_possible_duplicate(
-    dispatcher: Dispatcher, twilio: FakeTwilio
+    impatient: Dispatcher, twilio: FakeTwilio
 ) -> None:
+    dispatcher = impatient
     appt = book()
     twilio.hang_next(1, 2.0)  # longer than the 1 s read timeout; Twilio still sends it
     assert dispatcher.dispatch_due(BOOKED).outcomes == {"ambiguous": 1}
@@ -200,8 +209,9 @@ def test_a_read_timeout_is_retried_once_and_recorded_as_a_possible_duplicate(
 
 
 def test_a_second_read_timeout_fails_the_text_rather_than_risk_a_third_copy(
-    dispatcher: Dispatcher, twilio: FakeTwilio
+    impatient: Dispatcher, twilio: FakeTwilio
 ) -> None:
+    dispatcher = impatient
     appt = book()
     twilio.hang_next(2, 2.0)
     dispatcher.dispatch_due(BOOKED)
