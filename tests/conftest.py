@@ -6,10 +6,11 @@ answers at TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postg
 
 The clock: no test reads the wall clock. A test whose outcome depends on the
 instant (sending hours, "today", "this week", the minimum notice, the horizon)
-takes the ``clock`` fixture, which sets its own clock (see ``clock``); every
-other test must pass at any instant. ``pytest --clock 2027-03-14T07:30:00Z``
-runs the whole session at that instant, ticking, to prove it; a test's own
-clock overrides it. The database servers' clocks are never moved.
+runs on its own clock: the ``clock`` fixture, or ``@pytest.mark.clock(instant)``;
+such tests are marked ``clock_sensitive``. Every other test must pass at any
+instant: ``pytest --clock 2027-03-14T07:30:00Z`` runs the whole session at that
+instant, ticking, to prove it; a test's own clock overrides it. Subprocesses,
+Chromium and the database servers keep the real clock.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
+from time_machine import TimeMachineFixture
 from werkzeug.serving import make_server
 
 from scheduler import create_app
@@ -119,7 +121,7 @@ class Clock:
     Central instant would otherwise hide code that takes the server's date.)
     """
 
-    def __init__(self, machine: time_machine.TimeMachineFixture) -> None:
+    def __init__(self, machine: TimeMachineFixture) -> None:
         self.machine = machine
 
     def move_to(self, instant: datetime | str, tick: bool | None = None) -> None:
@@ -148,7 +150,7 @@ def _clock_start(instant: datetime = CLOCK_START, *, tick: bool = True) -> tuple
 
 
 @pytest.fixture
-def clock(request: pytest.FixtureRequest, time_machine: time_machine.TimeMachineFixture) -> Clock:
+def clock(request: pytest.FixtureRequest, time_machine: TimeMachineFixture) -> Clock:
     """The test's own clock: travelled to CLOCK_START, ticking; set up before other fixtures.
 
     ``@pytest.mark.clock(instant, tick=False)`` starts it elsewhere (a bare
