@@ -3,6 +3,14 @@
 PostgreSQL tests use one database that this session creates (and drops at
 the end), emptied after every test; they skip with the reason when no server
 answers at TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres).
+
+The clock: no test reads the wall clock. A test whose outcome depends on the
+instant (sending hours, "today", "this week", the minimum notice, the horizon)
+runs on its own clock: the ``clock`` fixture, or ``@pytest.mark.clock(instant)``;
+such tests are marked ``clock_sensitive``. Every other test must pass at any
+instant: ``pytest --clock 2027-03-14T07:30:00Z`` runs the whole session at that
+instant, ticking, to prove it; a test's own clock overrides it. Subprocesses,
+Chromium and the database servers keep the real clock.
 """
 
 from __future__ import annotations
@@ -13,20 +21,148 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
+from time_machine import TimeMachineFixture
 from werkzeug.serving import make_server
 
 from scheduler import create_app
 from scheduler.extensions import db
+from tests.factories import CHICAGO
 
 ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TEST_DB_PREFIX = "scheduler_test_"
 DB_KINDS = ["sqlite", "postgresql"]
+
+# Where the ``clock`` fixture starts: a Tuesday morning in Central time, inside
+# sending hours, in a week with no holiday and no DST change, off the half
+# hour so that no slot sits exactly on the minimum notice while the clock ticks.
+CLOCK_START = datetime(2027, 4, 13, 10, 7, tzinfo=CHICAGO)  # 15:07 UTC
+CLOCK_MARK = "clock_sensitive"
+SERVER_ZONE = ZoneInfo("UTC")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock",
+        metavar="INSTANT",
+        help="run the whole session with the clock set to INSTANT (ISO 8601 with a zone, "
+        "e.g. 2027-03-14T07:30:00Z), ticking; tests that set their own clock keep it",
+    )
+
+
+def session_instant(config: pytest.Config) -> datetime | None:
+    text = config.getoption("clock")
+    if not text:
+        return None
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError:
+        raise pytest.UsageError(f"--clock {text!r} is not an ISO 8601 instant") from None
+    if instant.utcoffset() is None:
+        raise pytest.UsageError(f"--clock {text!r} needs a zone, e.g. {text}Z or {text}-06:00")
+    return instant
+
+
+_session_travel = pytest.StashKey[time_machine.travel]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    instant = session_instant(config)
+    if instant is not None:
+        travel = time_machine.travel(instant, tick=True)
+        travel.start()
+        config.stash[_session_travel] = travel
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    travel = config.stash.get(_session_travel, None)
+    if travel is not None:
+        travel.stop()
+        del config.stash[_session_travel]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    instant = session_instant(config)
+    if instant is None:
+        return "clock: the real clock (--clock INSTANT to travel)"
+    local = instant.astimezone(CHICAGO)
+    return f"clock: {instant.isoformat()} = {local:%a %Y-%m-%d %H:%M %Z} Central, ticking"
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that sets its own clock touches time: mark it, and set the clock first.
+
+    First, so that nothing a fixture does (signing in, booking) happens on
+    another clock than the test's.
+    """
+    for item in items:
+        names = getattr(item, "fixturenames", [])
+        if item.get_closest_marker("clock") and "clock" not in names:
+            names.insert(0, "clock")
+        if "clock" in names:
+            item.add_marker(CLOCK_MARK)
+            names.remove("clock")
+            names.insert(0, "clock")
+
+
+class Clock:
+    """time-machine's fixture, seen as a server sees time: the process's own zone is UTC.
+
+    (time-machine sets TZ to a destination's ZoneInfo; a test travelling to a
+    Central instant would otherwise hide code that takes the server's date.)
+    """
+
+    def __init__(self, machine: TimeMachineFixture) -> None:
+        self.machine = machine
+
+    def move_to(self, instant: datetime | str, tick: bool | None = None) -> None:
+        if isinstance(instant, str):
+            instant = datetime.fromisoformat(instant)
+        if instant.utcoffset() is None:
+            raise ValueError(f"{instant} needs a zone")
+        self.machine.move_to(instant.astimezone(SERVER_ZONE), tick=tick)
+
+    def shift(self, delta: timedelta) -> None:
+        self.machine.shift(delta)
+
+
+def real_utcnow() -> datetime:
+    """The wall clock, even while time-machine travels: the clock subprocesses run on.
+
+    Only for comparing with what a subprocess wrote by its clock (dispatcher leases).
+    """
+    if time_machine.escape_hatch.is_travelling():
+        return time_machine.escape_hatch.datetime.datetime.now(UTC)
+    return datetime.now(UTC)
+
+
+def _clock_start(instant: datetime = CLOCK_START, *, tick: bool = True) -> tuple[datetime, bool]:
+    return instant, tick
+
+
+@pytest.fixture
+def clock(request: pytest.FixtureRequest, time_machine: TimeMachineFixture) -> Clock:
+    """The test's own clock: travelled to CLOCK_START, ticking; set up before other fixtures.
+
+    ``@pytest.mark.clock(instant, tick=False)`` starts it elsewhere (a bare
+    ``@pytest.mark.clock`` is enough to run on it); ``clock.move_to(instant)``
+    and ``clock.shift(timedelta)`` move it. Threads in this process follow it;
+    subprocesses, Chromium and the database servers do not.
+    """
+    marker = request.node.get_closest_marker("clock")
+    instant, tick = _clock_start(*marker.args, **marker.kwargs) if marker else _clock_start()
+    clock = Clock(time_machine)
+    clock.move_to(instant, tick=tick)
+    return clock
 
 
 def pg_admin_engine() -> sa.Engine:

@@ -22,6 +22,7 @@ from scheduler.models import (
     OpeningRule,
     OutboundMessage,
     Slot,
+    utcnow,
 )
 from scheduler.seed import seed_clinic
 from scheduler.sms.outbox import DEFAULT_SCHEDULES
@@ -81,8 +82,13 @@ def local_instant(day: date, at: time) -> datetime:
     return datetime.combine(day, at, tzinfo=CHICAGO).astimezone(UTC)
 
 
+def today() -> date:
+    """The clinic's date now, on the app's clock (the test's ``clock`` or the session's)."""
+    return utcnow().astimezone(CHICAGO).date()
+
+
 def days_from_today(days: int) -> date:
-    return datetime.now(CHICAGO).date() + timedelta(days=days)
+    return today() + timedelta(days=days)
 
 
 def make_slot(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection
-from datetime import date
 from typing import Any
 
 import phonenumbers
@@ -14,6 +13,9 @@ from flask import current_app
 from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form
 from wtforms.validators import NumberRange, ValidationError
+
+from scheduler.display import display_tz
+from scheduler.models import utcnow
 
 NAME_MAX = 60
 PHONE_MAX = 32
@@ -181,7 +183,7 @@ def mobile_phone(form: Form, field: Field) -> None:
 def plausible_birth_date(form: Form, field: Field) -> None:
     if field.data is None:
         return
-    today = date.today()
+    today = utcnow().astimezone(display_tz()).date()  # the clinic's date, not the server's
     if field.data > today:
         raise ValidationError("The date of birth cannot be in the future.")
     if field.data.year < today.year - OLDEST_AGE_YEARS:

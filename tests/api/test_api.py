@@ -4,7 +4,6 @@ import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -38,6 +37,7 @@ def test_locations(client: FlaskClient) -> None:
     assert {loc["timezone"] for loc in body} == {"America/Chicago"}
 
 
+@pytest.mark.clock
 def test_slots_have_local_offsets_and_default_to_two_weeks(client: FlaskClient) -> None:
     seeded_clinic()
     from scheduler.availability.operations import roll_slots_forward
@@ -48,23 +48,24 @@ def test_slots_have_local_offsets_and_default_to_two_weeks(client: FlaskClient) 
     starts = [s["start"] for s in body["slots"]]
     assert starts == sorted(starts)
     assert all(s[-6:] in ("-06:00", "-05:00") for s in starts)
-    last = date.fromisoformat(starts[-1][:10])
-    assert last <= days_from_today(14)
+    first_day, last_day = (date.fromisoformat(s[:10]) for s in (starts[0], starts[-1]))
+    assert (first_day, last_day) == (days_from_today(0), days_from_today(14))
     first = body["slots"][0]
     assert set(first) == {"id", "start", "end", "remaining"}
     assert first["remaining"] == 2
 
 
+@pytest.mark.clock(datetime(2027, 1, 5, 10, 7, tzinfo=CHICAGO))
 def test_slots_in_winter_show_the_cst_offset(client: FlaskClient) -> None:
     slot = make_slot(days_ahead=10, capacity=3)
-    day = slot.starts_at.astimezone().date()
+    day = slot.starts_at.astimezone(CHICAGO).date()
     body = client.get(
         f"/api/v1/locations/{slot.location.slug}/slots?from={day}&to={day}"
     ).get_json()
     [only] = body["slots"]
     assert only["id"] == slot.id
     assert only["remaining"] == 3
-    assert only["start"].endswith(("T10:00:00-06:00", "T10:00:00-05:00"))
+    assert only["start"] == "2027-01-15T10:00:00-06:00"
 
 
 def test_full_slots_are_not_listed(client: FlaskClient) -> None:
@@ -135,6 +136,7 @@ def test_full_slot_is_409(client: FlaskClient) -> None:
     assert response.get_json()["error"] == "slot_full"
 
 
+@pytest.mark.clock
 def test_slot_too_soon_is_409_not_bookable(client: FlaskClient) -> None:
     slot = make_slot(starts_at=utcnow() + timedelta(minutes=30))
     response = post_json(client, api_booking(slot.id))
@@ -319,17 +321,17 @@ def test_slot_ids_are_never_reused(app: Flask) -> None:
     assert again.id > first.id
 
 
+@pytest.mark.clock(datetime(2027, 11, 5, 12, tzinfo=UTC), tick=False)
 def test_the_repeated_autumn_hour_keeps_its_two_instants(client: FlaskClient) -> None:
     """01:30 CDT and 01:30 CST on 2027-11-07 are different slots, an hour apart."""
     location = make_slot(days_ahead=3).location
     first = datetime(2027, 11, 7, 6, 30, tzinfo=UTC)  # 01:30 CDT
     second = datetime(2027, 11, 7, 7, 30, tzinfo=UTC)  # 01:30 CST
-    with time_machine.travel(datetime(2027, 11, 5, 12, tzinfo=UTC), tick=False):
-        ids = [make_slot(location, starts_at=t).id for t in (first, second)]
-        db.session.expire_all()
-        assert [db.session.get(Slot, i).starts_at for i in ids] == [first, second]
-        url = f"/api/v1/locations/{location.slug}/slots?from=2027-11-07&to=2027-11-07"
-        starts = [s["start"] for s in client.get(url).get_json()["slots"]]
+    ids = [make_slot(location, starts_at=t).id for t in (first, second)]
+    db.session.expire_all()
+    assert [db.session.get(Slot, i).starts_at for i in ids] == [first, second]
+    url = f"/api/v1/locations/{location.slug}/slots?from=2027-11-07&to=2027-11-07"
+    starts = [s["start"] for s in client.get(url).get_json()["slots"]]
     assert starts == ["2027-11-07T01:30:00-05:00", "2027-11-07T01:30:00-06:00"]
 
 
@@ -344,3 +346,18 @@ def test_listing_never_serves_stale_times_for_a_reused_id(client: FlaskClient) -
     after = client.get(url).get_json()["slots"][0]["start"]
     assert after != before
     assert after == slot.starts_at.astimezone(CHICAGO).isoformat()
+
+
+@pytest.mark.clock(datetime(2026, 12, 31, 23, 30, tzinfo=CHICAGO))
+def test_a_birth_date_is_checked_against_the_clinics_date_not_the_servers(
+    client: FlaskClient,
+) -> None:
+    """At 23:30 on New Year's Eve in Texas it is already 1 January on a server in UTC."""
+    slot = make_slot(capacity=2)
+    tomorrow = post_json(client, api_booking(slot.id, date_of_birth="2027-01-01"))
+    assert tomorrow.status_code == 422
+    assert tomorrow.get_json()["errors"] == {
+        "date_of_birth": ["The date of birth cannot be in the future."]
+    }
+    born_today = post_json(client, api_booking(slot.id, date_of_birth="2026-12-31"))
+    assert born_today.status_code == 201

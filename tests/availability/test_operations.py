@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-import time_machine
+import pytest
 from flask import Flask
 from sqlalchemy import delete, func, select
 
@@ -24,6 +24,8 @@ from tests.factories import (
     make_location,
     make_slot,
 )
+
+pytestmark = pytest.mark.clock_sensitive  # dates, DST days and the booking window
 
 WEEK = (date(2027, 1, 4), date(2027, 1, 10))  # Mon 4 .. Sun 10 January 2027
 
@@ -79,16 +81,22 @@ def test_closure_removes_free_slots_and_reports_booked_ones(app: Flask) -> None:
     assert slot_count(location.id) == 4 * 18 + 1
 
 
+@pytest.mark.clock(datetime(2027, 4, 13, 23, 30, tzinfo=CHICAGO))  # already the 14th in UTC
 def test_roll_forward_reaches_the_horizon(app: Flask) -> None:
     app.config["BOOKING_HORIZON_DAYS"] = 20
     location = make_location(closed_on_federal_holidays=False)
     add_weekly_hours(location, weekdays=range(7), start=time(9), end=time(10))
     roll_slots_forward()
-    last = db.session.scalar(select(func.max(Slot.starts_at)))
-    assert last.date() >= (utcnow() + timedelta(days=20)).date()
+    first, last = db.session.execute(
+        select(func.min(Slot.starts_at), func.max(Slot.starts_at))
+    ).one()
+    assert first == local_instant(date(2027, 4, 13), time(9))  # today's, though past
+    margin = app.config["SLOT_ROLL_MARGIN_DAYS"]
+    assert last == local_instant(date(2027, 5, 3) + timedelta(days=margin), time(9, 30))
     assert roll_slots_forward()[location.slug].created == 0
 
 
+@pytest.mark.clock
 def test_open_slots_leave_out_full_blocked_too_soon_and_too_far(app: Flask) -> None:
     location = make_location()
     now = utcnow()
@@ -117,6 +125,7 @@ def test_dst_sundays_in_the_database_have_no_missing_hour_slot_and_no_double(app
     assert "03-08 03:00" in local
 
 
+@pytest.mark.clock(datetime(2027, 1, 1, 12, tzinfo=UTC))
 def test_closing_a_day_keeps_slots_that_appointments_point_at_and_blocks_them(app: Flask) -> None:
     """A cancelled booking still points at its slot: the slot stays, blocked."""
     location = make_location()
@@ -125,9 +134,8 @@ def test_closing_a_day_keeps_slots_that_appointments_point_at_and_blocks_them(ap
     db.session.commit()
     tuesday_nine = local_instant(date(2027, 1, 5), time(9))
     slot = db.session.scalar(select(Slot).where(Slot.starts_at == tuesday_nine))
-    with time_machine.travel(datetime(2027, 1, 1, 12, tzinfo=UTC)):
-        kept = make_appointment(slot)
-        cancel(make_appointment(slot, first_name="Luz"))
+    kept = make_appointment(slot)
+    cancel(make_appointment(slot, first_name="Luz"))
     result = close_day_and_sync(location, date(2027, 1, 5))
     assert result.removed == 17
     assert [s.id for s in result.orphaned] == [slot.id]
@@ -144,6 +152,7 @@ def test_closing_a_day_keeps_slots_that_appointments_point_at_and_blocks_them(ap
     assert not slot.is_blocked
 
 
+@pytest.mark.clock
 def test_rolling_forward_survives_cancelled_appointments_on_closed_days(app: Flask) -> None:
     location = make_location()
     add_weekly_hours(location, weekdays=range(7))

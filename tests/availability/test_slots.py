@@ -18,6 +18,8 @@ from scheduler.availability.slots import (
     wall_time_to_utc,
 )
 
+pytestmark = pytest.mark.clock_sensitive  # DST days, holidays, the booking window
+
 CHICAGO = ZoneInfo("America/Chicago")
 MON_FRI_8_TO_5 = [WeeklyRule(d, time(8), time(17), 30, 2) for d in range(5)]
 SPRING_FORWARD = date(2026, 3, 8)  # a Sunday: 2:00 -> 3:00

@@ -62,6 +62,7 @@ def test_slot_never_holds_more_than_its_capacity(app: Flask) -> None:
         (timedelta(days=3), True),  # blocked by staff
     ],
 )
+@pytest.mark.clock
 def test_unbookable_slots_are_refused_without_a_trace(
     app: Flask, offset: timedelta, blocked: bool
 ) -> None:
@@ -183,6 +184,7 @@ def test_reschedule_to_a_full_slot_changes_nothing(app: Flask) -> None:
     assert db.session.scalar(select(func.count(Appointment.id))) == 2
 
 
+@pytest.mark.clock
 def test_past_appointments_cannot_be_changed(app: Flask) -> None:
     slot = make_slot(capacity=1)
     appt = make_appointment(slot)

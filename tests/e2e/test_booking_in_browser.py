@@ -29,6 +29,9 @@ def app_config() -> dict:
     return {"WTF_CSRF_ENABLED": True}
 
 
+# The server (a thread here) follows the test's clock; Chromium keeps the real one, and
+# nothing on these pages reads it: times are the server's, cookies carry the server's Date.
+@pytest.mark.clock
 def test_patient_books_on_a_phone_and_reaches_the_confirmation(
     app: Flask, live_server: str, phone_page: Any
 ) -> None:

@@ -32,6 +32,7 @@ def app_config() -> dict:
     return {"WTF_CSRF_ENABLED": True}
 
 
+@pytest.mark.clock  # today, this week and next; see test_booking_in_browser
 def test_scheduler_books_a_caller_and_marks_a_patient_arrived(
     app: Flask, live_server: str, tablet_page: Any
 ) -> None:

@@ -25,7 +25,9 @@ def twilio_settings(server: FakeTwilio, **overrides: Any) -> dict[str, Any]:
         "TWILIO_AUTH_TOKEN": server.auth_token,
         "TWILIO_FROM_NUMBER": SENDER,
         "TWILIO_API_BASE_URL": server.base_url,
-        "SMS_READ_TIMEOUT_SECONDS": 1.0,
+        # Generous: on a busy 2-core machine the suite's server can take over a second to
+        # answer, and a timeout is a retry. Tests of read timeouts set their own.
+        "SMS_READ_TIMEOUT_SECONDS": 5.0,
         "SMS_SEND_CONCURRENCY": 8,
         **overrides,
     }

@@ -36,6 +36,8 @@ from tests.factories import (
 from tests.sms.conftest import SENDER, twilio_settings
 from tests.twilio_server import FakeTwilio
 
+pytestmark = pytest.mark.clock_sensitive  # sending hours, backoff and leases
+
 PHONE = "+18302574811"
 
 

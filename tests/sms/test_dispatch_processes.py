@@ -22,6 +22,11 @@ from tests.factories import CHICAGO, book, booking_request, make_slot
 from tests.sms.conftest import twilio_settings
 from tests.twilio_server import FakeTwilio
 
+# Subprocesses do not follow time-machine: they dispatch "as of" BOOKED (`--now`), and their
+# leases run on the real clock, as in production. Whatever the clock of this process, the
+# bookings are made "as of" BOOKED too.
+pytestmark = pytest.mark.clock_sensitive
+
 ROOT = Path(__file__).resolve().parents[2]
 BOOKED = datetime(2026, 12, 1, 10, 0, tzinfo=CHICAGO).astimezone(UTC)
 

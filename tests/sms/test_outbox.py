@@ -30,6 +30,8 @@ from tests.factories import (
     texts_of,
 )
 
+pytestmark = pytest.mark.clock_sensitive  # cadence and sending hours, at explicit instants
+
 
 def local(*args: int, fold: int = 0) -> datetime:
     return datetime(*args, tzinfo=CHICAGO, fold=fold).astimezone(UTC)

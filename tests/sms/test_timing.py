@@ -16,6 +16,8 @@ from scheduler.sms.timing import (
 )
 from tests.factories import CHICAGO
 
+pytestmark = pytest.mark.clock_sensitive  # explicit instants, DST nights included
+
 HOURS = SendingHours(time(8), time(21))
 
 

@@ -139,6 +139,7 @@ def test_other_words(body: str, action: str) -> None:
     assert action_of(body) == action
 
 
+@pytest.mark.clock  # dispatches now: inside sending hours
 def test_stop_cancels_every_pending_text_at_once_and_start_opts_back_in(
     client: FlaskClient, app: Flask, twilio: FakeTwilio
 ) -> None:
@@ -312,6 +313,7 @@ def test_an_opted_out_number_gets_no_reply_but_its_confirmation_counts(
     assert appt.status == "confirmed"
 
 
+@pytest.mark.clock  # dispatches now: inside sending hours
 def test_status_callbacks_move_forward_only(
     client: FlaskClient, app: Flask, twilio: FakeTwilio
 ) -> None:
@@ -334,6 +336,7 @@ def test_status_callbacks_move_forward_only(
     assert text.delivered_at is not None
 
 
+@pytest.mark.clock  # dispatches now: inside sending hours
 def test_undelivered_to_a_landline_marks_the_number_unreachable(
     client: FlaskClient, app: Flask, twilio: FakeTwilio
 ) -> None:

@@ -88,6 +88,9 @@ def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None, **k
 
 
 def appointment_today(**overrides: Any) -> Appointment:
-    """An appointment earlier today (booked a day before): the front desk can mark it."""
+    """An appointment earlier today (booked a day before): the front desk can mark it.
+
+    "Earlier today" is 00:30 Central: tests using it take the ``clock`` (10:07).
+    """
     slot = make_slot(starts_at=local_instant(days_from_today(0), time(0, 30)))
     return book(booking_request(slot, **overrides), now=slot.starts_at - timedelta(days=1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 
 from scheduler.extensions import db
 from scheduler.models import StaffUser
-from tests.conftest import make_app
+from tests.conftest import Clock, make_app
 from tests.factories import make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import PASSWORD, csrf_token, make_staff, sign_in
 
@@ -182,18 +182,15 @@ def test_session_cookie_flags_and_idle_expiry(app: Flask, scheduler_user: StaffU
     assert "Expires=" in cookie
 
 
-def test_an_idle_session_expires(app: Flask, scheduler_user: StaffUser) -> None:
-    import time_machine
-
+@pytest.mark.clock(datetime(2026, 12, 1, 15, 0, tzinfo=UTC), tick=False)
+def test_an_idle_session_expires(clock: Clock, app: Flask, scheduler_user: StaffUser) -> None:
     client = app.test_client()
-    with time_machine.travel(0, tick=False) as traveller:
-        traveller.move_to("2026-12-01T15:00:00Z")
-        sign_in(client, scheduler_user)
-        assert client.get("/staff/dashboard").status_code == 200
-        traveller.move_to("2026-12-01T15:25:00Z")
-        assert client.get("/staff/dashboard").status_code == 200  # activity renews it
-        traveller.move_to("2026-12-01T15:56:00Z")
-        assert client.get("/staff/dashboard").status_code == 302
+    sign_in(client, scheduler_user)
+    assert client.get("/staff/dashboard").status_code == 200
+    clock.move_to("2026-12-01T15:25:00Z")
+    assert client.get("/staff/dashboard").status_code == 200  # activity renews it
+    clock.move_to("2026-12-01T15:56:00Z")
+    assert client.get("/staff/dashboard").status_code == 302
 
 
 def test_disabling_an_account_signs_it_out(

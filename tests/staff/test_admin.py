@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import time, timedelta
+from datetime import date, datetime, time, timedelta
 
 import pytest
 from flask import Flask
@@ -114,6 +114,7 @@ def test_admins_create_and_disable_staff_accounts(app: Flask, admin_client: Flas
     assert PASSWORD not in entries and "scrypt" not in entries
 
 
+@pytest.mark.clock  # the visit earlier today has begun
 def test_the_audit_log_is_append_only_and_readable_by_admins(
     app: Flask, admin_client: FlaskClient
 ) -> None:
@@ -172,29 +173,30 @@ def test_csv_export_of_a_day_and_a_week(app: Flask, staff_client: FlaskClient) -
     assert staff_client.get("/staff/export.csv").status_code == 400
 
 
+@pytest.mark.clock(datetime(2027, 4, 15, 10, 7, tzinfo=CHICAGO))  # a Thursday
 def test_dashboard_counts_bookings_confirmations_and_no_shows(
     app: Flask, staff_client: FlaskClient
 ) -> None:
+    """On a Thursday, this week's visits that already happened count as this week's too."""
     location = seeded_clinic()[0]
-    monday = days_from_today(0) - timedelta(days=days_from_today(0).weekday())
-    today = days_from_today(0)
-    monday = today - timedelta(days=today.weekday())
-    later_this_week = [monday + timedelta(days=n) for n in range(1, 7)]
-    this_week = [day for day in later_this_week if day > today]
-    next_week = monday + timedelta(days=8)
+    monday = date(2027, 4, 12)
+    assert days_from_today(0) == monday + timedelta(days=3)
     ahead = [
-        make_appointment(make_slot(location, starts_at=local_instant(next_week, time(hour))))
-        for hour in (9, 10, 11)
+        make_appointment(make_slot(location, starts_at=local_instant(date(2027, 4, 20), time(h))))
+        for h in (9, 10, 11)
+    ]  # next Tuesday
+    make_appointment(make_slot(location, starts_at=local_instant(date(2027, 4, 16), time(9))))
+    # Visits already past: this Monday, Tuesday and Wednesday, and last Friday.
+    past = [
+        (date(2027, 4, 12), "no_show"),
+        (date(2027, 4, 13), "completed"),
+        (date(2027, 4, 14), "arrived"),
+        (date(2027, 4, 9), "completed"),
     ]
-    if this_week:
-        make_appointment(make_slot(location, starts_at=local_instant(this_week[0], time(9))))
-    # Three visits in the last days: one arrived, one completed, one no-show.
-    past = []
-    for n, status in enumerate(("arrived", "completed", "no_show"), start=1):
-        slot = make_slot(location, starts_at=local_instant(days_from_today(-n), time(9)))
+    for day, status in past:
+        slot = make_slot(location, starts_at=local_instant(day, time(9)))
         appt = book(booking_request(slot), now=slot.starts_at - timedelta(days=2))
         appt.status = status
-        past.append(appt)
     db.session.commit()
     # Two of the three ahead confirm by text; one of them is then cancelled.
     for appt in ahead[:2]:
@@ -203,13 +205,12 @@ def test_dashboard_counts_bookings_confirmations_and_no_shows(
     html = staff_client.get("/staff/dashboard").get_data(as_text=True)
     boerne = html[html.index("<h2>Boerne</h2>") : html.index("<h2>Kerrville</h2>")]
     facts = dict(re.findall(r"<dt>([^<]+)</dt><dd>([^<]*)", boerne))
-    assert facts["Bookings this week"] == str(1 if this_week else 0)
+    assert facts["Bookings this week"] == "4"  # Monday, Tuesday, Wednesday and Friday
     assert facts["Bookings next week"] == "2"
-    # Denominator: with consent, holding a place, from 30 days ago on: 2 ahead + 3 past
-    # (+1 this week); numerator: the one still holding its place that confirmed by text.
-    texted = 6 if this_week else 5
-    assert facts["Confirmed by text (last 30 days and ahead)"].strip() == f"{round(100 / texted)}%"
-    assert facts["No-shows (last 30 days)"].strip() == "33%"
+    # Denominator: with consent, holding a place, from 30 days ago on: 4 past, Friday and
+    # 2 ahead; numerator: the one still holding its place that confirmed by text.
+    assert facts["Confirmed by text (last 30 days and ahead)"].strip() == f"{round(100 / 7)}%"
+    assert facts["No-shows (last 30 days)"].strip() == "25%"
 
 
 def test_admins_edit_a_location_and_every_setting_change_is_audited(

@@ -7,6 +7,7 @@ import secrets
 import threading
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -108,6 +109,7 @@ def test_booking_a_full_slot_says_so(app: Flask, staff_client: FlaskClient) -> N
     assert "just booked by someone else" in response.get_data(as_text=True)
 
 
+@pytest.mark.clock  # the visit earlier today has begun
 def test_marking_arrived_and_no_show_is_versioned_and_audited(
     app: Flask, staff_client: FlaskClient, scheduler_user: StaffUser
 ) -> None:
@@ -146,6 +148,7 @@ def test_marking_arrived_and_no_show_is_versioned_and_audited(
     assert "not something the front desk can mark" in " ".join(notices(refused))
 
 
+@pytest.mark.clock  # the visit earlier today has begun
 def test_marks_wait_for_the_visit_and_stop_its_pending_texts(
     app: Flask, staff_client: FlaskClient
 ) -> None:
@@ -304,6 +307,7 @@ def test_the_appointment_page_shows_screening_history_and_texts(
     assert "confirmation · pending" in html
 
 
+@pytest.mark.clock  # the visit earlier today has begun
 def test_two_schedulers_marking_at_once_one_wins(app: Flask) -> None:
     appt = appointment_today()
     first, second = make_staff("a@clinic.test"), make_staff("b@clinic.test")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
@@ -42,6 +43,7 @@ def week_page(client: FlaskClient, monday: date) -> tuple[int, list[str]]:
     return response.status_code, counter.statements
 
 
+@pytest.mark.clock  # which weeks, and their holidays
 def test_week_of_all_three_locations_takes_a_handful_of_queries(
     app: Flask, staff_client: FlaskClient
 ) -> None:
@@ -87,6 +89,7 @@ def test_day_view_shows_capacity_people_and_statuses(app: Flask, staff_client: F
     assert f"/staff/appointments/{kept.id}" in html
 
 
+@pytest.mark.clock
 def test_today_is_marked_and_dates_navigate(app: Flask, staff_client: FlaskClient) -> None:
     seeded_clinic()
     html = staff_client.get("/staff/").get_data(as_text=True)
