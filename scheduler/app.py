@@ -15,6 +15,7 @@ from scheduler.database import engine_options
 from scheduler.display import register_filters
 from scheduler.errors import register_error_handlers
 from scheduler.extensions import csrf, db, limiter, migrate
+from scheduler.i18n import register_i18n
 from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
 
@@ -47,6 +48,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     csrf.init_app(app)
     limiter.init_app(app)
+    register_i18n(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_security(app)

@@ -7,6 +7,7 @@ from datetime import date
 from typing import Any
 
 import phonenumbers
+from flask_babel import gettext as _
 from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form
 from wtforms.validators import ValidationError
@@ -40,7 +41,7 @@ def strip_filter(value: Any) -> Any:
 
 def person_name(form: Form, field: Field) -> None:
     if field.data and not NAME_PATTERN.match(field.data):
-        raise ValidationError("Use letters, spaces, hyphens and apostrophes only.")
+        raise ValidationError(_("Use letters, spaces, hyphens and apostrophes only."))
 
 
 def normalise_us_phone(raw: str) -> str:
@@ -51,11 +52,11 @@ def normalise_us_phone(raw: str) -> str:
     try:
         number = phonenumbers.parse(raw, "US")
     except phonenumbers.NumberParseException:
-        raise ValueError("Enter a US mobile number, like (830) 555-0123.") from None
+        raise ValueError(_("Enter a US mobile number, like (830) 555-0123.")) from None
     if number.country_code != 1 or not phonenumbers.is_valid_number(number):
-        raise ValueError("Enter a valid US mobile number, like (830) 555-0123.")
+        raise ValueError(_("Enter a valid US mobile number, like (830) 555-0123."))
     if phonenumbers.number_type(number) in NON_SMS_TYPES:
-        raise ValueError("This number cannot receive text messages; enter a mobile number.")
+        raise ValueError(_("This number cannot receive text messages; enter a mobile number."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -73,9 +74,9 @@ def plausible_birth_date(form: Form, field: Field) -> None:
         return
     today = date.today()
     if field.data > today:
-        raise ValidationError("The date of birth cannot be in the future.")
+        raise ValidationError(_("The date of birth cannot be in the future."))
     if field.data.year < today.year - OLDEST_AGE_YEARS:
-        raise ValidationError("Check the year of birth.")
+        raise ValidationError(_("Check the year of birth."))
 
 
 # JSON field name -> the JSON types it accepts.

@@ -26,7 +26,9 @@ SMS_TEMPLATE_KEYS = (
     "sms_opt_out_reply",
     "sms_opt_in_reply",
 )
-CONTENT_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
+# Pages of the public site whose words admins edit.
+PAGE_KEYS = ("preconsult_instructions", "privacy_notice")
+CONTENT_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 
 
 def default_text(key: str, language: str) -> str:
@@ -57,3 +59,21 @@ def contents_for(keys: Iterable[str], location: Location | None, language: str) 
 
 def lines_of(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def blocks_of(text: str) -> list[tuple[str, list[str]]]:
+    """A page's text as blocks: ``("heading", [line])`` for a line starting "## ",
+    ``("list", items)`` for lines starting "- ", else ``("paragraph", [text])``.
+    Blocks are separated by blank lines; everything stays plain text (escaped)."""
+    blocks: list[tuple[str, list[str]]] = []
+    for chunk in text.replace("\r\n", "\n").split("\n\n"):
+        lines = lines_of(chunk)
+        if not lines:
+            continue
+        if len(lines) == 1 and lines[0].startswith("## "):
+            blocks.append(("heading", [lines[0][3:].strip()]))
+        elif all(line.startswith("- ") for line in lines):
+            blocks.append(("list", [line[2:].strip() for line in lines]))
+        else:
+            blocks.append(("paragraph", [" ".join(lines)]))
+    return blocks

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 from scheduler.appointments.validation import MAX_ID
 from scheduler.audit import audit
 from scheduler.availability.operations import active_locations
-from scheduler.content import LANGUAGES, SMS_TEMPLATE_KEYS, contents_for
+from scheduler.content import LANGUAGES, PAGE_KEYS, SMS_TEMPLATE_KEYS, contents_for
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
@@ -24,7 +24,7 @@ from scheduler.staff.access import admin_required, hash_password, new_staff_user
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
 
-EDITABLE_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
+EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 AUDIT_PAGE = 200
 
 
