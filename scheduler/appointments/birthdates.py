@@ -83,8 +83,9 @@ def birth_date_from_parts(month: str, day: str, year: str, today: date) -> date:
         raise BirthDateError("month")
     if not day.isdigit() or not 1 <= int(day) <= 31:
         raise BirthDateError("day")
+    year_no = full_year(year, today)
     try:
-        return date(full_year(year, today), month_no, int(day))
+        return date(year_no, month_no, int(day))
     except ValueError:
         raise BirthDateError("invalid") from None  # April 31, February 29 of 1957
 

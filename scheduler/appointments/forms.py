@@ -65,8 +65,8 @@ TREATMENT_CHOICES = [
 ]
 # Each language is named in itself, so a patient finds their own whatever the page's language.
 LANGUAGE_CHOICES = [
-    SelectChoice("en", "English", render_kw={"lang": "en"}),
-    SelectChoice("es", "Español", render_kw={"lang": "es"}),
+    SelectChoice("en", "English"),
+    SelectChoice("es", "Español"),
 ]
 BIRTH_DATE_PARTS = ("month", "day", "year")
 
@@ -226,6 +226,11 @@ class BookingFields(FlaskForm):
         validators=[Optional()],
     )
 
+    @property
+    def consent_text(self) -> str:
+        """The consent sentence as shown (and read to callers), stored with a ticked box."""
+        return sms_consent_text(current_app.config["CLINIC_NAME"])
+
     def to_booking_request(self, source: str, idempotency_key: str | None) -> BookingRequest:
         return BookingRequest(
             slot_id=self.slot_id.data,
@@ -236,9 +241,7 @@ class BookingFields(FlaskForm):
             date_of_birth=self.date_of_birth.data,
             language=self.language.data or "en",
             sms_consent=bool(self.sms_consent.data),
-            sms_consent_text=sms_consent_text(current_app.config["CLINIC_NAME"])
-            if self.sms_consent.data
-            else None,
+            sms_consent_text=self.consent_text if self.sms_consent.data else None,
             conservative_treatment=self.conservative_treatment_8_weeks.data or None,
             source=source,
             idempotency_key=idempotency_key,

@@ -62,18 +62,27 @@ def lines_of(text: str) -> list[str]:
 
 
 def blocks_of(text: str) -> list[tuple[str, list[str]]]:
-    """A page's text as blocks: ``("heading", [line])`` for a line starting "## ",
-    ``("list", items)`` for lines starting "- ", else ``("paragraph", [text])``.
-    Blocks are separated by blank lines; everything stays plain text (escaped)."""
+    """A page's text as blocks: ``("heading", [text])`` for a line starting "## ",
+    ``("list", items)`` for a run of lines starting "- ", ``("paragraph", [text])`` for a
+    run of other lines (a blank line ends it). Everything stays plain text, escaped."""
     blocks: list[tuple[str, list[str]]] = []
-    for chunk in text.replace("\r\n", "\n").split("\n\n"):
-        lines = lines_of(chunk)
-        if not lines:
-            continue
-        if len(lines) == 1 and lines[0].startswith("## "):
-            blocks.append(("heading", [lines[0][3:].strip()]))
-        elif all(line.startswith("- ") for line in lines):
-            blocks.append(("list", [line[2:].strip() for line in lines]))
+    for raw in text.splitlines():
+        line = raw.strip()
+        kind = (
+            "heading"
+            if line.startswith("## ")
+            else "list"
+            if line.startswith("- ")
+            else "paragraph"
+        )
+        if not line:
+            blocks.append(("break", []))
+        elif kind == "heading":
+            blocks.append(("heading", [line[3:].strip()]))
+        elif blocks and blocks[-1][0] == kind == "list":
+            blocks[-1][1].append(line[2:].strip())
+        elif blocks and blocks[-1][0] == kind == "paragraph":
+            blocks[-1][1][0] += " " + line
         else:
-            blocks.append(("paragraph", [" ".join(lines)]))
-    return blocks
+            blocks.append((kind, [line[2:].strip() if kind == "list" else line]))
+    return [block for block in blocks if block[0] != "break"]
