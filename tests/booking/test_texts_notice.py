@@ -45,7 +45,7 @@ def test_booked_in_sending_hours_the_confirmation_is_on_its_way(client: FlaskCli
     )
     assert "Your reminder text will arrive after 10:00 AM on Friday, April 17." in page
     assert "between 8:00 AM and 9:00 PM Central time" in page
-    assert "Questions? Call (210) 920-8945." in page
+    assert "Questions? Call (210) 920-8945" in page
 
 
 def test_booked_at_night_the_confirmation_waits_for_eight(client: FlaskClient) -> None:
@@ -76,7 +76,7 @@ def test_the_notice_in_spanish(client: FlaskClient) -> None:
     assert (
         "Su mensaje de recordatorio llegará después de la 1:00 p.m. del martes 14 de abril." in page
     )
-    assert "¿Preguntas? Llame al (210) 920-8945." in page
+    assert "¿Preguntas? Llame al (210) 920-8945" in page
 
 
 def test_without_consent_no_texts_and_the_phone(client: FlaskClient) -> None:
@@ -89,7 +89,7 @@ def test_without_consent_no_texts_and_the_phone(client: FlaskClient) -> None:
     )
     assert "You will not get text messages about this appointment" in page
     assert "on its way" not in page and "will arrive" not in page
-    assert "Questions? Call (210) 920-8945." in page
+    assert "Questions? Call (210) 920-8945" in page
 
 
 def test_sent_and_stopped_texts(client: FlaskClient, app: Any) -> None:
