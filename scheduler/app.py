@@ -9,6 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from scheduler.appointments.lifecycle import subscribe
 from scheduler.cli import register_commands
 from scheduler.config import DEFAULTS, instance_secret_key, settings_from_env, sqlite_url_in
 from scheduler.database import engine_options
@@ -18,6 +19,7 @@ from scheduler.extensions import csrf, db, limiter, migrate
 from scheduler.i18n import register_i18n
 from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
+from scheduler.sms.subscriber import texts_for
 
 
 def build_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -50,6 +52,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     register_i18n(app)
     register_blueprints(app)
+    register_subscribers(app)
     register_error_handlers(app)
     register_security(app)
     register_filters(app)
@@ -76,6 +79,11 @@ def finish_config(app: Flask) -> None:
         config["SECRET_KEY"] = instance_secret_key(app.instance_path)
     config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
     check_sms_settings(config)
+
+
+def register_subscribers(app: Flask) -> None:
+    """What follows an appointment's changes, in the same transaction (see the lifecycle)."""
+    subscribe(app, texts_for)
 
 
 def register_blueprints(app: Flask) -> None:

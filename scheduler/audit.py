@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask_login import current_user
@@ -16,19 +17,26 @@ def audit(
     target_id: int | None = None,
     label: str = "",
     note: str = "",
+    *,
+    actor_id: int | None = None,
+    actor_label: str | None = None,
+    at: datetime | None = None,
     **details: Any,
 ) -> None:
-    """Add an audit entry for the signed-in staff member; the caller commits.
+    """Add an audit entry, by default for the signed-in staff member; the caller commits.
 
     ``details`` must name things (references, times, setting values), never
     carry tokens, passwords or patient records.
     """
-    user = current_user if current_user and current_user.is_authenticated else None
+    if actor_label is None:
+        user = current_user if current_user and current_user.is_authenticated else None
+        actor_id = user.id if user else None
+        actor_label = user.email if user else "system"
     db.session.add(
         AuditEntry(
-            at=utcnow(),
-            actor_id=user.id if user else None,
-            actor=user.email if user else "system",
+            at=at or utcnow(),
+            actor_id=actor_id,
+            actor=actor_label,
             action=action,
             target_type=target_type,
             target_id=target_id,

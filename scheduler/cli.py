@@ -10,10 +10,12 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from scheduler.audit import audit
 from scheduler.availability.operations import roll_slots_forward
+from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.jobs import run_scheduler
-from scheduler.models import AuditEntry, StaffRole, StaffUser
+from scheduler.models import StaffRole, StaffUser
 from scheduler.seed import seed_clinic
 from scheduler.sms.dispatch import Dispatcher
 from scheduler.staff.access import check_password_problem, new_staff_user
@@ -110,19 +112,17 @@ def create_user_command(email: str, role: str) -> None:
     problem = check_password_problem(password)
     if problem:
         raise click.ClickException(problem)
-    user = new_staff_user(email, role, password)
-    db.session.flush()
-    db.session.add(
-        AuditEntry(
-            actor="system (command line)",
-            action="staff.create",
-            target_type="staff_user",
-            target_id=user.id,
-            target_label=email,
-            details={"role": role},
+    with unit_of_work():
+        user = new_staff_user(email, role, password)
+        db.session.flush()
+        audit(
+            "staff.create",
+            "staff_user",
+            user.id,
+            email,
+            actor_label="system (command line)",
+            role=role,
         )
-    )
-    db.session.commit()
     click.echo(f"created {role} account {email}")
 
 

@@ -1,4 +1,12 @@
-"""Engine settings per database kind."""
+"""Engine settings per database kind, and the unit of work that owns every write transaction.
+
+The rule for transactions: a door (a view, a command, a job, a webhook) opens
+``unit_of_work()`` around what it changes; the operations it calls read, add
+and flush, but never commit, roll back or begin. The unit commits when the
+block ends and rolls everything back when it raises. Operations that must
+undo part of their own work (a reference drawn twice) use a savepoint
+(``db.session.begin_nested()``), never a rollback of the caller's work.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +15,58 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.orm import Session
 
 from scheduler.extensions import db
+
+# True inside a unit of work: its SQLite transaction then begins IMMEDIATE (see below).
+_in_unit_of_work: ContextVar[bool] = ContextVar("in_unit_of_work", default=False)
 
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL lets readers run beside the one writer; the busy timeout makes writers queue."""
+    """WAL lets readers run beside the one writer; the busy timeout makes writers queue.
+
+    The sqlite3 module's own transaction handling is turned off (it would not
+    begin a transaction before SAVEPOINT, which breaks savepoints); SQLAlchemy
+    begins each transaction itself, in ``_sqlite_begin``.
+    """
     if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(connection: Connection) -> None:
+    """Inside a unit of work, SQLite's write lock is taken when the transaction begins (a
+    write can then never fail on a snapshot grown stale); reads outside run as single
+    statements, as the sqlite3 module ran them."""
+    if connection.dialect.name == "sqlite" and _in_unit_of_work.get():
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _hold_sqlite_write_lock(session: Session) -> None:
+    """Make sure the session's SQLite connection is in a BEGIN IMMEDIATE transaction.
+
+    A transaction the session began for reads outside a unit of work has no
+    BEGIN at all on SQLite (see ``_sqlite_begin``); it is begun here.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    dbapi_connection = connection.connection.dbapi_connection
+    if dbapi_connection is not None and not dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def engine_options(
@@ -66,25 +108,56 @@ def sqlite_file_of(engine: Engine) -> str | None:
 
 @contextmanager
 def serialized_writes() -> Iterator[None]:
-    """Around a write transaction: on a SQLite file, wait for the other writers in line.
+    """Around a write transaction: on a SQLite file, wait for the other writers in line,
+    then hold SQLite's write lock for the whole transaction (the caller commits).
 
     SQLite lets one writer in at a time and makes the others retry with sleeps
     that grow to 100 ms, which gives long, unfair waits under load. Queueing
     on an flock(2) of a file beside the database instead wakes the next
     writer as soon as the last one is done, across threads and processes.
     PostgreSQL needs none of this: its row locks queue writers already.
+    Prefer ``unit_of_work``, which also commits or rolls back.
     """
+    if _in_unit_of_work.get():
+        yield
+        return
+    session = db.session()
+    if session.in_transaction() and not (session.new or session.dirty or session.deleted):
+        session.commit()  # nothing pending: this only ends the read transaction
+    marker = _in_unit_of_work.set(True)
     path = sqlite_file_of(db.engine)
     try:
         fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o600) if path else None
     except OSError:
         fd = None  # a read-only folder: SQLite's own locking still keeps writes safe
-    if fd is None:
-        yield
-        return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _hold_sqlite_write_lock(session)
         yield
     finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        _in_unit_of_work.reset(marker)
+
+
+@contextmanager
+def unit_of_work() -> Iterator[Session]:
+    """One write transaction: commits when the block ends, rolls back if it raises.
+
+    Changes the caller made before (added, not yet flushed) become part of it;
+    a read-only transaction still open is ended first, so the writes start
+    from a fresh snapshot. A unit opened inside another joins it.
+    """
+    session = db.session()
+    if _in_unit_of_work.get():
+        yield session
+        return
+    with serialized_writes():
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

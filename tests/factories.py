@@ -6,7 +6,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scheduler.appointments.operations import BookingRequest, book_appointment
+from scheduler.appointments.lifecycle import PATIENT_WEB, Actor
+from scheduler.appointments.operations import (
+    BookingRequest,
+    book_appointment,
+    cancel_appointment,
+    reschedule_appointment,
+)
+from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
@@ -116,9 +123,29 @@ def booking_request(slot: Slot | int, **overrides: Any) -> BookingRequest:
     return BookingRequest(**values)
 
 
+def book(
+    request: BookingRequest, now: datetime | None = None, actor: Actor = PATIENT_WEB
+) -> Appointment:
+    """Book in a unit of work of its own, as a door would."""
+    with unit_of_work():
+        return book_appointment(request, actor, now)
+
+
+def cancel(appt: Appointment, actor: Actor = PATIENT_WEB, **options: Any) -> Appointment:
+    with unit_of_work():
+        return cancel_appointment(appt, actor, **options)
+
+
+def move(
+    appt: Appointment, slot_id: int, actor: Actor = PATIENT_WEB, **options: Any
+) -> Appointment:
+    with unit_of_work():
+        return reschedule_appointment(appt, slot_id, actor, **options)
+
+
 def make_appointment(slot: Slot | None = None, **overrides: Any) -> Appointment:
     slot = slot or make_slot()
-    return book_appointment(booking_request(slot, **overrides))
+    return book(booking_request(slot, **overrides))
 
 
 def seeded_clinic() -> list[Location]:

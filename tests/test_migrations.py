@@ -49,3 +49,74 @@ def test_migrations_build_a_blank_database_matching_the_models(blank_database_ur
         downgrade(revision="base")
         assert sa.inspect(db.engine).get_table_names() == ["alembic_version"]
         db.engine.dispose()
+
+
+def test_the_patient_migration_merges_the_records_of_one_person(blank_database_url: str) -> None:
+    """Before one patient per person, each booking made its own record: the upgrade merges
+    the records of one person (phone, birth date, last name) into the newest, and audits it."""
+    app = make_app(blank_database_url)
+    with app.app_context():
+        upgrade(revision="384778767a5b")
+        rows = [
+            # id, first name, last name, phone, birth date, email
+            (1, "Maria", "García", "+18302574811", "1956-04-02", "old@example.com"),
+            (2, "Maria", "garcia ", "+18302574811", "1956-04-02", None),
+            (3, "Maria", "GARCIA", "+18302574811", "1956-04-02", None),
+            (4, "Luz", "Garcia", "+18302574811", "1990-01-01", None),  # another person
+            (5, "Ana", "Solis", "+18302574812", None, None),  # no birth date: never matched
+        ]
+        with db.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO locations (id, slug, name, code, address, address_is_placeholder,"
+                    " phone, timezone, closed_on_federal_holidays, position, is_active)"
+                    " VALUES (1, 'boerne', 'Boerne', 'BRN', 'x', false, '+12109208945',"
+                    " 'America/Chicago', true, 1, true)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO slots (id, location_id, starts_at, ends_at, capacity,"
+                    " booked_count, is_blocked, block_reason, created_at)"
+                    " VALUES (1, 1, '2027-01-05 16:00:00', '2027-01-05 16:30:00', 9, 5, false, '',"
+                    " '2026-11-01 10:00:00')"
+                )
+            )
+            for pid, first, last, phone, born, email in rows:
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO patients (id, first_name, last_name, phone, email,"
+                        " date_of_birth, language, sms_consent, created_at)"
+                        " VALUES (:id, :first, :last, :phone, :email, :born, 'en', false,"
+                        " '2026-11-01 10:00:00')"
+                    ),
+                    {
+                        "id": pid,
+                        "first": first,
+                        "last": last,
+                        "phone": phone,
+                        "email": email,
+                        "born": born,
+                    },
+                )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO appointments (id, reference, slot_id, patient_id, status,"
+                        " source, manage_nonce, created_at, updated_at, version)"
+                        " VALUES (:id, :ref, 1, :id, 'booked', 'online_form', 'n',"
+                        " '2026-11-01 10:00:00', '2026-11-01 10:00:00', 1)"
+                    ),
+                    {"id": pid, "ref": f"BRN-{pid}{pid}{pid}{pid}"},
+                )
+        upgrade()
+        with db.engine.connect() as conn:
+            owners = dict(conn.execute(sa.text("SELECT id, patient_id FROM appointments")).all())
+            patients = dict(conn.execute(sa.text("SELECT id, email FROM patients")).all())
+            merges = conn.execute(
+                sa.text("SELECT actor FROM audit_entries WHERE action = 'patient.merged'")
+            ).all()
+        assert owners == {1: 3, 2: 3, 3: 3, 4: 4, 5: 5}
+        assert patients == {3: "old@example.com", 4: None, 5: None}
+        assert len(merges) == 2 and {m.actor for m in merges} == {"system (migration)"}
+        downgrade(revision="base")
+        db.engine.dispose()

@@ -10,6 +10,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from scheduler.api.forms import ApiBookingForm
+from scheduler.appointments.lifecycle import API
 from scheduler.appointments.links import manage_url
 from scheduler.appointments.operations import (
     BookingError,
@@ -27,6 +28,7 @@ from scheduler.availability.operations import (
     open_slot_rows,
 )
 from scheduler.availability.slots import local_day_bounds
+from scheduler.database import unit_of_work
 from scheduler.display import local_isoformat
 from scheduler.extensions import booking_limit
 from scheduler.models import Appointment, Location, utcnow
@@ -161,9 +163,13 @@ def create_appointment() -> ResponseReturnValue:
         message = "1 to 64 printable ASCII characters, no spaces."
         return jsonify(error="invalid", errors={"Idempotency-Key": [message]}), 422
     try:
-        appt = book_appointment(
-            form.to_booking_request(source="api", idempotency_key=f"api:{key}" if key else None)
-        )
+        with unit_of_work():
+            appt = book_appointment(
+                form.to_booking_request(
+                    source="api", idempotency_key=f"api:{key}" if key else None
+                ),
+                API,
+            )
     except SlotNotFound as exc:
         return api_error(404, exc.code, str(exc))
     except SlotFull as exc:

@@ -31,6 +31,7 @@ from scheduler.availability.slots import (
     local_day_bounds,
     slots_between,
 )
+from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.models import Appointment, Location, Slot, UTCDateTime, utcnow
 
@@ -180,8 +181,8 @@ def roll_slots_forward(now: datetime | None = None) -> dict[str, SyncResult]:
     results = {}
     for location in active_locations():
         today = now.astimezone(location_tz(location)).date()
-        results[location.slug] = sync_slots(location, today, today + timedelta(days=days_ahead))
-        db.session.commit()
+        with unit_of_work():
+            results[location.slug] = sync_slots(location, today, today + timedelta(days=days_ahead))
     return results
 
 

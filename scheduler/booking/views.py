@@ -29,6 +29,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from scheduler.appointments.forms import SMS_CONSENT_SUMMARY, SMS_CONSENT_TERMS, BookingForm
 from scheduler.appointments.ics import appointment_ics
+from scheduler.appointments.lifecycle import PATIENT_WEB
 from scheduler.appointments.links import (
     ManageLinkError,
     appointment_for_link,
@@ -55,6 +56,7 @@ from scheduler.availability.slots import local_day_bounds
 from scheduler.booking.forms import CancelForm, RescheduleForm
 from scheduler.booking.texts_notice import describe, texts_notice
 from scheduler.content import blocks_of, content_for, lines_of
+from scheduler.database import unit_of_work
 from scheduler.display import clock_hour, local_time, time_of_day
 from scheduler.extensions import booking_limit, limiter
 from scheduler.i18n import page_language, use_patient_language
@@ -283,12 +285,14 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
     if form.validate_on_submit():
         chosen = slot_or_404(form.slot_id.data, location)
         try:
-            appt = book_appointment(
-                form.to_booking_request(
-                    source="online_form",
-                    idempotency_key=f"form:{form.submission_id.data}",
+            with unit_of_work():
+                appt = book_appointment(
+                    form.to_booking_request(
+                        source="online_form",
+                        idempotency_key=f"form:{form.submission_id.data}",
+                    ),
+                    PATIENT_WEB,
                 )
-            )
         except IdempotencyKeyReused as exc:
             problem = problem_message(exc)
         except BookingError as exc:
@@ -380,7 +384,8 @@ def cancel(reference: str, token: str) -> str | BaseResponse:
     form = CancelForm()
     if form.validate_on_submit():
         try:
-            appt = cancel_appointment(appt, actor="patient")
+            with unit_of_work():
+                appt = cancel_appointment(appt, PATIENT_WEB)
         except AppointmentNotChangeable as exc:
             flash(problem_message(exc), "error")
         else:
@@ -417,7 +422,8 @@ def reschedule(reference: str, token: str, slot_id: int) -> str | BaseResponse:
         form.slot_id.data = slot_id
     if form.validate_on_submit():
         try:
-            new = reschedule_appointment(appt, slot_id, actor="patient")
+            with unit_of_work():
+                new = reschedule_appointment(appt, slot_id, PATIENT_WEB)
         except BookingError as exc:
             same = new_slot.id == appt.slot_id
             flash(

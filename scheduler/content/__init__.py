@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
+from scheduler.audit import audit
 from scheduler.extensions import db
 from scheduler.models import ContentBlock, Location
 
@@ -86,3 +88,37 @@ def blocks_of(text: str) -> list[tuple[str, list[str]]]:
         else:
             blocks.append((kind, [line[2:].strip() if kind == "list" else line]))
     return [block for block in blocks if block[0] != "break"]
+
+
+def save_content(
+    key: str, language: str, location: Location | None, body: str, now: datetime
+) -> ContentBlock:
+    """Store staff's text for this key, language and scope (all locations when None); audited.
+
+    The caller checks the text first and commits (texts queued from then on use it).
+    """
+    scope = (
+        ContentBlock.location_id == location.id if location else ContentBlock.location_id.is_(None)
+    )
+    row = db.session.scalar(
+        select(ContentBlock).where(
+            ContentBlock.key == key, ContentBlock.language == language, scope
+        )
+    )
+    if row is None:
+        row = ContentBlock(
+            key=key, language=language, location_id=location.id if location else None
+        )
+        db.session.add(row)
+    before = row.body
+    row.body, row.updated_at = body, now
+    db.session.flush()
+    audit(
+        "text.edit",
+        "content_block",
+        row.id,
+        f"{key}/{language}/{location.slug if location else 'all'}",
+        before=before,
+        after=body,
+    )
+    return row

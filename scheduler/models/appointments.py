@@ -44,6 +44,9 @@ class Patient(db.Model):
     phone: Mapped[str] = mapped_column(String(20), index=True)  # E.164
     email: Mapped[str | None] = mapped_column(String(254))
     date_of_birth: Mapped[date | None] = mapped_column(Date)
+    # Phone, birth date and normalised last name: a booking with the same key is the same
+    # person (scheduler.appointments.patients); None without a birth date.
+    match_key: Mapped[str | None] = mapped_column(String(200), unique=True)
     language: Mapped[str] = mapped_column(String(2), default="en")
     sms_consent: Mapped[bool] = mapped_column(Boolean, default=False)
     sms_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -51,6 +54,8 @@ class Patient(db.Model):
     sms_consent_source: Mapped[str | None] = mapped_column(String(20))
     sms_consent_text: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    appointments: Mapped[list[Appointment]] = relationship(back_populates="patient", viewonly=True)
 
     @property
     def full_name(self) -> str:
@@ -80,7 +85,7 @@ class Appointment(db.Model):
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     slot: Mapped[Slot] = relationship()
-    patient: Mapped[Patient] = relationship()
+    patient: Mapped[Patient] = relationship(back_populates="appointments")
     rescheduled_from: Mapped[Appointment | None] = relationship(remote_side=[id])
     events: Mapped[list[AppointmentEvent]] = relationship(
         back_populates="appointment", order_by="AppointmentEvent.id"

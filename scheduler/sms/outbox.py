@@ -47,9 +47,10 @@ def sending_hours() -> SendingHours:
     return SendingHours(time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
 
 
-def _planned_texts(appt: Appointment, now: datetime) -> list[tuple[MessageKind, datetime]]:
+def _planned_texts(
+    appt: Appointment, now: datetime, moved: bool
+) -> list[tuple[MessageKind, datetime]]:
     """Which texts an appointment gets and when each is due (before sending hours apply)."""
-    moved = appt.rescheduled_from is not None
     first = MessageKind.RESCHEDULED if moved else MessageKind.CONFIRMATION
     planned = [(first, now)]
     follow_up = now + timedelta(seconds=current_app.config["SMS_FOLLOW_UP_DELAY_SECONDS"])
@@ -115,7 +116,7 @@ def _text_from(key: str, template: str, values: dict[str, str], language: str) -
         return fill_template(key, default_text(key, language), values)
 
 
-def queue_appointment_texts(appt: Appointment, now: datetime) -> None:
+def queue_appointment_texts(appt: Appointment, now: datetime, moved: bool = False) -> None:
     """The confirmation (or moved-to notice), instructions and reminder of a new booking.
 
     Only with SMS consent. A number that has opted out is checked when each
@@ -123,7 +124,7 @@ def queue_appointment_texts(appt: Appointment, now: datetime) -> None:
     """
     if not appt.patient.sms_consent:
         return
-    _add_texts(appt, _planned_texts(appt, now), now)
+    _add_texts(appt, _planned_texts(appt, now, moved), now)
 
 
 def queue_text_again(appt: Appointment, kind: MessageKind, stored_kind: str, now: datetime) -> None:
@@ -140,6 +141,12 @@ def queue_cancellation_text(appt: Appointment, now: datetime) -> None:
 def cancel_pending_texts(appointment_id: int, reason: str, now: datetime) -> int:
     """Texts of an appointment that has changed never go out; returns how many were stopped."""
     return _cancel_pending(OutboundMessage.appointment_id == appointment_id, reason, now)
+
+
+def cancel_pending_texts_of_patient(patient_id: int, reason: str, now: datetime) -> int:
+    """Every text still waiting for any of the patient's appointments (consent withdrawn)."""
+    appointments = select(Appointment.id).where(Appointment.patient_id == patient_id)
+    return _cancel_pending(OutboundMessage.appointment_id.in_(appointments), reason, now)
 
 
 def _cancel_pending(which: ColumnElement[bool], reason: str, now: datetime) -> int:

@@ -11,14 +11,15 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 
+from scheduler.appointments.errors import BookingError
+from scheduler.appointments.lifecycle import PATIENT_TEXT, change_status
 from scheduler.content import contents_for
-from scheduler.database import serialized_writes
+from scheduler.database import serialized_writes, unit_of_work
 from scheduler.extensions import db
 from scheduler.models import (
     CHANGEABLE,
     STATUS_RANK,
     Appointment,
-    AppointmentEvent,
     AppointmentStatus,
     InboundMessage,
     MessageStatus,
@@ -117,26 +118,14 @@ def _reply_text(key: str, phone: str, appt: Appointment | None) -> str:
 
 
 def _confirm(appt: Appointment, now: datetime) -> bool:
-    changed = db.session.execute(
-        update(Appointment)
-        .where(Appointment.id == appt.id, Appointment.status == AppointmentStatus.BOOKED)
-        .values(
-            status=AppointmentStatus.CONFIRMED, updated_at=now, version=Appointment.version + 1
-        ),
-        execution_options={"synchronize_session": False},
-    ).rowcount
-    if changed:
-        db.session.add(
-            AppointmentEvent(
-                appointment_id=appt.id,
-                at=now,
-                from_status=AppointmentStatus.BOOKED,
-                to_status=AppointmentStatus.CONFIRMED,
-                actor="sms",
-                note="patient replied C",
-            )
+    """The patient's C: booked becomes confirmed (through the lifecycle, like every change)."""
+    try:
+        change_status(
+            appt, AppointmentStatus.CONFIRMED, PATIENT_TEXT, now, note="patient replied C"
         )
-    return bool(changed)
+    except BookingError:
+        return False
+    return True
 
 
 def _act(message: Inbound, action: str, now: datetime) -> tuple[str | None, Appointment | None]:
@@ -185,28 +174,26 @@ def handle_inbound(message: Inbound, now: datetime) -> str | None:
     if earlier is not None:
         return earlier[0]
     action = action_of(message.body)
-    with serialized_writes():
-        reply, appt = _act(message, action, now)
-        if action not in ("opt_out", "opt_in", "help") and _is_opted_out(message.from_phone):
-            reply = None  # the provider would refuse it; an opted-out number gets nothing
-        db.session.add(
-            InboundMessage(
-                provider_sid=message.sid,
-                from_phone=message.from_phone,
-                to_phone=message.to_phone,
-                body=message.body,
-                received_at=now,
-                action=action,
-                appointment_id=appt.id if appt is not None else None,
-                reply=reply,
+    try:
+        with unit_of_work():
+            reply, appt = _act(message, action, now)
+            if action not in ("opt_out", "opt_in", "help") and _is_opted_out(message.from_phone):
+                reply = None  # the provider would refuse it; an opted-out number gets nothing
+            db.session.add(
+                InboundMessage(
+                    provider_sid=message.sid,
+                    from_phone=message.from_phone,
+                    to_phone=message.to_phone,
+                    body=message.body,
+                    received_at=now,
+                    action=action,
+                    appointment_id=appt.id if appt is not None else None,
+                    reply=reply,
+                )
             )
-        )
-        try:
-            db.session.commit()
-        except IntegrityError:
-            db.session.rollback()
-            earlier = _stored_reply(message.sid)
-            return earlier[0] if earlier else None
+    except IntegrityError:
+        earlier = _stored_reply(message.sid)  # the same text, handled by a concurrent retry
+        return earlier[0] if earlier else None
     return reply
 
 

@@ -14,7 +14,14 @@ from werkzeug.wrappers import Response
 from scheduler.appointments.validation import MAX_ID
 from scheduler.audit import audit
 from scheduler.availability.operations import active_locations
-from scheduler.content import LANGUAGES, PAGE_KEYS, SMS_TEMPLATE_KEYS, contents_for
+from scheduler.content import (
+    LANGUAGES,
+    PAGE_KEYS,
+    SMS_TEMPLATE_KEYS,
+    contents_for,
+    save_content,
+)
+from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
@@ -33,14 +40,15 @@ AUDIT_PAGE = 200
 def users() -> str | Response | tuple[str, int]:
     form = StaffUserForm()
     if form.validate_on_submit():
-        user = new_staff_user(form.email.data or "", form.role.data, form.password.data or "")
-        email = user.email
         try:
-            db.session.flush()
-            audit("staff.create", "staff_user", user.id, email, role=user.role)
-            db.session.commit()
+            with unit_of_work():
+                user = new_staff_user(
+                    form.email.data or "", form.role.data, form.password.data or ""
+                )
+                email = user.email
+                db.session.flush()
+                audit("staff.create", "staff_user", user.id, email, role=user.role)
         except IntegrityError:
-            db.session.rollback()
             form.email.errors.append("There is already an account with this email.")
         else:
             flash(f"Account created for {email}.", "success")
@@ -65,10 +73,10 @@ def toggle_user(user_id: int, action: str) -> Response:
     if user.id == current_user.id:
         flash("You cannot disable your own account.", "error")
         return redirect(url_for("staff.users"))
-    user.is_enabled = action == "enable"
-    user.sign_out_everywhere()
-    audit(f"staff.{action}", "staff_user", user.id, user.email)
-    db.session.commit()
+    with unit_of_work():
+        user.is_enabled = action == "enable"
+        user.sign_out_everywhere()
+        audit(f"staff.{action}", "staff_user", user.id, user.email)
     flash(f"{user.email} is {action}d.", "success")
     return redirect(url_for("staff.users"))
 
@@ -92,9 +100,9 @@ def edit_user(user_id: int) -> Response:
         user.password_hash = hash_password(form.password.data)
         changed["password"] = "changed"
     if changed:
-        user.sign_out_everywhere()
-        audit("staff.edit", "staff_user", user.id, user.email, **changed)
-        db.session.commit()
+        with unit_of_work():
+            user.sign_out_everywhere()
+            audit("staff.edit", "staff_user", user.id, user.email, **changed)
         flash(f"{user.email}: saved.", "success")
     return redirect(url_for("staff.users"))
 
@@ -154,32 +162,8 @@ def edit_text(key: str, language: str) -> str | Response | tuple[str, int]:
         if not preview["ok"]:
             form.body.errors.append(str(preview["error"]))
         else:
-            row = db.session.scalar(
-                select(ContentBlock).where(
-                    ContentBlock.key == key,
-                    ContentBlock.language == language,
-                    ContentBlock.location_id == location.id
-                    if location
-                    else ContentBlock.location_id.is_(None),
-                )
-            )
-            if row is None:
-                row = ContentBlock(
-                    key=key, language=language, location_id=location.id if location else None
-                )
-                db.session.add(row)
-            before = row.body
-            row.body, row.updated_at = body, utcnow()
-            db.session.flush()
-            audit(
-                "text.edit",
-                "content_block",
-                row.id,
-                f"{key}/{language}/{location.slug if location else 'all'}",
-                before=before,
-                after=body,
-            )
-            db.session.commit()
+            with unit_of_work():
+                save_content(key, language, location, body, utcnow())
             flash("Saved. Texts queued from now on use it.", "success")
             return redirect(url_for("staff.texts"))
     preview = preview_of(key, form.body.data or "", language, location)
@@ -228,7 +212,7 @@ def rotate_feed(slug: str) -> str:
     assert location is not None
     revoke = request.form.get("revoke") == "y"
     token = None if revoke else secrets.token_urlsafe(24)
-    location.feed_token_hash = feed_token_hash(token) if token else None
-    audit("feed.revoke" if revoke else "feed.new", "location", location.id, location.name)
-    db.session.commit()
+    with unit_of_work():
+        location.feed_token_hash = feed_token_hash(token) if token else None
+        audit("feed.revoke" if revoke else "feed.new", "location", location.id, location.name)
     return render_template("staff/feed.html", location=location, token=token)

@@ -6,11 +6,11 @@ from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import joinedload, selectinload
 from werkzeug.wrappers import Response
 
+from scheduler.appointments.detail import appointment_detail, appointment_with_patient
 from scheduler.appointments.forms import BookingForm
+from scheduler.appointments.lifecycle import Actor
 from scheduler.appointments.operations import (
     BookingError,
     StaleAppointment,
@@ -18,33 +18,29 @@ from scheduler.appointments.operations import (
     cancel_appointment,
     reschedule_appointment,
 )
+from scheduler.appointments.patients import SamePatient, merge_patients
+from scheduler.appointments.search import PATIENTS_SHOWN, find_people
 from scheduler.appointments.validation import MAX_ID
-from scheduler.audit import audit
 from scheduler.availability.operations import active_location, active_locations
 from scheduler.availability.slots import local_day_bounds
+from scheduler.database import unit_of_work
 from scheduler.display import display_tz
-from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import (
     Appointment,
-    AppointmentNote,
-    InboundMessage,
-    OutboundMessage,
-    PhoneNumberState,
+    Patient,
     Slot,
     utcnow,
 )
 from scheduler.staff.access import safe_next
 from scheduler.staff.blueprint import bp
-from scheduler.staff.calendar import calendar_for, patient_search_filter
+from scheduler.staff.calendar import calendar_for
 from scheduler.staff.calendar_views import date_from_query
-from scheduler.staff.forms import ActionForm, NoteForm
+from scheduler.staff.forms import ActionForm, MergeForm, NoteForm
 from scheduler.staff.operations import (
-    MARKS,
-    actor_of,
     add_note,
     mark_appointment,
-    mark_too_early,
+    marks_possible,
     resend_instructions,
 )
 
@@ -52,16 +48,7 @@ SEARCH_LIMIT = 100
 
 
 def appointment_or_404(appointment_id: int) -> Appointment:
-    appt = (
-        db.session.scalar(
-            select(Appointment)
-            .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
-            .where(Appointment.id == appointment_id)
-            .execution_options(populate_existing=True)
-        )
-        if 1 <= appointment_id <= MAX_ID
-        else None
-    )
+    appt = appointment_with_patient(appointment_id)
     if appt is None:
         abort(404, description="No such appointment.")
     return appt
@@ -78,79 +65,50 @@ def checked_version(form: ActionForm) -> int:
 def appointments() -> str:
     query = request.args.get("q", "").strip()[:100]
     day = request.args.get("date")
-    statement = (
-        select(Appointment)
-        .join(Appointment.patient)
-        .join(Appointment.slot)
-        .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
-        .order_by(Slot.starts_at, Appointment.id)
-        .limit(SEARCH_LIMIT)
-    )
-    if query:
-        statement = statement.where(or_(*patient_search_filter(query)))
-    if day:
-        start, end = local_day_bounds(date_from_query(), display_tz())
-        statement = statement.where(Slot.starts_at >= start, Slot.starts_at < end)
-    results = db.session.scalars(statement).all() if (query or day) else []
+    bounds = local_day_bounds(date_from_query(), display_tz()) if day else None
+    people = find_people(query, bounds) if (query or day) else []
     return render_template(
-        "staff/appointments.html", query=query, day=day, results=results, limit=SEARCH_LIMIT
+        "staff/appointments.html",
+        query=query,
+        day=day,
+        people=people,
+        limit=PATIENTS_SHOWN,
+        merge_form=MergeForm(),
     )
+
+
+@bp.post("/patients/<int:patient_id>/merge")
+def merge_patient(patient_id: int) -> Response:
+    """Merge this record into another one of the same person (their appointments move)."""
+    duplicate = row_or_404(Patient, patient_id, "No such patient.")
+    form = MergeForm()
+    if not form.validate_on_submit() or form.into.data is None:
+        abort(400, description="Choose the record to keep, then merge.")
+    keep = row_or_404(Patient, form.into.data, "No such patient.")
+    try:
+        with unit_of_work():
+            merge_patients(keep, duplicate, Actor.staff(current_user), utcnow())
+    except SamePatient as error:
+        flash(str(error), "error")
+    else:
+        flash(f"Merged: {keep.full_name} is one record now.", "success")
+    return redirect(url_for("staff.appointments", q=request.form.get("q", "")))
 
 
 @bp.get("/appointments/<int:appointment_id>")
 def appointment(appointment_id: int) -> str:
-    appt = appointment_or_404(appointment_id)
-    texts = db.session.scalars(
-        select(OutboundMessage)
-        .options(selectinload(OutboundMessage.attempt_log))
-        .where(OutboundMessage.appointment_id == appt.id)
-        .order_by(OutboundMessage.created_at, OutboundMessage.id)
-    ).all()
-    # This appointment's replies (C, R), and the number's own words (STOP, HELP, ...)
-    # since it was booked; never replies about another appointment on the same number.
-    replies = db.session.scalars(
-        select(InboundMessage)
-        .where(
-            InboundMessage.from_phone == appt.patient.phone,
-            or_(
-                InboundMessage.appointment_id == appt.id,
-                and_(
-                    InboundMessage.appointment_id.is_(None),
-                    InboundMessage.received_at >= appt.created_at,
-                ),
-            ),
-        )
-        .order_by(InboundMessage.received_at)
-    ).all()
-    notes = db.session.scalars(
-        select(AppointmentNote)
-        .options(joinedload(AppointmentNote.author))
-        .where(AppointmentNote.appointment_id == appt.id)
-        .order_by(AppointmentNote.at)
-    ).all()
-    number = db.session.scalar(
-        select(PhoneNumberState).where(PhoneNumberState.phone == appt.patient.phone)
-    )
-    thread = sorted(
-        [("out", t.created_at, t) for t in texts] + [("in", r.received_at, r) for r in replies],
-        key=lambda item: item[1],
-    )
+    detail = appointment_detail(appointment_or_404(appointment_id))
+    appt = detail.appointment
     return render_template(
         "staff/appointment.html",
         appt=appt,
-        thread=thread,
-        notes=notes,
-        number=number,
-        marks=[
-            status
-            for status, allowed in MARKS.items()
-            if appt.status in allowed and not mark_too_early(appt, status, utcnow())
-        ],
+        thread=detail.thread,
+        notes=detail.notes,
+        number=detail.number,
+        moved_to=detail.moved_to,
+        marks=marks_possible(appt, utcnow()),
         form=ActionForm(version=appt.version),
         note_form=NoteForm(version=appt.version),
-        moved_to=db.session.scalar(
-            select(Appointment).where(Appointment.rescheduled_from_id == appt.id)
-        ),
     )
 
 
@@ -163,7 +121,8 @@ def mark(appointment_id: int, status: str) -> Response:
     appt = appointment_or_404(appointment_id)
     version = checked_version(ActionForm())
     try:
-        mark_appointment(appt, status, version, current_user, utcnow())
+        with unit_of_work():
+            mark_appointment(appt, status, version, current_user, utcnow())
     except BookingError as error:
         flash(str(error), "error")
     else:
@@ -176,14 +135,9 @@ def mark(appointment_id: int, status: str) -> Response:
 def cancel(appointment_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
     version = checked_version(ActionForm())
-
-    def audited(changed: Appointment) -> None:
-        audit("appointment.cancel", "appointment", changed.id, changed.reference)
-
     try:
-        cancel_appointment(
-            appt, actor_of(current_user), expected_version=version, after_change=audited
-        )
+        with unit_of_work():
+            cancel_appointment(appt, Actor.staff(current_user), expected_version=version)
     except BookingError as error:
         flash(str(error), "error")
     else:
@@ -229,21 +183,11 @@ def reschedule(appointment_id: int, slot_id: int) -> Response:
     if not 1 <= slot_id <= MAX_ID:
         abort(404, description="No such slot.")
     version = checked_version(ActionForm())
-
-    def audited(old: Appointment, new: Appointment) -> None:
-        audit(
-            "appointment.reschedule",
-            "appointment",
-            old.id,
-            old.reference,
-            new_reference=new.reference,
-            new_slot_id=new.slot_id,
-        )
-
     try:
-        new = reschedule_appointment(
-            appt, slot_id, actor_of(current_user), expected_version=version, after_change=audited
-        )
+        with unit_of_work():
+            new = reschedule_appointment(
+                appt, slot_id, Actor.staff(current_user), expected_version=version
+            )
     except StaleAppointment as error:
         flash(str(error), "error")
         return back_to(appt)
@@ -259,7 +203,8 @@ def note(appointment_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
     form = NoteForm()
     if form.validate_on_submit():
-        add_note(appt, form.body.data or "", current_user, utcnow())
+        with unit_of_work():
+            add_note(appt, form.body.data or "", current_user, utcnow())
         flash("Note added.", "success")
     else:
         flash("A note needs some text (2,000 characters at most).", "error")
@@ -271,7 +216,8 @@ def resend(appointment_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
     version = checked_version(ActionForm())
     try:
-        resend_instructions(appt, version, current_user)
+        with unit_of_work():
+            resend_instructions(appt, version, current_user, utcnow())
     except BookingError as error:
         flash(str(error), "error")
     else:
@@ -291,17 +237,14 @@ def book(slot_id: int) -> str | Response | tuple[str, int]:
     if form.is_submitted() and form.slot_id.data not in (None, slot.id):
         abort(400, description="This form was for another slot. Reload the page and try again.")
     if form.validate_on_submit():
-
-        def audited(appt: Appointment) -> None:
-            audit("appointment.book", "appointment", appt.id, appt.reference, slot_id=slot.id)
-
         try:
-            appt = book_appointment(
-                form.to_booking_request(
-                    source="staff", idempotency_key=f"staff:{form.submission_id.data}"
-                ),
-                after_change=audited,
-            )
+            with unit_of_work():
+                appt = book_appointment(
+                    form.to_booking_request(
+                        source="staff", idempotency_key=f"staff:{form.submission_id.data}"
+                    ),
+                    Actor.staff(current_user),
+                )
         except BookingError as error:
             flash(str(error), "error")
             return render_template("staff/book.html", form=form, slot=slot), 409

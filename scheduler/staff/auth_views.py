@@ -6,7 +6,8 @@ from flask import current_app, flash, g, redirect, render_template, request, ses
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from scheduler.extensions import db, limiter
+from scheduler.database import unit_of_work
+from scheduler.extensions import limiter
 from scheduler.models import utcnow
 from scheduler.staff.access import authenticate, safe_next
 from scheduler.staff.blueprint import bp
@@ -35,8 +36,8 @@ def login() -> str | Response:
             fresh_session()
             session.permanent = True
             login_user(user)
-            user.last_login_at = utcnow()
-            db.session.commit()
+            with unit_of_work():
+                user.last_login_at = utcnow()
             return redirect(safe_next(request.args.get("next"), default))
         form.password.errors.append(LOGIN_FAILED)
     return render_template("staff/login.html", form=form), 200 if not form.errors else 401

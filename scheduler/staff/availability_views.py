@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select, update
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from scheduler.audit import audit
+from scheduler.availability.changes import (
+    BookingsLeftOut,
+    ChangeOutcome,
+    change_availability,
+    parse_ids,
+    set_slot_blocked,
+)
 from scheduler.availability.operations import OUTSIDE_HOURS, active_location
-from scheduler.database import serialized_writes
+from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import Location, OpeningRule, ScheduleException, Slot
 from scheduler.staff.access import admin_required, safe_next
-from scheduler.staff.availability import ChangeOutcome, change_availability, parse_ids
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import (
     WEEKDAYS,
@@ -80,6 +88,17 @@ def kept_ids() -> frozenset[int]:
     return parse_ids(request.form.get("keep_ids"))
 
 
+def apply_change(
+    location: Location, apply: Callable[[], None], action: str, **details: Any
+) -> ChangeOutcome:
+    """Save the change in a unit of work, or roll it back and say whom it would leave out."""
+    try:
+        with unit_of_work():
+            return change_availability(location, apply, kept_ids(), action, **details)
+    except BookingsLeftOut as refused:
+        return refused.outcome
+
+
 def rule_of(location: Location, rule_id: int) -> OpeningRule:
     rule = row_or_404(OpeningRule, rule_id, "No such opening rule.")
     if rule.location_id != location.id:
@@ -124,10 +143,9 @@ def edit_location(slug: str) -> str | Response | tuple[str, int]:
         if after["address"] != before["address"]:
             location.address_is_placeholder = False
 
-    outcome = change_availability(
+    outcome = apply_change(
         location,
         apply,
-        keep_ids=kept_ids(),
         action="location.edit",
         before=before,
         after=after,
@@ -159,10 +177,9 @@ def save_rule(slug: str, rule_id: int | None) -> str | Response | tuple[str, int
             location.opening_rules.append(target)
 
     before = _rule_dict(rule) if rule else None
-    outcome = change_availability(
+    outcome = apply_change(
         location,
         apply,
-        keep_ids=kept_ids(),
         action="availability.rule_saved",
         before=before,
         after={k: str(v) for k, v in values.items()},
@@ -187,10 +204,9 @@ def delete_rule(slug: str, rule_id: int) -> str | Response | tuple[str, int]:
     location = location_or_404(slug)
     rule = rule_of(location, rule_id)
     before = _rule_dict(rule)
-    outcome = change_availability(
+    outcome = apply_change(
         location,
         lambda: location.opening_rules.remove(rule),
-        keep_ids=kept_ids(),
         action="availability.rule_deleted",
         before=before,
     )
@@ -213,10 +229,9 @@ def add_exception(slug: str) -> str | Response | tuple[str, int]:
         capacity=(form.capacity.data or 1) if extra else None,
         reason=form.reason.data or "",
     )
-    outcome = change_availability(
+    outcome = apply_change(
         location,
         lambda: location.exceptions.append(exception),
-        keep_ids=kept_ids(),
         action=f"availability.{'extra_session' if extra else 'closure'}_added",
         day=str(form.day.data),
         start_time=str(form.start_time.data or ""),
@@ -234,10 +249,9 @@ def delete_exception(slug: str, exception_id: int) -> str | Response | tuple[str
     if exception.location_id != location.id:
         abort(404, description="No such closure or session.")
     day, kind = str(exception.day), exception.kind
-    outcome = change_availability(
+    outcome = apply_change(
         location,
         lambda: location.exceptions.remove(exception),
-        keep_ids=kept_ids(),
         action="availability.exception_deleted",
         day=day,
         kind=kind,
@@ -256,12 +270,7 @@ def block_slot(slot_id: int, action: str) -> Response:
         flash("This slot is outside the opening hours; change the hours to open it.", "error")
         return redirect(url_for("staff.calendar"))
     reason = (form.reason.data or "Blocked by staff").strip() if blocking else ""
-    with serialized_writes():
-        db.session.execute(
-            update(Slot).where(Slot.id == slot.id).values(is_blocked=blocking, block_reason=reason),
-            execution_options={"synchronize_session": False},
-        )
-        audit(f"slot.{action}", "slot", slot.id, slot.starts_at.isoformat(), reason=reason)
-        db.session.commit()
+    with unit_of_work():
+        set_slot_blocked(slot, blocking, reason)
     flash("Slot blocked: nobody new can book it." if blocking else "Slot open again.", "success")
     return redirect(safe_next(request.form.get("return_to"), url_for("staff.calendar")))

@@ -12,7 +12,7 @@ from sqlalchemy.orm import contains_eager
 from scheduler.availability.operations import location_tz
 from scheduler.availability.slots import local_day_bounds
 from scheduler.extensions import db
-from scheduler.models import Appointment, Location, Patient, Slot
+from scheduler.models import Appointment, Location, Slot
 
 
 @dataclass
@@ -68,17 +68,3 @@ def calendar_for(locations: list[Location], first_day: date, day_count: int) -> 
         local_day = slot.starts_at.astimezone(tz).date()
         grid[slot.location_id][local_day].append(SlotCell(slot, by_slot.get(slot.id, [])))
     return [LocationDays(loc, grid[loc.id]) for loc in locations]
-
-
-def patient_search_filter(query: str) -> list[object]:
-    """SQL conditions for a search by name, phone or reference."""
-    text = query.strip()
-    digits = "".join(ch for ch in text if ch.isdigit())
-    conditions: list[object] = []
-    if len(digits) >= 4:
-        conditions.append(Patient.phone.contains(digits[-10:]))
-    if text:
-        like = f"%{text.lower()}%"
-        conditions.append(db.func.lower(Patient.first_name + " " + Patient.last_name).like(like))
-        conditions.append(Appointment.reference == text.upper())
-    return conditions

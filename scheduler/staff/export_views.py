@@ -9,21 +9,20 @@ from datetime import date, timedelta
 
 from flask import Response, abort, render_template, request
 from icalendar import Calendar, Event
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
+from scheduler.appointments.figures import location_figures
 from scheduler.audit import audit
 from scheduler.availability.operations import active_location, active_locations, location_tz
 from scheduler.availability.slots import local_day_bounds
+from scheduler.database import unit_of_work
 from scheduler.display import phone_display
 from scheduler.extensions import db
 from scheduler.models import (
     HOLDS_SLOT,
     Appointment,
-    AppointmentEvent,
-    AppointmentStatus,
     Location,
-    Patient,
     Slot,
     utcnow,
 )
@@ -106,8 +105,10 @@ def export_csv() -> Response:
                 appt.source,
             )
         )
-    audit("export.csv", "location", location.id, location.name, first=str(first), last=str(last))
-    db.session.commit()
+    with unit_of_work():
+        audit(
+            "export.csv", "location", location.id, location.name, first=str(first), last=str(last)
+        )
     filename = f"{location.slug}-{first.isoformat()}-{view}.csv"
     return Response(
         out.getvalue(),
@@ -162,94 +163,5 @@ def calendar_feed(slug: str, token: str) -> Response:
 def dashboard() -> str:
     now = utcnow()
     this_monday = today() - timedelta(days=today().weekday())
-    rows = []
-    for location in active_locations():
-        tz = location_tz(location)
-        week, _ = local_day_bounds(this_monday, tz)
-        next_week, _ = local_day_bounds(this_monday + timedelta(days=7), tz)
-        after, _ = local_day_bounds(this_monday + timedelta(days=14), tz)
-        month_ago = now - timedelta(days=30)
-        at_location = Slot.location_id == location.id
-        holds = Appointment.status.in_(HOLDS_SLOT)
-        counts = db.session.execute(
-            select(
-                func.count(
-                    case((and_(holds, Slot.starts_at >= week, Slot.starts_at < next_week), 1))
-                ),
-                func.count(
-                    case((and_(holds, Slot.starts_at >= next_week, Slot.starts_at < after), 1))
-                ),
-                func.count(
-                    case(
-                        (
-                            and_(
-                                Slot.starts_at >= month_ago,
-                                Slot.starts_at < now,
-                                Appointment.status == AppointmentStatus.NO_SHOW,
-                            ),
-                            1,
-                        )
-                    )
-                ),
-                func.count(
-                    case(
-                        (
-                            and_(
-                                Slot.starts_at >= month_ago,
-                                Slot.starts_at < now,
-                                Appointment.status.in_(["arrived", "completed", "no_show"]),
-                            ),
-                            1,
-                        )
-                    )
-                ),
-                func.count(
-                    case(
-                        (
-                            and_(
-                                Slot.starts_at >= month_ago,
-                                Patient.sms_consent,
-                                Appointment.status.in_(HOLDS_SLOT),
-                            ),
-                            1,
-                        )
-                    )
-                ),
-            )
-            .select_from(Appointment)
-            .join(Appointment.slot)
-            .join(Appointment.patient)
-            .where(at_location)
-        ).one()
-        # Of the same appointments as the denominator (consent, still holding their place,
-        # from 30 days ago on), those the patient confirmed by replying C.
-        confirmed_by_reply = exists().where(
-            AppointmentEvent.appointment_id == Appointment.id,
-            AppointmentEvent.actor == "sms",
-            AppointmentEvent.to_status == AppointmentStatus.CONFIRMED,
-        )
-        confirmed_by_text = db.session.scalar(
-            select(func.count(Appointment.id))
-            .join(Appointment.slot)
-            .join(Appointment.patient)
-            .where(
-                at_location,
-                Slot.starts_at >= month_ago,
-                Patient.sms_consent,
-                Appointment.status.in_(HOLDS_SLOT),
-                confirmed_by_reply,
-            )
-        )
-        this_week, next_week_count, no_shows, attended_or_not, texted = counts
-        rows.append(
-            {
-                "location": location,
-                "this_week": this_week,
-                "next_week": next_week_count,
-                "no_show_rate": no_shows / attended_or_not if attended_or_not else None,
-                "visits_30d": attended_or_not,
-                "confirm_rate": confirmed_by_text / texted if texted else None,
-                "texted": texted,
-            }
-        )
+    rows = [location_figures(location, now, this_monday) for location in active_locations()]
     return render_template("staff/dashboard.html", rows=rows)

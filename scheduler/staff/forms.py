@@ -29,6 +29,7 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from scheduler.appointments.validation import MAX_ID
 from scheduler.models import StaffRole
 
 WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -44,6 +45,12 @@ class ActionForm(FlaskForm):
     """A button that changes an appointment; the version makes a stale page lose cleanly."""
 
     version = HiddenField(validators=[DataRequired()])
+
+
+class MergeForm(FlaskForm):
+    """Merge one patient record into another of the same person."""
+
+    into = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
 
 
 class NoteForm(ActionForm):

@@ -6,7 +6,6 @@ import time_machine
 from flask import Flask
 from sqlalchemy import delete, func, select
 
-from scheduler.appointments.operations import cancel_appointment
 from scheduler.availability.operations import (
     OUTSIDE_HOURS,
     SyncResult,
@@ -19,6 +18,7 @@ from scheduler.models import Appointment, Location, ScheduleException, Slot, utc
 from tests.factories import (
     CHICAGO,
     add_weekly_hours,
+    cancel,
     local_instant,
     make_appointment,
     make_location,
@@ -127,7 +127,7 @@ def test_closing_a_day_keeps_slots_that_appointments_point_at_and_blocks_them(ap
     slot = db.session.scalar(select(Slot).where(Slot.starts_at == tuesday_nine))
     with time_machine.travel(datetime(2027, 1, 1, 12, tzinfo=UTC)):
         kept = make_appointment(slot)
-        cancel_appointment(make_appointment(slot, first_name="Luz"), actor="patient")
+        cancel(make_appointment(slot, first_name="Luz"))
     result = close_day_and_sync(location, date(2027, 1, 5))
     assert result.removed == 17
     assert [s.id for s in result.orphaned] == [slot.id]
@@ -151,7 +151,7 @@ def test_rolling_forward_survives_cancelled_appointments_on_closed_days(app: Fla
     slot = db.session.scalar(
         select(Slot).where(Slot.starts_at > utcnow() + timedelta(days=3)).order_by(Slot.starts_at)
     )
-    cancel_appointment(make_appointment(slot), actor="patient")
+    cancel(make_appointment(slot))
     day = slot.starts_at.astimezone(CHICAGO).date()
     db.session.add(ScheduleException(location=location, day=day, kind="closed"))
     db.session.commit()

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from flask import Flask
@@ -14,13 +14,18 @@ from scheduler.appointments.operations import (
     SlotFull,
     SlotNotBookable,
     SlotNotFound,
-    book_appointment,
-    cancel_appointment,
-    reschedule_appointment,
 )
 from scheduler.extensions import db
-from scheduler.models import Appointment, AppointmentEvent, Patient, Slot, utcnow
-from tests.factories import booking_request, make_appointment, make_location, make_slot
+from scheduler.models import Appointment, AppointmentEvent, AuditEntry, Patient, Slot, utcnow
+from tests.factories import (
+    book,
+    booking_request,
+    cancel,
+    make_appointment,
+    make_location,
+    make_slot,
+    move,
+)
 
 
 def active_in(slot: Slot) -> int:
@@ -70,7 +75,7 @@ def test_unbookable_slots_are_refused_without_a_trace(
 
 def test_unknown_slot(app: Flask) -> None:
     with pytest.raises(SlotNotFound):
-        book_appointment(booking_request(987654))
+        book(booking_request(987654))
 
 
 def test_same_idempotency_key_books_once(app: Flask) -> None:
@@ -87,17 +92,34 @@ def test_same_key_on_a_now_full_slot_still_returns_the_booking(app: Flask) -> No
     assert make_appointment(slot, idempotency_key="k1").id == first.id
 
 
-def test_a_later_booking_never_changes_an_earlier_patients_record(app: Flask) -> None:
-    """Knowing someone's name, phone and birth date must not let you edit them or revoke consent."""
-    first = make_appointment(make_slot(), sms_consent=True)
-    consent_at = first.patient.sms_consent_at
-    make_appointment(make_slot(days_ahead=4), sms_consent=False, email="attacker@evil.test")
-    db.session.expire_all()
+def test_a_person_booking_again_is_one_patient_with_the_latest_contact_details(
+    app: Flask,
+) -> None:
+    first = make_appointment(make_slot(), sms_consent=True, last_name="García-Ramírez")
+    second = make_appointment(
+        make_slot(days_ahead=4),
+        last_name="  garcia-RAMIREZ ",
+        email="maria.new@example.com",
+        language="es",
+    )
+    assert second.patient_id == first.patient_id
+    assert db.session.scalar(select(func.count(Patient.id))) == 1
     patient = db.session.get(Patient, first.patient_id)
-    assert patient.email == "maria@example.com"
-    assert patient.sms_consent is True
-    assert patient.sms_consent_at == consent_at
-    assert patient.sms_consent_source == "online_form"
+    assert (patient.email, patient.language) == ("maria.new@example.com", "es")
+    change = db.session.scalars(
+        select(AuditEntry).where(AuditEntry.action == "patient.updated")
+    ).one()
+    assert change.details["fields"] == ["email", "language"]
+    assert change.actor == "patient (online)"
+
+
+def test_another_birth_date_or_none_is_another_patient(app: Flask) -> None:
+    first = make_appointment(make_slot())
+    other = make_appointment(make_slot(days_ahead=4), date_of_birth=date(1990, 1, 1))
+    unknown = make_appointment(make_slot(days_ahead=5), date_of_birth=None)
+    again_unknown = make_appointment(make_slot(days_ahead=6), date_of_birth=None)
+    ids = {first.patient_id, other.patient_id, unknown.patient_id, again_unknown.patient_id}
+    assert len(ids) == 4
 
 
 def test_same_key_with_a_different_request_is_refused(app: Flask) -> None:
@@ -120,12 +142,12 @@ def test_inactive_locations_cannot_be_booked(app: Flask) -> None:
 def test_cancel_frees_the_place_at_once(app: Flask) -> None:
     slot = make_slot(capacity=1)
     appt = make_appointment(slot)
-    cancel_appointment(appt, actor="patient")
+    cancel(appt)
     assert appt.status == "cancelled"
     assert active_in(slot) == 0
     make_appointment(slot, first_name="Luz")  # someone else can take it now
     with pytest.raises(AppointmentNotChangeable):
-        cancel_appointment(appt, actor="patient")
+        cancel(appt)
     assert active_in(slot) == 1
 
 
@@ -134,7 +156,7 @@ def test_reschedule_moves_the_booking_atomically(app: Flask) -> None:
     old_slot = make_slot(capacity=1)
     new_slot = make_slot(other_location, days_ahead=6, capacity=1)
     old = make_appointment(old_slot)
-    new = reschedule_appointment(old, new_slot.id, actor="patient")
+    new = move(old, new_slot.id)
     db.session.refresh(old)
     assert old.status == "rescheduled"
     assert new.status == "booked" and new.slot_id == new_slot.id
@@ -151,7 +173,7 @@ def test_reschedule_to_a_full_slot_changes_nothing(app: Flask) -> None:
     make_appointment(full, first_name="Luz")
     appt = make_appointment(old_slot)
     with pytest.raises(SlotFull):
-        reschedule_appointment(appt, full.id, actor="patient")
+        move(appt, full.id)
     db.session.refresh(appt)
     assert appt.status == "booked" and appt.slot_id == old_slot.id
     assert (active_in(old_slot), active_in(full)) == (1, 1)
@@ -165,5 +187,5 @@ def test_past_appointments_cannot_be_changed(app: Flask) -> None:
     slot.ends_at = slot.starts_at + timedelta(minutes=30)
     db.session.commit()
     with pytest.raises(AppointmentNotChangeable):
-        cancel_appointment(appt, actor="patient")
+        cancel(appt)
     assert active_in(slot) == 1

@@ -16,9 +16,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from scheduler.appointments.errors import BookingError
 from scheduler.extensions import db
 from scheduler.models import Appointment, Slot
-from tests.factories import api_booking, make_appointment, make_slot
+from tests.factories import api_booking, make_appointment, make_slot, move
 
 CLIENTS = 50
 
@@ -74,27 +75,25 @@ def test_racing_clients_get_exactly_the_capacity(
 
 def test_racing_reschedules_of_one_appointment_move_it_once(app: Flask) -> None:
     """Ten tabs moving the same booking to ten different slots: one wins, one slot is held."""
-    from scheduler.appointments.operations import BookingError, reschedule_appointment
-
     original = make_slot(capacity=1)
     targets = [make_slot(original.location, days_ahead=4 + n, capacity=1) for n in range(10)]
     appt = make_appointment(original)
     barrier = threading.Barrier(len(targets))
     outcomes: list[str] = []
 
-    def move(slot_id: int) -> None:
+    def move_to(slot_id: int) -> None:
         with app.app_context():
             mine = db.session.get(Appointment, appt.id)
             barrier.wait()
             try:
-                reschedule_appointment(mine, slot_id, actor="patient")
+                move(mine, slot_id)
                 outcomes.append("moved")
             except BookingError as exc:
                 outcomes.append(exc.code)
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=move, args=(s.id,)) for s in targets]
+    threads = [threading.Thread(target=move_to, args=(s.id,)) for s in targets]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -14,7 +14,6 @@ import time_machine
 from flask import Flask, abort
 
 from scheduler.appointments.links import manage_token
-from scheduler.appointments.operations import cancel_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment
 from tests.booking.conftest import MONDAY_AFTERNOON, slot_at
@@ -28,7 +27,7 @@ from tests.e2e.a11y import (
     small_targets,
     small_text,
 )
-from tests.factories import make_appointment, make_slot, seeded_clinic
+from tests.factories import cancel, make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import PASSWORD, make_staff
 
 pytestmark = pytest.mark.browser
@@ -63,7 +62,7 @@ def clinic(app: Flask, frozen: Any) -> dict[str, Any]:
     booked = make_appointment(make_slot(boerne, starts_at=slot_at(4)), language="es")
     quiet = make_appointment(make_slot(boerne, starts_at=slot_at(5)), sms_consent=False)
     cancelled = make_appointment(make_slot(boerne, starts_at=slot_at(6)))
-    cancel_appointment(cancelled, actor="patient")
+    cancel(cancelled)
     return {
         "location": boerne,
         "slot": slots[0],
@@ -280,7 +279,7 @@ def test_staff_pages_have_no_serious_or_critical_axe_violations(
 ) -> None:
     today = make_slot(clinic["location"], starts_at=MONDAY_AFTERNOON + timedelta(hours=2))
     patient = make_appointment(today, first_name="Luz")
-    cancel_appointment(make_appointment(today, first_name="Ana"), actor="patient")
+    cancel(make_appointment(today, first_name="Ana"))
     db.session.commit()
     admin = make_staff("admin@clinic.test", "admin")
     context = browser.new_context(viewport={"width": 1024, "height": 800})

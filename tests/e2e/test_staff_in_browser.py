@@ -10,12 +10,12 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from scheduler.appointments.operations import book_appointment
 from scheduler.availability.operations import roll_slots_forward
 from scheduler.extensions import db
 from scheduler.models import Appointment
 from tests.e2e.test_booking_in_browser import shot
 from tests.factories import (
+    book,
     booking_request,
     days_from_today,
     local_instant,
@@ -38,7 +38,7 @@ def test_scheduler_books_a_caller_and_marks_a_patient_arrived(
     locations = seeded_clinic()
     roll_slots_forward()
     today_slot = make_slot(locations[1], starts_at=local_instant(days_from_today(0), time(19)))
-    waiting = book_appointment(
+    waiting = book(
         booking_request(today_slot, first_name="Rosa", last_name="Treviño"),
         now=today_slot.starts_at - timedelta(days=1),
     )

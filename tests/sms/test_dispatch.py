@@ -11,7 +11,6 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
-from scheduler.appointments.operations import book_appointment
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
@@ -25,7 +24,14 @@ from scheduler.sms.dispatch import Dispatcher, purge_old_messages
 from scheduler.sms.outbox import opt_out
 from scheduler.sms.replies import apply_status_callback
 from tests.conftest import make_app
-from tests.factories import CHICAGO, add_message_schedules, booking_request, make_slot, texts_of
+from tests.factories import (
+    CHICAGO,
+    add_message_schedules,
+    book,
+    booking_request,
+    make_slot,
+    texts_of,
+)
 from tests.sms.conftest import SENDER, twilio_settings
 from tests.twilio_server import FakeTwilio
 
@@ -51,8 +57,8 @@ def dispatcher(app: Flask) -> Any:
         yield dispatcher
 
 
-def book(visit: datetime = VISIT, now: datetime = BOOKED, **overrides: Any) -> Appointment:
-    return book_appointment(booking_request(make_slot(starts_at=visit), **overrides), now=now)
+def booked_visit(visit: datetime = VISIT, now: datetime = BOOKED, **overrides: Any) -> Appointment:
+    return book(booking_request(make_slot(starts_at=visit), **overrides), now=now)
 
 
 def attempts_of(text: OutboundMessage) -> list[str]:
@@ -67,7 +73,7 @@ def attempts_of(text: OutboundMessage) -> list[str]:
 
 def test_each_text_goes_out_once_at_its_time(dispatcher: Dispatcher, twilio: FakeTwilio) -> None:
     add_message_schedules()
-    appt = book()
+    appt = booked_visit()
     report = dispatcher.dispatch_due(BOOKED)
     assert (report.claimed, report.sent) == (1, 1)
     [request] = twilio.requests
@@ -91,7 +97,7 @@ def test_each_text_goes_out_once_at_its_time(dispatcher: Dispatcher, twilio: Fak
 
 def test_console_backend_prints_each_text(app: Flask) -> None:
     out = io.StringIO()
-    appt = book()
+    appt = booked_visit()
     with Dispatcher(app, backend=ConsoleBackend(out)) as dispatcher:
         assert dispatcher.dispatch_due(BOOKED).sent == 1
     printed = out.getvalue()
@@ -104,7 +110,7 @@ def test_console_backend_prints_each_text(app: Flask) -> None:
 def test_a_transient_error_is_retried_with_backoff_then_sent(
     dispatcher: Dispatcher, twilio: FakeTwilio, status: int, code: int
 ) -> None:
-    appt = book()
+    appt = booked_visit()
     twilio.fail_next(1, status)
     report = dispatcher.dispatch_due(BOOKED)
     assert (report.sent, report.retrying) == (0, 1)
@@ -121,7 +127,7 @@ def test_a_transient_error_is_retried_with_backoff_then_sent(
 
 
 def test_a_refused_connection_is_retried(app: Flask) -> None:
-    appt = book()
+    appt = booked_visit()
     backend = TwilioBackend("AC" + "0" * 32, "token", SENDER, None, 2, 0.5, 0.5)
     backend.client.api.base_url = "http://127.0.0.1:9"  # nothing listens on the discard port
     with Dispatcher(app, backend=backend) as dispatcher:
@@ -133,7 +139,7 @@ def test_a_refused_connection_is_retried(app: Flask) -> None:
 
 
 def test_retries_stop_at_the_limit(dispatcher: Dispatcher, twilio: FakeTwilio, app: Flask) -> None:
-    appt = book()
+    appt = booked_visit()
     twilio.fail_number(PHONE, 20500)
     now = BOOKED
     for _ in range(app.config["SMS_MAX_ATTEMPTS"]):
@@ -149,7 +155,7 @@ def test_retries_stop_at_the_limit(dispatcher: Dispatcher, twilio: FakeTwilio, a
 def test_an_invalid_number_fails_at_once_and_is_marked_unreachable(
     dispatcher: Dispatcher, twilio: FakeTwilio
 ) -> None:
-    appt = book()
+    appt = booked_visit()
     twilio.fail_number(PHONE, 21211)
     dispatcher.dispatch_due(BOOKED)
     text = texts_of(appt)["confirmation"]
@@ -168,7 +174,7 @@ def test_twilio_opt_out_error_suppresses_and_opts_the_number_out(
     dispatcher: Dispatcher, twilio: FakeTwilio
 ) -> None:
     add_message_schedules()
-    appt = book()
+    appt = booked_visit()
     twilio.fail_number(PHONE, 21610)
     dispatcher.dispatch_due(BOOKED)
     texts = texts_of(appt)
@@ -185,7 +191,7 @@ def test_twilio_opt_out_error_suppresses_and_opts_the_number_out(
 def test_a_read_timeout_is_retried_once_and_recorded_as_a_possible_duplicate(
     dispatcher: Dispatcher, twilio: FakeTwilio
 ) -> None:
-    appt = book()
+    appt = booked_visit()
     twilio.hang_next(1, 2.0)  # longer than the 1 s read timeout; Twilio still sends it
     assert dispatcher.dispatch_due(BOOKED).outcomes == {"ambiguous": 1}
     text = texts_of(appt)["confirmation"]
@@ -200,7 +206,7 @@ def test_a_read_timeout_is_retried_once_and_recorded_as_a_possible_duplicate(
 def test_a_second_read_timeout_fails_the_text_rather_than_risk_a_third_copy(
     dispatcher: Dispatcher, twilio: FakeTwilio
 ) -> None:
-    appt = book()
+    appt = booked_visit()
     twilio.hang_next(2, 2.0)
     dispatcher.dispatch_due(BOOKED)
     dispatcher.dispatch_due(texts_of(appt)["confirmation"].due_at)
@@ -212,7 +218,7 @@ def test_a_second_read_timeout_fails_the_text_rather_than_risk_a_third_copy(
 
 
 def test_nothing_is_sent_in_quiet_hours(dispatcher: Dispatcher, twilio: FakeTwilio) -> None:
-    appt = book(now=local(2026, 12, 1, 20, 59))
+    appt = booked_visit(now=local(2026, 12, 1, 20, 59))
     assert dispatcher.dispatch_due(local(2026, 12, 1, 21, 0)).claimed == 0
     assert dispatcher.dispatch_due(local(2026, 12, 2, 7, 59)).claimed == 0
     assert twilio.requests == []
@@ -225,7 +231,7 @@ def test_a_text_that_can_no_longer_go_out_before_the_visit_is_dropped(
 ) -> None:
     add_message_schedules()
     early_visit = local(2026, 12, 9, 8, 0)
-    appt = book(visit=early_visit)
+    appt = booked_visit(visit=early_visit)
     dispatcher.dispatch_due(BOOKED)
     # The dispatcher was down from the evening before until after the visit.
     report = dispatcher.dispatch_due(local(2026, 12, 8, 21, 30))
@@ -243,10 +249,10 @@ def test_an_opted_out_number_gets_nothing_even_after_a_restart(
     app: Flask, twilio: FakeTwilio
 ) -> None:
     add_message_schedules()
-    appt = book()
+    appt = booked_visit()
     opt_out(PHONE, BOOKED)
     db.session.commit()
-    later = book(visit=VISIT + timedelta(days=1), now=BOOKED + timedelta(minutes=5))
+    later = booked_visit(visit=VISIT + timedelta(days=1), now=BOOKED + timedelta(minutes=5))
     db.session.remove()
     restarted = make_app(app.config["DATABASE_URL"], **twilio_settings(twilio))
     with restarted.app_context(), Dispatcher(restarted) as dispatcher:
@@ -272,7 +278,7 @@ class Clock:
 def test_a_claim_left_by_a_dead_dispatcher_is_taken_back_once(
     app: Flask, twilio: FakeTwilio
 ) -> None:
-    appt = book()
+    appt = booked_visit()
     clock = Clock()
     with Dispatcher(app, worker="dead", clock=clock) as dead:
         assert len(dead.claim(BOOKED, 10)) == 1  # then it "dies" without sending
@@ -291,7 +297,7 @@ def test_a_claim_left_by_a_dead_dispatcher_is_taken_back_once(
 def test_dispatch_as_of_another_time_never_expires_live_claims(
     app: Flask, twilio: FakeTwilio
 ) -> None:
-    book()
+    booked_visit()
     with Dispatcher(app, worker="alive") as alive:
         alive.claim(BOOKED, 10)  # in flight right now
     with Dispatcher(app) as dispatcher:
@@ -300,7 +306,7 @@ def test_dispatch_as_of_another_time_never_expires_live_claims(
 
 
 def test_a_text_lost_in_flight_twice_fails(app: Flask) -> None:
-    appt = book()
+    appt = booked_visit()
     lease = timedelta(seconds=app.config["SMS_CLAIM_LEASE_SECONDS"])
     clock = Clock()
     with Dispatcher(app, clock=clock) as dispatcher:
@@ -317,7 +323,7 @@ def test_a_text_lost_in_flight_twice_fails(app: Flask) -> None:
 def test_dispatchers_racing_in_threads_send_each_text_once(app: Flask, twilio: FakeTwilio) -> None:
     slot = make_slot(starts_at=VISIT, capacity=60)
     for n in range(60):
-        book_appointment(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
+        book(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
     twilio.delay = 0.02
     app.config["SMS_SEND_CONCURRENCY"] = 3
     reports = []
@@ -346,7 +352,7 @@ def test_dispatchers_racing_in_threads_send_each_text_once(app: Flask, twilio: F
 def test_never_more_claimed_than_can_be_sent_at_once(app: Flask, twilio: FakeTwilio) -> None:
     slot = make_slot(starts_at=VISIT, capacity=20)
     for n in range(20):
-        book_appointment(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
+        book(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
     app.config["SMS_SEND_CONCURRENCY"] = 4
     twilio.delay = 0.05
     most_sending = 0
@@ -369,7 +375,7 @@ def test_never_more_claimed_than_can_be_sent_at_once(app: Flask, twilio: FakeTwi
 def test_a_delivery_report_that_beats_the_dispatcher_is_applied_later(
     app: Flask, twilio: FakeTwilio
 ) -> None:
-    appt = book()
+    appt = booked_visit()
     sid = "SM" + "e" * 32
 
     def answer(index: int, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
@@ -395,9 +401,9 @@ def test_a_delivery_report_that_beats_the_dispatcher_is_applied_later(
 def test_purge_removes_finished_texts_past_retention(
     dispatcher: Dispatcher, twilio: FakeTwilio
 ) -> None:
-    old = book()
+    old = booked_visit()
     dispatcher.dispatch_due(BOOKED)
-    recent = book(visit=VISIT + timedelta(days=210), now=BOOKED + timedelta(days=200))
+    recent = booked_visit(visit=VISIT + timedelta(days=210), now=BOOKED + timedelta(days=200))
     assert purge_old_messages(BOOKED + timedelta(days=366), retention_days=365) == 1
     assert texts_of(old) == {}
     assert set(texts_of(recent)) == {"confirmation"}

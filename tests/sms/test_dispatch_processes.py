@@ -16,10 +16,9 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from scheduler.appointments.operations import book_appointment
 from scheduler.extensions import db
 from scheduler.models import MessageAttempt, MessageStatus, OutboundMessage
-from tests.factories import CHICAGO, booking_request, make_slot
+from tests.factories import CHICAGO, book, booking_request, make_slot
 from tests.sms.conftest import twilio_settings
 from tests.twilio_server import FakeTwilio
 
@@ -36,7 +35,7 @@ def queue_confirmations(count: int) -> None:
     """``count`` bookings with consent, so ``count`` confirmations due at BOOKED."""
     slot = make_slot(starts_at=BOOKED + timedelta(days=8), capacity=count)
     for n in range(count):
-        book_appointment(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
+        book(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
 
 
 def dispatcher_process(app: Flask, now: datetime, **settings: Any) -> subprocess.Popen[str]:

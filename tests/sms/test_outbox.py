@@ -8,22 +8,25 @@ import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
+from scheduler.appointments import operations
+from scheduler.appointments.lifecycle import PATIENT_WEB
 from scheduler.appointments.operations import (
     BookingError,
     SlotFull,
     book_appointment,
-    cancel_appointment,
-    reschedule_appointment,
 )
-from scheduler.appointments import operations
+from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.models import Appointment, ContentBlock, MessageStatus, OutboundMessage, Slot
 from tests.factories import (
     CHICAGO,
     add_message_schedules,
+    book,
     booking_request,
+    cancel,
     make_location,
     make_slot,
+    move,
     texts_of,
 )
 
@@ -40,7 +43,7 @@ def cadence(app: Flask) -> None:
 def test_booking_with_consent_queues_confirmation_instructions_and_reminder() -> None:
     visit = local(2026, 12, 9, 10, 0)
     booked = local(2026, 12, 1, 14, 0)
-    appt = book_appointment(booking_request(make_slot(starts_at=visit)), now=booked)
+    appt = book(booking_request(make_slot(starts_at=visit)), now=booked)
     texts = texts_of(appt)
     assert set(texts) == {"confirmation", "instructions", "reminder"}
     assert texts["confirmation"].due_at == booked
@@ -62,19 +65,19 @@ def test_booking_with_consent_queues_confirmation_instructions_and_reminder() ->
 
 
 def test_no_text_without_consent() -> None:
-    appt = book_appointment(booking_request(make_slot(), sms_consent=False))
+    appt = book(booking_request(make_slot(), sms_consent=False))
     assert texts_of(appt) == {}
-    cancel_appointment(appt, actor="patient")
+    cancel(appt)
     assert db.session.scalar(select(func.count(OutboundMessage.id))) == 0
 
 
 def test_texts_carry_no_more_than_the_minimum() -> None:
-    appt = book_appointment(
+    appt = book(
         booking_request(
             make_slot(days_ahead=10), first_name="Rosa", last_name="Zamarripa", language="es"
         )
     )
-    cancel_appointment(appt, actor="patient")
+    cancel(appt)
     bodies = [text.body for text in texts_of(appt).values()]
     assert len(bodies) == 4
     for body in bodies:
@@ -90,7 +93,7 @@ def test_texts_carry_no_more_than_the_minimum() -> None:
 
 def test_texts_are_in_the_patients_language() -> None:
     visit = local(2026, 12, 9, 10, 0)
-    appt = book_appointment(
+    appt = book(
         booking_request(make_slot(starts_at=visit), language="es"),
         now=local(2026, 12, 1, 12, 0),
     )
@@ -104,7 +107,7 @@ def test_texts_are_in_the_patients_language() -> None:
 def test_a_late_booking_gets_instructions_after_the_confirmation_and_no_reminder() -> None:
     visit = local(2026, 12, 9, 15, 0)
     booked = local(2026, 12, 8, 19, 0)  # 20 hours before
-    appt = book_appointment(booking_request(make_slot(starts_at=visit)), now=booked)
+    appt = book(booking_request(make_slot(starts_at=visit)), now=booked)
     texts = texts_of(appt)
     assert set(texts) == {"confirmation", "instructions"}
     assert texts["confirmation"].due_at == booked
@@ -113,9 +116,7 @@ def test_a_late_booking_gets_instructions_after_the_confirmation_and_no_reminder
 
 def test_a_booking_at_night_is_confirmed_at_eight() -> None:
     visit = local(2026, 12, 14, 9, 0)
-    appt = book_appointment(
-        booking_request(make_slot(starts_at=visit)), now=local(2026, 12, 3, 22, 40)
-    )
+    appt = book(booking_request(make_slot(starts_at=visit)), now=local(2026, 12, 3, 22, 40))
     assert texts_of(appt)["confirmation"].due_at == local(2026, 12, 4, 8, 0)
 
 
@@ -124,8 +125,8 @@ def test_reminders_due_in_quiet_hours_wait_for_eight() -> None:
     early = local(2026, 12, 9, 7, 0)  # an early extra session: reminders due at 7:00
     booked = local(2026, 12, 1, 12, 0)
     location = make_location()
-    fine = book_appointment(booking_request(make_slot(location, starts_at=visit)), now=booked)
-    moved = book_appointment(booking_request(make_slot(location, starts_at=early)), now=booked)
+    fine = book(booking_request(make_slot(location, starts_at=visit)), now=booked)
+    moved = book(booking_request(make_slot(location, starts_at=early)), now=booked)
     assert texts_of(fine)["reminder"].due_at == local(2026, 12, 8, 8, 30)
     assert texts_of(moved)["reminder"].due_at == local(2026, 12, 8, 8, 0)
     assert texts_of(moved)["instructions"].due_at == local(2026, 12, 6, 8, 0)
@@ -133,9 +134,7 @@ def test_reminders_due_in_quiet_hours_wait_for_eight() -> None:
 
 def test_a_night_booking_for_an_early_visit_drops_what_cannot_go_out_in_time() -> None:
     visit = local(2026, 12, 10, 7, 30)
-    appt = book_appointment(
-        booking_request(make_slot(starts_at=visit)), now=local(2026, 12, 9, 21, 30)
-    )
+    appt = book(booking_request(make_slot(starts_at=visit)), now=local(2026, 12, 9, 21, 30))
     confirmation = texts_of(appt)["confirmation"]
     assert confirmation.status == MessageStatus.SUPPRESSED
     assert confirmation.status_reason == "visit_before_sending_hours"
@@ -155,7 +154,7 @@ def test_cadence_across_dst_changes(
     visit: datetime, reminder_due: datetime, instructions_due: datetime
 ) -> None:
     booked = visit - timedelta(days=14)
-    appt = book_appointment(booking_request(make_slot(starts_at=visit)), now=booked)
+    appt = book(booking_request(make_slot(starts_at=visit)), now=booked)
     texts = texts_of(appt)
     assert texts["reminder"].due_at == reminder_due
     assert texts["instructions"].due_at == instructions_due
@@ -163,10 +162,8 @@ def test_cadence_across_dst_changes(
 
 def test_cancelling_stops_pending_texts_and_says_so() -> None:
     visit = local(2026, 12, 9, 10, 0)
-    appt = book_appointment(
-        booking_request(make_slot(starts_at=visit)), now=local(2026, 12, 1, 10, 0)
-    )
-    cancel_appointment(appt, actor="patient", now=local(2026, 12, 2, 10, 0))
+    appt = book(booking_request(make_slot(starts_at=visit)), now=local(2026, 12, 1, 10, 0))
+    cancel(appt, now=local(2026, 12, 2, 10, 0))
     texts = texts_of(appt)
     for kind in ("confirmation", "instructions", "reminder"):
         assert texts[kind].status == MessageStatus.CANCELLED
@@ -182,14 +179,9 @@ def test_rescheduling_cancels_the_old_texts_and_queues_the_new_slots_own() -> No
     old_visit = local(2026, 12, 9, 10, 0)
     new_visit = local(2026, 12, 16, 14, 0)
     other_location = make_location(name="Kerrville")
-    old = book_appointment(
-        booking_request(make_slot(starts_at=old_visit)), now=local(2026, 12, 1, 10, 0)
-    )
-    new = reschedule_appointment(
-        old,
-        make_slot(other_location, starts_at=new_visit).id,
-        actor="patient",
-        now=local(2026, 12, 2, 10, 0),
+    old = book(booking_request(make_slot(starts_at=old_visit)), now=local(2026, 12, 1, 10, 0))
+    new = move(
+        old, make_slot(other_location, starts_at=new_visit).id, now=local(2026, 12, 2, 10, 0)
     )
     old_texts = texts_of(old)
     assert {t.status for t in old_texts.values()} == {MessageStatus.CANCELLED}
@@ -206,20 +198,17 @@ def test_rescheduling_cancels_the_old_texts_and_queues_the_new_slots_own() -> No
 def test_texts_and_booking_are_saved_together_or_not_at_all() -> None:
     slot = make_slot(capacity=2)
 
-    def fail_late(appt: object) -> None:
+    with pytest.raises(RuntimeError), unit_of_work():
+        book_appointment(booking_request(slot), PATIENT_WEB)
         raise RuntimeError("the transaction dies after the texts were queued")
-
-    with pytest.raises(RuntimeError):
-        book_appointment(booking_request(slot), after_change=fail_late)
-    db.session.rollback()
     assert db.session.scalar(select(func.count(OutboundMessage.id))) == 0
     assert db.session.scalar(select(func.count(Appointment.id))) == 0
     db.session.refresh(slot)
     assert slot.booked_count == 0
     full = make_slot(capacity=1)
-    book_appointment(booking_request(full))
+    book(booking_request(full))
     with pytest.raises(SlotFull):
-        book_appointment(booking_request(full, first_name="Luz"))
+        book(booking_request(full, first_name="Luz"))
     assert db.session.scalar(select(func.count(OutboundMessage.id))) == 3
 
 
@@ -228,7 +217,7 @@ def test_a_broken_stored_template_falls_back_to_the_default_text() -> None:
         ContentBlock(key="sms_confirmation", language="en", body="Hi {first_name} {surname}")
     )
     db.session.commit()
-    appt = book_appointment(booking_request(make_slot(days_ahead=6)))
+    appt = book(booking_request(make_slot(days_ahead=6)))
     body = texts_of(appt)["confirmation"].body
     assert "{" not in body and "Reply C to confirm" in body
 
@@ -244,17 +233,17 @@ def test_texts_follow_the_locations_own_template(app: Flask) -> None:
         )
     )
     db.session.commit()
-    appt = book_appointment(booking_request(make_slot(location, days_ahead=6)))
+    appt = book(booking_request(make_slot(location, days_ahead=6)))
     assert texts_of(appt)["reminder"].body.endswith("Reply C or R.")
 
 
 def test_a_reference_drawn_twice_is_drawn_again_with_the_texts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    first = book_appointment(booking_request(make_slot(days_ahead=6)))
+    first = book(booking_request(make_slot(days_ahead=6)))
     draws = iter([first.reference, first.reference, "C01-XXXX"])
     monkeypatch.setattr(operations, "new_reference", lambda code: next(draws))
-    second = book_appointment(booking_request(make_slot(days_ahead=7), first_name="Luz"))
+    second = book(booking_request(make_slot(days_ahead=7), first_name="Luz"))
     assert second.reference == "C01-XXXX"
     assert set(texts_of(second)) == {"confirmation", "instructions", "reminder"}
     assert db.session.scalar(select(func.count(OutboundMessage.id))) == 6
@@ -263,12 +252,12 @@ def test_a_reference_drawn_twice_is_drawn_again_with_the_texts(
 def test_a_move_that_draws_a_taken_reference_changes_nothing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    appt = book_appointment(booking_request(make_slot(days_ahead=6)))
+    appt = book(booking_request(make_slot(days_ahead=6)))
     appt_id, reference = appt.id, appt.reference
     target_id = make_slot(days_ahead=8).id
     monkeypatch.setattr(operations, "new_reference", lambda code: reference)
     with pytest.raises(BookingError, match="Could not move"):
-        reschedule_appointment(appt, target_id, actor="patient")
+        move(appt, target_id)
     db.session.remove()
     unchanged = db.session.get(Appointment, appt_id)
     assert unchanged.status == "booked"

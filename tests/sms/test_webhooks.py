@@ -201,7 +201,11 @@ def test_c_confirms_the_senders_next_appointment(client: FlaskClient, app: Flask
         .where(AppointmentEvent.appointment_id == sooner.id)
         .order_by(AppointmentEvent.id.desc())
     )
-    assert (event.from_status, event.to_status, event.actor) == ("booked", "confirmed", "sms")
+    assert (event.from_status, event.to_status, event.actor) == (
+        "booked",
+        "confirmed",
+        "patient_text",
+    )
     inbound = db.session.scalar(select(InboundMessage))
     assert (inbound.action, inbound.appointment_id) == ("confirm", sooner.id)
 
@@ -214,7 +218,7 @@ def test_a_retried_webhook_is_handled_once(client: FlaskClient, app: Flask) -> N
     assert db.session.scalar(select(func.count(InboundMessage.id))) == 1
     events = db.session.scalar(
         select(func.count(AppointmentEvent.id)).where(
-            AppointmentEvent.appointment_id == appt.id, AppointmentEvent.actor == "sms"
+            AppointmentEvent.appointment_id == appt.id, AppointmentEvent.actor == "patient_text"
         )
     )
     assert events == 1
@@ -268,7 +272,7 @@ def test_a_webhook_retried_concurrently_is_handled_once(app: Flask, live_server:
     assert db.session.scalar(select(func.count(InboundMessage.id))) == 1
     events = db.session.scalar(
         select(func.count(AppointmentEvent.id)).where(
-            AppointmentEvent.appointment_id == appt.id, AppointmentEvent.actor == "sms"
+            AppointmentEvent.appointment_id == appt.id, AppointmentEvent.actor == "patient_text"
         )
     )
     assert events == 1

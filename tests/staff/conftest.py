@@ -8,11 +8,10 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from scheduler.appointments.operations import book_appointment
 from scheduler.extensions import db
 from scheduler.models import Appointment, StaffUser
 from scheduler.staff.access import new_staff_user
-from tests.factories import booking_request, days_from_today, local_instant, make_slot
+from tests.factories import book, booking_request, days_from_today, local_instant, make_slot
 
 PASSWORD = "correct horse battery staple"
 
@@ -91,6 +90,4 @@ def post(client: FlaskClient, path: str, data: dict[str, Any] | None = None, **k
 def appointment_today(**overrides: Any) -> Appointment:
     """An appointment earlier today (booked a day before): the front desk can mark it."""
     slot = make_slot(starts_at=local_instant(days_from_today(0), time(0, 30)))
-    return book_appointment(
-        booking_request(slot, **overrides), now=slot.starts_at - timedelta(days=1)
-    )
+    return book(booking_request(slot, **overrides), now=slot.starts_at - timedelta(days=1))

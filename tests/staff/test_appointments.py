@@ -11,7 +11,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
-from scheduler.appointments.operations import BookingError, book_appointment
+from scheduler.appointments.lifecycle import PATIENT_WEB, Actor, ActorKind
+from scheduler.appointments.operations import BookingError
+from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
@@ -26,6 +28,7 @@ from scheduler.staff.operations import mark_appointment
 from tests.factories import (
     CHICAGO,
     add_message_schedules,
+    book,
     booking_request,
     make_appointment,
     make_location,
@@ -79,7 +82,7 @@ def test_booking_a_caller_uses_the_online_rules_and_is_audited(
     assert appt.patient.last_name == "Castañeda" and appt.patient.phone == "+18302574811"
     assert appt.patient.sms_consent_source == "staff"
     assert set(texts_of(appt)) == {"confirmation", "instructions", "reminder"}
-    [entry] = audits("appointment.book")
+    [entry] = audits("appointment.booked")
     assert (entry.actor, entry.target_id, entry.target_label) == (
         scheduler_user.email,
         appt.id,
@@ -182,7 +185,7 @@ def test_cancel_and_reschedule_by_staff(
     assert moved.headers["Location"].endswith(f"/staff/appointments/{new.id}")
     assert fresh(appt).status == "rescheduled"
     assert set(texts_of(new)) == {"rescheduled", "instructions", "reminder"}
-    [entry] = audits("appointment.reschedule")
+    [entry] = audits("appointment.moved")
     assert entry.details["new_reference"] == new.reference
     # The old page's cancel button is stale now.
     stale = post(
@@ -195,7 +198,7 @@ def test_cancel_and_reschedule_by_staff(
     post(staff_client, f"/staff/appointments/{new.id}/cancel", {"version": "1"})
     assert fresh(new).status == "cancelled"
     assert texts_of(new)["cancellation"].status == "pending"
-    assert [e.target_label for e in audits("appointment.cancel")] == [new.reference]
+    assert [e.target_label for e in audits("appointment.cancelled")] == [new.reference]
 
 
 def test_notes_are_private_and_audited_without_their_text(
@@ -313,7 +316,8 @@ def test_two_schedulers_marking_at_once_one_wins(app: Flask) -> None:
             target = db.session.get(Appointment, appt.id)
             barrier.wait()
             try:
-                mark_appointment(target, status, 1, user, utcnow())
+                with unit_of_work():
+                    mark_appointment(target, status, 1, user, utcnow())
                 results.append(status)
             except BookingError as error:
                 results.append(type(error).__name__)
@@ -348,18 +352,19 @@ def race_for(app: Flask, slot_id: int, sources: tuple[str, ...]) -> list[str]:
     outcomes: list[str] = []
     barrier = threading.Barrier(len(sources))
 
-    def book(source: str) -> None:
+    def book_as(source: str) -> None:
         with app.app_context():
             barrier.wait()
             try:
-                book_appointment(booking_request(slot_id, source=source))
+                actor = Actor(ActorKind.STAFF) if source == "staff" else PATIENT_WEB
+                book(booking_request(slot_id, source=source), actor=actor)
                 outcomes.append(source)
             except BookingError as error:
                 outcomes.append(error.code)
             finally:
                 db.session.remove()
 
-    threads = [threading.Thread(target=book, args=(source,)) for source in sources]
+    threads = [threading.Thread(target=book_as, args=(source,)) for source in sources]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -8,11 +8,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
 
-from scheduler.appointments.operations import cancel_appointment
 from scheduler.availability.operations import location_tz, roll_slots_forward
 from scheduler.extensions import db
 from scheduler.models import Slot
 from tests.factories import (
+    cancel,
     days_from_today,
     local_instant,
     make_appointment,
@@ -75,7 +75,7 @@ def test_day_view_shows_capacity_people_and_statuses(app: Flask, staff_client: F
     slot = make_slot(location, days_ahead=2, capacity=2)
     kept = make_appointment(slot, first_name="Rosa", last_name="Trevino")
     gone = make_appointment(slot, first_name="Luz", last_name="Ibarra")
-    cancel_appointment(gone, actor="patient")
+    cancel(gone)
     day = slot.starts_at.astimezone(location_tz(location)).date()
     html = staff_client.get(
         f"/staff/calendar?date={day.isoformat()}&location={location.slug}"
