@@ -250,6 +250,11 @@ def too_many_attempts(error: RateLimitExceeded) -> tuple[str, int, dict[str, str
     retry_at = datetime.fromtimestamp(reset_at, UTC)
     headers = {"Retry-After": str(max(1, reset_at - int(time.time())))}
     args = request.view_args or {}
+    if request.endpoint == "booking.reschedule":
+        try:  # the limit is checked before the view: speak the patient's language here too
+            open_link(args["reference"], args["token"])
+        except ManageLinkError:
+            pass
     if request.endpoint != "booking.book":
         return (
             render_template(

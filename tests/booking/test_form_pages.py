@@ -10,12 +10,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from scheduler.appointments.links import manage_token
 from scheduler.availability.operations import roll_slots_forward
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient
 from tests.booking.conftest import booking_form, post_booking, slot_at
 from tests.conftest import hidden_fields
-from tests.factories import make_slot, seeded_clinic
+from tests.factories import make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import csrf_token, make_staff, sign_in
 
 pytestmark = pytest.mark.usefixtures("fresh_requests", "afternoon")
@@ -247,3 +248,20 @@ def test_the_form_books_without_javascript_at_any_hour(client: FlaskClient, afte
     slot = make_slot(starts_at=slot_at(3, time(9)))
     afternoon.shift(timedelta(hours=9))  # 23:00
     assert post_booking(client, slot).status_code == 303
+
+
+@RATE_LIMITED
+def test_too_many_moves_get_a_page_that_says_when(client: FlaskClient) -> None:
+    """Moving shares the booking budget; its refusal is a page in the patient's language."""
+    appt = make_appointment(make_slot(starts_at=slot_at(3)), language="es")
+    for n in range(5):
+        post_booking(client, make_slot(appt.slot.location, starts_at=slot_at(4 + n)))
+    other = make_slot(appt.slot.location, starts_at=slot_at(12))
+    confirm = f"/manage/{appt.reference}/{manage_token(appt)}/reschedule/{other.id}"
+    hidden = hidden_fields(client.get(confirm).get_data(as_text=True))
+    response = client.post(confirm, data=hidden)
+    assert response.status_code == 429
+    html = response.get_data(as_text=True)
+    assert "<h1>Demasiados intentos</h1>" in html
+    assert "inténtelo de nuevo después de las 2:01 p.m. CDT" in html
+    assert response.headers["Retry-After"]
