@@ -1,7 +1,8 @@
-"""SMS dispatch benchmark: the bounded send pool against one text at a time, side by side.
+"""SMS dispatch benchmark: the bounded send pool against one text at a time, side by side,
+and the dispatcher killed with SIGKILL mid-run.
 
 For each engine (a SQLite file in a temp dir, or a PostgreSQL database
-``bench_<random>`` created here and dropped at the end), three runs, each with
+``bench_<random>`` created here and dropped at the end), five runs, each with
 its own fake Twilio server (``tests/twilio_server.py`` in a subprocess, so it
 does not share the GIL with the dispatcher) answering every request after 100 ms,
 and a fresh outbox of due texts:
@@ -9,13 +10,22 @@ and a fresh outbox of due texts:
 1. pool: 2,000 texts, ``SMS_SEND_CONCURRENCY=32``;
 2. one at a time: ``SMS_SEND_CONCURRENCY=1`` on 300 texts (2,000 would take 200 s);
 3. failures: the server answers 1 request in 5 with a 500 or a 429 (in turn),
-   2,000 texts, the pool, retries within the run (backoff 0.05 s up to 0.5 s).
+   2,000 texts, the pool, retries within the run (backoff 0.05 s up to 0.5 s);
+4. process: 2,000 texts sent by a dispatcher process (this script with ``--child``)
+   that runs as the scheduler's dispatcher does: ``dispatch_due`` again and again,
+   woken by its heartbeat when another dispatcher's lease runs out;
+5. process, 5 kills: the same, but the dispatcher process is killed with SIGKILL
+   five times (each time 1/6 more of the texts have reached the server) and a new
+   one started at once. Leases and heartbeats are the defaults (20 s, 5 s).
 
-The dispatcher runs in this process, ``dispatch_due(now)`` in a loop on a
+Runs 1-3 dispatch in this process, ``dispatch_due(now)`` in a loop; every run uses a
 simulated clock that starts on a weekday at 10:00 in Chicago (inside sending
-hours) and moves with the real one, until no text is pending or sending. After
-each run the server's ``/_stats`` says how many texts it accepted and how many
-twice; the outbox must hold every text as sent with its own provider id.
+hours) and moves with the real one, until no text is pending or sending (leases
+follow the real clock). After each run the server's ``/_stats`` says how many texts
+it accepted and how many twice; the outbox must hold every text as sent with its
+own provider id. The kill run also reports the texts flagged as possible
+duplicates, those found at the provider instead of being resent, and the time from
+each kill to the moment the killed process's texts were taken back.
 
 Run from the repository root::
 
@@ -80,6 +90,12 @@ MIN_RATIO = 10.0
 MIN_POOL_RATE = 100.0
 
 POOL, SERIAL, FAILURES = "pool", "one at a time", "pool, 1 in 5 fail"
+PROCESS, KILLED = "process", "process, 5 kills"
+CHILD_ENV = "SMS_BENCH_CHILD"  # the settings of a dispatcher process (--child), as JSON
+CHILD_IDLE_S = 0.5  # a dispatcher process with nothing to claim looks again after this
+STATS_POLL_S = 0.05
+# Kill to retake, goal: about 30 s with the default 20 s lease and 5 s heartbeat.
+MAX_RETAKE_S = 30.0
 
 
 # --------------------------------------------------------------------------- results
@@ -108,13 +124,19 @@ class RunResult:
     attempt_outcomes: dict[str, int] = field(default_factory=dict)  # "outcome HTTP status"
     unanswered_attempts: list[str] = field(default_factory=list)  # failed without HTTP status
     possible_duplicates: int = 0  # rows flagged after an attempt of unknown outcome
+    # Fault runs: dispatcher processes killed, and what that cost.
+    kills: int = 0
+    retake_s: list[float] = field(default_factory=list)  # kill -> its texts taken back
+    taken_back: int = 0
+    reconciled: int = 0  # found at the provider, not sent again
+    list_requests: int = 0  # Messages list requests the server answered
+    distinct_accepted: int = 0
     # Summed DispatchReports.
     claimed: int = 0
     sent: int = 0
     retrying: int = 0
     failed: int = 0
     suppressed: int = 0
-    taken_back: int = 0
 
     @property
     def rate(self) -> float:
@@ -122,11 +144,8 @@ class RunResult:
 
     @property
     def lost(self) -> int:
-        """Texts the server never accepted; exact while no text was accepted twice.
-
-        With duplicates it is a lower bound: each duplicated pair hides at least one copy.
-        """
-        return max(self.texts - self.accepted + self.duplicates, 0)
+        """Texts the server never accepted (each text has its own number and body)."""
+        return max(self.texts - self.distinct_accepted, 0)
 
     @property
     def db_sent(self) -> int:
@@ -149,6 +168,7 @@ class RunResult:
             and self.accepted == self.texts
             and self.db_sent == self.texts
             and self.distinct_sids == self.texts
+            and self.possible_duplicates == 0
         )
 
 
@@ -439,14 +459,40 @@ def check_outbox(result: RunResult) -> None:
         f"text {message_id} attempt {number}: {outcome}: {detail}"
         for message_id, number, outcome, detail in db.session.execute(
             select(ma.message_id, ma.number, ma.outcome, ma.detail)
-            .where(ma.outcome != "sent", ma.http_status.is_(None))
+            .where(
+                ma.outcome.not_in(["sent", "reconciled", "lease_expired"]),
+                ma.http_status.is_(None),
+            )
             .order_by(ma.id)
         ).all()
     ]
     result.possible_duplicates = int(
         db.session.scalar(select(func.count(om.id)).where(om.possible_duplicate.is_(True))) or 0
     )
+    counts = {
+        o: int(n)
+        for o, n in db.session.execute(
+            select(ma.outcome, func.count(ma.id)).group_by(ma.outcome)
+        ).all()
+    }
+    result.reconciled = counts.get("reconciled", 0)
+    result.taken_back = counts.get("lease_expired", 0)
     db.session.rollback()
+
+
+def retake_seconds(worker: str, killed_at: datetime) -> float | None:
+    """From a kill to the first of the killed dispatcher's texts being taken back."""
+    from sqlalchemy import func, select
+
+    from scheduler.extensions import db
+    from scheduler.models import MessageAttempt
+
+    ma = MessageAttempt
+    first = db.session.scalar(
+        select(func.min(ma.finished_at)).where(ma.worker == worker, ma.outcome == "lease_expired")
+    )
+    db.session.rollback()
+    return (first - killed_at).total_seconds() if first else None
 
 
 # --------------------------------------------------------------------------- one run
@@ -464,7 +510,7 @@ def dispatch_all(result: RunResult, app: Any, timeout_s: float) -> None:
         while True:
             now = T0 + timedelta(seconds=time.monotonic() - started)
             report = dispatcher.dispatch_due(now)
-            for name in ("claimed", "sent", "retrying", "failed", "suppressed", "taken_back"):
+            for name in ("claimed", "sent", "retrying", "failed", "suppressed"):
                 setattr(result, name, getattr(result, name) + getattr(report, name))
             if not report.claimed and unfinished_texts() == 0:
                 break
@@ -516,12 +562,7 @@ def bench_run(
             with app.app_context():
                 db.session.remove()
                 db.engine.dispose()
-    result.requests = int(stats["requests"])
-    result.accepted = int(stats["accepted"])
-    result.duplicates = int(stats["duplicates"])
-    result.by_status = {str(k): int(v) for k, v in stats["by_status"].items()}
-    # Less the connection of the /_stats request itself.
-    result.connections = max(int(stats.get("connections", 0)) - 1, 0)
+    read_stats(result, stats)
     if stats.get("in_flight"):
         log(f"{engine} {name}: WARNING: {stats['in_flight']} requests still in flight")
     log(
@@ -529,6 +570,150 @@ def bench_run(
         f"{' (TIMED OUT)' if result.timed_out else ''}; server: {result.requests} requests, "
         f"{result.accepted} accepted, {result.duplicates} duplicated, by status "
         f"{result.by_status}; outbox: {result.db_status}, attempts {result.attempt_outcomes}"
+    )
+    return result
+
+
+def read_stats(result: RunResult, stats: dict[str, Any], own_requests: int = 1) -> None:
+    result.requests = int(stats["requests"])
+    result.accepted = int(stats["accepted"])
+    result.distinct_accepted = int(stats["distinct_accepted"])
+    result.duplicates = int(stats["duplicates"])
+    result.by_status = {str(k): int(v) for k, v in stats["by_status"].items()}
+    result.list_requests = sum(int(n) for n in stats.get("list_requests", {}).values())
+    # Less the connections of our own /_stats requests.
+    result.connections = max(int(stats.get("connections", 0)) - own_requests, 0)
+
+
+# --------------------------------------------------------------------------- killed processes
+
+
+def child_main() -> int:
+    """A dispatcher process, as the scheduler runs it: dispatch, look again when idle or
+    woken by the heartbeat (a lease ran out), until nothing is pending or sending."""
+    from scheduler import create_app
+    from scheduler.sms.dispatch import Dispatcher
+
+    settings = json.loads(os.environ[CHILD_ENV])
+    app = create_app(settings["config"])
+    start_epoch = float(settings["start_epoch"])
+    with app.app_context(), Dispatcher(app) as dispatcher:
+        print(f"worker {dispatcher.worker}", flush=True)
+        while True:
+            now = T0 + timedelta(seconds=time.time() - start_epoch)
+            report = dispatcher.dispatch_due(now)
+            if report.claimed:
+                continue
+            if unfinished_texts() == 0:
+                return 0
+            dispatcher.expired_seen.wait(CHILD_IDLE_S)
+
+
+def start_child(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """A dispatcher process; returns it and its worker name (the one its claims carry)."""
+    with log_path.open("a") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--child"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            start_new_session=True,
+        )
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], 60)
+    line = proc.stdout.readline().strip() if ready else ""
+    if not line.startswith("worker "):
+        proc.kill()
+        proc.wait()
+        raise BenchError(f"dispatcher process did not start ({line!r}):\n{tail(log_path)}")
+    return proc, line.removeprefix("worker ")
+
+
+def process_run(
+    engine: str,
+    name: str,
+    database_url: str,
+    texts: int,
+    kills: int,
+    args: argparse.Namespace,
+    tmp: Path,
+) -> RunResult:
+    """Texts sent by dispatcher processes; SIGKILL ``kills`` times, each replaced at once."""
+    from scheduler import create_app
+    from scheduler.extensions import db
+
+    result = RunResult(engine, name, texts, args.concurrency, 0)
+    credentials = Credentials("AC" + secrets.token_hex(16), secrets.token_urlsafe(24))
+    server_log, child_log = tmp / "twilio-server.log", tmp / f"dispatcher-{name}.log"
+    with fake_twilio(args.delay, 0, credentials, server_log) as base_url:
+        config = app_config(database_url, base_url, credentials, args)
+        app = create_app(config)
+        polls = 0
+        try:
+            with app.app_context():
+                fill_outbox(texts)
+                db.session.remove()
+            http_json(f"{base_url}/_reset", method="POST")
+            env = {
+                **os.environ,
+                CHILD_ENV: json.dumps({"config": config, "start_epoch": time.time()}),
+            }
+            thresholds = [texts * k // (kills + 1) for k in range(1, kills + 1)]
+            killed: list[tuple[str, datetime]] = []
+            started = time.monotonic()
+            cpu_started = time.process_time()
+            child, worker = start_child(env, child_log)
+            try:
+                while child.poll() is None:
+                    if time.monotonic() - started > args.timeout:
+                        result.timed_out = True
+                        break
+                    accepted = int(http_json(f"{base_url}/_stats")["accepted"])
+                    polls += 1
+                    if thresholds and accepted >= thresholds[0]:
+                        child.send_signal(signal.SIGKILL)
+                        killed.append((worker, datetime.now(UTC)))
+                        child.wait()
+                        log(f"{engine} {name}: killed {worker} at {accepted} accepted")
+                        thresholds.pop(0)
+                        child, worker = start_child(env, child_log)
+                        continue
+                    time.sleep(STATS_POLL_S)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                child.wait()
+                if child.stdout is not None:
+                    child.stdout.close()
+            if child.returncode not in (0, -signal.SIGKILL):
+                raise BenchError(
+                    f"dispatcher process exited with {child.returncode}:\n{tail(child_log)}"
+                )
+            result.seconds = time.monotonic() - started
+            result.cpu_s = time.process_time() - cpu_started
+            result.kills = len(killed)
+            stats = http_json(f"{base_url}/_stats")
+            with app.app_context():
+                check_outbox(result)
+                for gone, at in killed:
+                    seconds = retake_seconds(gone, at)
+                    if seconds is not None:
+                        result.retake_s.append(seconds)
+        finally:
+            with app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+    read_stats(result, stats, own_requests=polls + 1)
+    log(
+        f"{engine} {name}: {texts} texts in {result.seconds:.2f} s = {result.rate:.1f} texts/s"
+        f"{' (TIMED OUT)' if result.timed_out else ''}; {result.kills} kills, retaken after "
+        f"{', '.join(f'{s:.1f}' for s in result.retake_s) or '-'} s; server: "
+        f"{result.requests} requests, {result.accepted} accepted, {result.duplicates} "
+        f"duplicated, {result.list_requests} list requests; outbox: {result.db_status}, "
+        f"{result.reconciled} reconciled, {result.possible_duplicates} flagged, "
+        f"attempts {result.attempt_outcomes}"
     )
     return result
 
@@ -545,6 +730,8 @@ def bench_engine(engine: str, args: argparse.Namespace, report: EngineReport) ->
             (SERIAL, args.serial_texts, 1, 0),
             (FAILURES, args.texts, args.concurrency, args.fail_every),
         ]
+        if args.only_faults:
+            plan = []
         for name, texts, concurrency, fail_every in plan:
             log(
                 f"{engine} {name}: {texts} texts, concurrency {concurrency}, "
@@ -553,6 +740,14 @@ def bench_engine(engine: str, args: argparse.Namespace, report: EngineReport) ->
             )
             report.runs.append(
                 bench_run(engine, name, database_url, texts, concurrency, fail_every, args, tmp)
+            )
+        for name, kills in ((PROCESS, 0), (KILLED, args.kills)):
+            log(
+                f"{engine} {name}: {args.texts} texts, dispatcher processes, concurrency "
+                f"{args.concurrency}, server delay {args.delay * 1000:.0f} ms, {kills} SIGKILLs"
+            )
+            report.runs.append(
+                process_run(engine, name, database_url, args.texts, kills, args, tmp)
             )
 
 
@@ -583,6 +778,39 @@ def goal_lines(reports: list[EngineReport]) -> list[tuple[bool, str]]:
                     pool.rate >= MIN_POOL_RATE and not pool.timed_out,
                     f"{r.engine}: pool {pool.rate:.1f} texts/s at concurrency "
                     f"{pool.concurrency} (goal >= {MIN_POOL_RATE:.0f})",
+                )
+            )
+        process, killed = r.get(PROCESS), r.get(KILLED)
+        if killed:
+            retakes = sorted(killed.retake_s)
+            slowest = retakes[-1] if retakes else float("inf")
+            lines.append(
+                (
+                    killed.kills == len(retakes) > 0 and slowest <= MAX_RETAKE_S,
+                    f"{r.engine}: {killed.kills} kills, each one's texts taken back after "
+                    f"{', '.join(f'{x:.1f}' for x in retakes) or '-'} s "
+                    f"(goal <= {MAX_RETAKE_S:.0f} s with the default lease and heartbeat)",
+                )
+            )
+            lines.append(
+                (
+                    killed.duplicates == 0
+                    and killed.lost == 0
+                    and killed.possible_duplicates == 0
+                    and not killed.timed_out,
+                    f"{r.engine} {KILLED}: {killed.duplicates} sent twice, {killed.lost} lost "
+                    f"(by the server's count), {killed.possible_duplicates} flagged, "
+                    f"{killed.reconciled} found at the provider and not resent, "
+                    f"{killed.taken_back} taken back (goal 0, 0, 0)",
+                )
+            )
+        if killed and process and process.rate:
+            lines.append(
+                (
+                    True,
+                    f"{r.engine}: throughput with 5 kills {killed.rate:.1f} texts/s vs "
+                    f"{process.rate:.1f} without = {killed.rate / process.rate:.2f} "
+                    f"(reported, no goal: the run ends when the last kill's leases run out)",
                 )
             )
         for run in r.runs:
@@ -624,6 +852,9 @@ def print_report(reports: list[EngineReport]) -> None:
         ("db sent", 8, ">"),
         ("attempts", 9, ">"),
         ("conns", 6, ">"),
+        ("kills", 6, ">"),
+        ("recon", 6, ">"),
+        ("flag", 5, ">"),
     ]
     header = "".join(f"{name:{align}{width}}" for name, width, align in columns)
     print()
@@ -637,12 +868,15 @@ def print_report(reports: list[EngineReport]) -> None:
                 f"{m.rate:>8.1f}{cpu_ms:>7.2f}{m.requests:>9}{m.accepted:>9}{m.duplicates:>5}"
                 f"{m.lost:>5}{m.by_status.get('500', 0):>5}{m.by_status.get('429', 0):>5}"
                 f"{m.db_sent:>8}{m.attempts_recorded:>9}{m.connections:>6}"
+                f"{m.kills:>6}{m.reconciled:>6}{m.possible_duplicates:>5}"
             )
     print(
         "cpu ms: CPU of this process per text; requests/accepted/dups/500/429/conns: the fake "
         "server's /_stats (conns: TCP connections the dispatcher opened);\n"
-        "lost: texts - accepted + dups; db sent: outbox rows sent; attempts: send attempts "
-        "recorded in the outbox"
+        "lost: texts never accepted; db sent: outbox rows sent; attempts: send attempts "
+        "recorded in the outbox;\nkills: dispatcher processes killed with SIGKILL; recon: "
+        "texts found at the provider after a kill and not sent again; flag: texts flagged as "
+        "possible duplicates"
     )
     for r in reports:
         if r.skipped:
@@ -687,6 +921,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--fail-every", type=int, default=5, help="the failure run: every n-th request fails"
     )
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run at most")
+    parser.add_argument(
+        "--kills", type=int, default=5, help="SIGKILLs of the dispatcher process in the kill run"
+    )
+    parser.add_argument(
+        "--only-faults", action="store_true", help="only the process runs (with and without kills)"
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     unknown = set(args.engines) - {"sqlite", "postgresql"}
@@ -704,8 +945,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.path.insert(0, str(ROOT))  # the in-process app
+    if args.child:
+        return child_main()
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
     machine = f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())

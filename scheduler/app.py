@@ -10,9 +10,10 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from scheduler.appointments.lifecycle import subscribe
+from scheduler.appointments.validation import parse_regions
 from scheduler.cli import register_commands
 from scheduler.config import DEFAULTS, instance_secret_key, settings_from_env, sqlite_url_in
-from scheduler.database import engine_options
+from scheduler.database import create_private_sqlite_file, engine_options
 from scheduler.display import register_filters
 from scheduler.errors import register_error_handlers
 from scheduler.extensions import csrf, db, limiter, migrate
@@ -73,10 +74,14 @@ def finish_config(app: Flask) -> None:
             config["DATABASE_POOL_SIZE"],
             config["DATABASE_MAX_OVERFLOW"],
             config["DATABASE_POOL_PRE_PING"],
+            config["DATABASE_LOCK_TIMEOUT_SECONDS"],
+            config["DATABASE_CONNECT_TIMEOUT_SECONDS"],
         ),
     )
+    create_private_sqlite_file(config["DATABASE_URL"])
     if not config.get("SECRET_KEY"):
         config["SECRET_KEY"] = instance_secret_key(app.instance_path)
+    parse_regions(config["PHONE_REGIONS"])  # an unknown region stops the start, with its name
     config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
     check_sms_settings(config)
 

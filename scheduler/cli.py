@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from datetime import UTC, datetime
 
 import click
@@ -63,14 +65,27 @@ def sms_group() -> None:
 )
 @with_appcontext
 def dispatch_command(now_text: str | None) -> None:
-    """Send the texts that are due once, then exit (for cron, operations and tests)."""
+    """Send the texts that are due once, then exit (for cron, operations and tests).
+
+    SIGTERM stops claiming; texts in flight are finished and recorded, waiting up to
+    SMS_SHUTDOWN_WAIT_SECONDS for the database if it is away.
+    """
     now = parse_instant(now_text) if now_text else None
     with Dispatcher(current_app._get_current_object()) as dispatcher:  # type: ignore[attr-defined]
-        report = dispatcher.dispatch_due(now)
+        main = threading.current_thread() is threading.main_thread()
+        previous = (
+            signal.signal(signal.SIGTERM, lambda *_: dispatcher.request_stop()) if main else None
+        )
+        try:
+            report = dispatcher.dispatch_due(now)
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
     click.echo(
         f"claimed {report.claimed}, sent {report.sent}, retrying {report.retrying}, "
         f"failed {report.failed}, suppressed {report.suppressed}, "
-        f"taken back {report.taken_back}"
+        f"taken back {report.taken_back}, reconciled {report.reconciled}, "
+        f"unrecorded {report.unrecorded}"
     )
 
 

@@ -27,6 +27,13 @@ DEFAULTS: dict[str, Any] = {
     "CLINIC_NAME": "Freedom Spine & Pain Center",
     "CLINIC_PHONE": "+12109208945",
     "DISPLAY_TIMEZONE": "America/Chicago",
+    # Where patients' mobile numbers may be (phonenumbers regions, comma-separated: "US,PR").
+    # Every other number, the other +1 countries included, is refused and never texted.
+    "PHONE_REGIONS": "US",
+    # Active future appointments one phone number may hold (online and API bookings).
+    "MAX_ACTIVE_BOOKINGS_PER_PHONE": 2,
+    # Texts one number may get in any 24 hours; more are suppressed (reason number_daily_cap).
+    "SMS_MAX_PER_NUMBER_PER_DAY": 8,
     # No slot sooner than this is offered or booked.
     "MIN_NOTICE_MINUTES": 120,
     # No slot later than this many days ahead is offered or booked.
@@ -52,8 +59,13 @@ DEFAULTS: dict[str, Any] = {
     # Pool size per process for server databases (PostgreSQL).
     "DATABASE_POOL_SIZE": 10,
     "DATABASE_MAX_OVERFLOW": 20,
-    # Test each pooled connection before use (one more round trip per request).
+    # Test each pooled connection before use (one more round trip per request). Not needed to
+    # survive a restart: dead pooled connections are noticed without a round trip.
     "DATABASE_POOL_PRE_PING": False,
+    # SQLite: how long a write waits for another writer's lock before the request answers 503.
+    "DATABASE_LOCK_TIMEOUT_SECONDS": 30.0,
+    # PostgreSQL: how long to wait for a connection before the request answers 503.
+    "DATABASE_CONNECT_TIMEOUT_SECONDS": 5,
     # Daily slot roll-forward and purge in the `flask scheduler` process (Central time).
     "SCHEDULER_DAILY_HOUR": 2,
     # Staff sessions end after this long without a request.
@@ -74,8 +86,15 @@ DEFAULTS: dict[str, Any] = {
     "SMS_DISPATCH_INTERVAL_SECONDS": 15,
     # Texts in flight at once per dispatcher (also its HTTP connection pool size).
     "SMS_SEND_CONCURRENCY": 32,
-    # A claimed text not finished by then is taken back by any dispatcher.
-    "SMS_CLAIM_LEASE_SECONDS": 300,
+    # A claimed text not finished by then is taken back by any dispatcher (and checked
+    # with the provider before it is sent again). Live dispatchers renew the leases of the
+    # texts they hold every SMS_HEARTBEAT_SECONDS, which also looks for leases others let
+    # run out: a killed dispatcher's texts are taken back within the lease (15-20 s).
+    "SMS_CLAIM_LEASE_SECONDS": 20,
+    "SMS_HEARTBEAT_SECONDS": 5.0,
+    # On SIGTERM, how long a dispatcher holding outcomes it could not write (database
+    # away) waits for the database before it exits and logs them.
+    "SMS_SHUTDOWN_WAIT_SECONDS": 30.0,
     "SMS_CONNECT_TIMEOUT_SECONDS": 5.0,
     "SMS_READ_TIMEOUT_SECONDS": 15.0,
     # Attempts per text before it is marked failed, and the backoff between them.

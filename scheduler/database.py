@@ -1,4 +1,5 @@
-"""Engine settings per database kind, and the unit of work that owns every write transaction.
+"""Engine settings per database kind, the unit of work that owns every write transaction,
+outages (503, logged once), and locks for rules that count rows.
 
 The rule for transactions: a door (a view, a command, a job, a webhook) opens
 ``unit_of_work()`` around what it changes; the operations it calls read, add
@@ -11,26 +12,35 @@ undo part of their own work (a reference drawn twice) use a savepoint
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import logging
 import os
+import select
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import Pool
 
 from scheduler.extensions import db
 
+log = logging.getLogger(__name__)
 # True inside a unit of work: its SQLite transaction then begins IMMEDIATE (see below).
 _in_unit_of_work: ContextVar[bool] = ContextVar("in_unit_of_work", default=False)
 
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
-    """WAL lets readers run beside the one writer; the busy timeout makes writers queue.
+    """WAL lets readers run beside the one writer; the busy timeout (the driver's
+    ``timeout``, DATABASE_LOCK_TIMEOUT_SECONDS) makes writers queue.
 
     The sqlite3 module's own transaction handling is turned off (it would not
     begin a transaction before SAVEPOINT, which breaks savepoints); SQLAlchemy
@@ -42,7 +52,6 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
 
@@ -69,17 +78,99 @@ def _hold_sqlite_write_lock(session: Session) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def connection_is_dead(dbapi_connection: Any) -> bool:
+    """Whether a pooled server connection was closed under us, without a round trip.
+
+    An idle connection has nothing to read; after the server restarted (or
+    ended the session) its socket holds the goodbye message or end-of-file.
+    One poll(2) of the socket, with no wait, tells.
+    """
+    if getattr(dbapi_connection, "closed", False) or getattr(dbapi_connection, "broken", False):
+        return True
+    try:
+        fd = dbapi_connection.fileno()
+    except Exception:  # a driver that cannot tell, or a closed connection
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+@event.listens_for(Pool, "checkout")
+def _replace_dead_connection(
+    dbapi_connection: Any, connection_record: Any, connection_proxy: Any
+) -> None:
+    """A dead pooled connection is replaced before use (the pool retries the checkout),
+    so the first requests after a database restart succeed instead of failing."""
+    if not isinstance(dbapi_connection, sqlite3.Connection) and connection_is_dead(
+        dbapi_connection
+    ):
+        raise DisconnectionError("the server closed this pooled connection")
+
+
+class OutageWatch:
+    """Logs a database outage once when it starts and once when it ends, however
+    many requests fail in between.
+
+    An unreachable server is back when any statement succeeds; a locked SQLite
+    file still answers reads, so it is back when a write succeeds.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.since: float | None = None
+        self.locked = False
+
+    def failed(self, error: BaseException) -> None:
+        with self._lock:
+            if self.since is not None:
+                return
+            self.since = time.monotonic()
+            self.locked = "locked" in str(error)
+        log.error("database unavailable, answering 503 until it is back: %s", _first_line(error))
+
+    def answered(self, statement: str) -> None:
+        if self.since is None:  # the usual case: no lock, nothing to do
+            return
+        if self.locked and statement.lstrip()[:6].upper() in ("SELECT", "PRAGMA"):
+            return
+        with self._lock:
+            since, self.since = self.since, None
+        if since is not None:
+            log.warning("database available again after %.0f s", time.monotonic() - since)
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+outage = OutageWatch()
+
+
+@event.listens_for(Engine, "after_cursor_execute")
+def _database_answered(
+    conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+) -> None:
+    outage.answered(statement)
+
+
 def engine_options(
-    url: str, pool_size: int, max_overflow: int, pre_ping: bool = False
+    url: str,
+    pool_size: int,
+    max_overflow: int,
+    pre_ping: bool = False,
+    lock_timeout: float = 30.0,
+    connect_timeout: int = 5,
 ) -> dict[str, Any]:
     """SQLAlchemy engine options for this URL (``postgresql://`` uses psycopg 3).
 
-    Pre-ping costs a round trip per request; without it, the first request
-    after a database restart fails and SQLAlchemy then drops the whole stale pool.
+    Dead pooled connections are found without a round trip (see
+    ``connection_is_dead``); pre-ping, one more round trip per request, stays optional.
     """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        return {"connect_args": {"timeout": 30}}
+        # Past this wait for another writer's lock, a request answers 503.
+        return {"connect_args": {"timeout": lock_timeout}}
     options: dict[str, Any] = {
         "pool_size": pool_size,
         "max_overflow": max_overflow,
@@ -89,7 +180,10 @@ def engine_options(
     if backend == "postgresql":
         # Timestamps come back in UTC whatever the server's zone: an instant in
         # the repeated autumn hour is then never confused with its twin.
-        options["connect_args"] = {"options": "-c timezone=UTC"}
+        options["connect_args"] = {
+            "options": "-c timezone=UTC",
+            "connect_timeout": connect_timeout,
+        }
     return options
 
 
@@ -97,13 +191,38 @@ def sqlite_file_of(engine: Engine) -> str | None:
     """The database file of a SQLite engine (also for ``file:`` URIs), None for memory or others."""
     if engine.dialect.name != "sqlite":
         return None
-    database = engine.url.database or ""
-    if engine.url.query.get("mode") == "memory":
+    return sqlite_file_of_url(str(engine.url))
+
+
+def sqlite_file_of_url(url: str) -> str | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if parsed.query.get("mode") == "memory":
         return None
     if database.startswith("file:"):
         path, _, query = database.removeprefix("file:").partition("?")
         return None if "mode=memory" in query or not path else path
     return None if database in ("", ":memory:") else database
+
+
+def create_private_sqlite_file(url: str) -> None:
+    """Create the SQLite file owner-only (0600) before SQLite does, and make an existing one so.
+
+    SQLite gives its -wal and -shm files the mode of the database file, so
+    those are private too. Patients' records are not for other local users.
+    """
+    path = sqlite_file_of_url(url)
+    if not path:
+        return
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        for name in (path, f"{path}-wal", f"{path}-shm", f"{path}-journal"):
+            if os.path.exists(name):
+                os.chmod(name, 0o600)
+    except OSError as exc:  # a read-only or foreign file: SQLite reports what matters
+        log.warning("could not make %s private: %s", path, exc)
 
 
 @contextmanager
@@ -161,3 +280,24 @@ def unit_of_work() -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+# Namespaces of advisory locks, so that two kinds of lock on one name never wait on each other.
+LOCK_BOOKINGS_OF_PHONE = 1
+LOCK_TEXTS_TO_PHONE = 2
+
+
+def lock_for_transaction(namespace: int, name: str) -> None:
+    """Hold a lock on ``name`` until the current transaction ends (PostgreSQL advisory lock).
+
+    For rules that count rows before adding one ("at most N per phone"): row
+    locks cannot guard rows that do not exist yet. On SQLite, writers already
+    run one at a time under ``serialized_writes``.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    digest = hashlib.sha256(name.encode()).digest()
+    key = int.from_bytes(digest[:4], "big", signed=True)
+    db.session.execute(
+        text("SELECT pg_advisory_xact_lock(:namespace, :key)"), {"namespace": namespace, "key": key}
+    )

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 
 from flask import Flask, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from scheduler.database import outage
+from scheduler.extensions import db, limiter
+
 log = logging.getLogger(__name__)
+# How soon clients are asked to try again while the database is unavailable.
+RETRY_AFTER_SECONDS = 10
 
 FRIENDLY = {
     400: _l("Something in that request was not right."),
@@ -44,12 +53,22 @@ def error_name(error: HTTPException) -> str:
     return (error.name or "error").lower().replace(" ", "_").replace("'", "")
 
 
+def rate_limit_retry_after() -> str:
+    """Seconds until the limit this request hit lets the client in again (at least 1)."""
+    current = limiter.current_limit
+    if current is None:
+        return "60"
+    return str(max(1, math.ceil(current.reset_at - time.time())))
+
+
 def render_error(error: HTTPException) -> ResponseReturnValue:
     status = error.code or 500
     custom = error.description if error.description != type(error).description else None
     kept_headers = {
         k: v for k, v in error.get_response().headers.items() if k in ("Retry-After", "Allow")
     }
+    if status == 429:
+        kept_headers.setdefault("Retry-After", rate_limit_retry_after())
     if wants_json():
         body = jsonify(error=error_name(error), message=custom or error.name)
         return body, status, kept_headers
@@ -70,7 +89,36 @@ def handle_csrf(error: CSRFError) -> ResponseReturnValue:
     return render_error(error)
 
 
+def is_outage(error: Exception) -> bool:
+    """The database cannot be reached, or stayed locked past its timeout: not a bug."""
+    if isinstance(error, OperationalError | InterfaceError | PoolTimeoutError):
+        return True
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
+def database_unavailable() -> ResponseReturnValue:
+    """503 with Retry-After: {"error": "unavailable"} under /api/, a friendly page elsewhere."""
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone; the session is discarded at teardown anyway
+        pass
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if wants_json():
+        body = jsonify(error="unavailable", message="The service is briefly unavailable.")
+        return body, 503, headers
+    page = render_template(
+        "errors/page.html",
+        status=503,
+        title="Service Unavailable",
+        message=FRIENDLY[503],
+    )
+    return page, 503, headers
+
+
 def handle_unexpected(error: Exception) -> ResponseReturnValue:
+    if is_outage(error):
+        outage.failed(error)
+        return database_unavailable()
     log.exception("unhandled error on %s %s", request.method, request.path)
     return render_error(InternalServerError())
 

@@ -7,7 +7,9 @@ every job is safe to run in several processes at once: texts are claimed
 atomically, slot roll-forward and purge are idempotent.
 
 Besides the interval, a watcher wakes the dispatcher as soon as a text is
-queued: PostgreSQL LISTEN/NOTIFY, or SQLite's data_version on the same file.
+queued: PostgreSQL LISTEN/NOTIFY, or SQLite's data_version on the same file;
+and the dispatcher's heartbeat wakes it when another dispatcher's lease runs
+out (that one died), so its texts are taken back within seconds.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class DispatchJob:
                 while True:
                     self.again.clear()
                     report = self.dispatcher.dispatch_due()
-                    if report.claimed or report.taken_back:
+                    if report.claimed or report.taken_back or report.unrecorded:
                         log.info("dispatch: %s", report)
                     self.running.clear()
                     # A wake-up that came after the check in wake() is not lost.
@@ -119,6 +121,8 @@ def build_scheduler(app: Flask, dispatcher: Dispatcher) -> tuple[BlockingSchedul
         max_instances=1,
         misfire_grace_time=3600,
     )
+    # Another dispatcher's lease ran out (it died): take its texts back now.
+    dispatcher.on_lease_expired = lambda: dispatch.wake(scheduler)
     return scheduler, dispatch
 
 
@@ -183,9 +187,10 @@ def run_scheduler(app: Flask) -> None:
     )
 
     def stop_gracefully(signum: int, frame: object) -> None:
-        # Finish the texts in flight and record them; claim nothing more.
+        # Finish the texts in flight and record them (waiting a bounded time for the
+        # database if it is away); claim nothing more.
         log.info("stopping: finishing the texts in flight")
-        dispatcher.stopping.set()
+        dispatcher.request_stop()
         stop.set()
         if scheduler.running:
             scheduler.shutdown(wait=True)
@@ -194,7 +199,7 @@ def run_scheduler(app: Flask) -> None:
     try:
         scheduler.start()
     except KeyboardInterrupt:
-        dispatcher.stopping.set()
+        dispatcher.request_stop()
         if scheduler.running:
             scheduler.shutdown(wait=True)
     finally:

@@ -28,6 +28,12 @@ from scheduler.sms.outbox import DEFAULT_SCHEDULES
 
 CHICAGO = ZoneInfo("America/Chicago")
 _counter = iter(range(1, 10_000_000))
+_phones = iter(range(1000, 10_000))
+
+
+def new_phone() -> str:
+    """A US mobile number of its own (one phone may hold only so many bookings)."""
+    return f"+1830257{next(_phones):04d}"
 
 
 def make_location(**overrides: Any) -> Location:
@@ -109,7 +115,7 @@ def booking_request(slot: Slot | int, **overrides: Any) -> BookingRequest:
         "slot_id": slot if isinstance(slot, int) else slot.id,
         "first_name": "Maria",
         "last_name": "Garza",
-        "phone": "+18302574811",
+        "phone": new_phone(),
         "email": "maria@example.com",
         "date_of_birth": date(1956, 4, 2),
         "language": "en",
@@ -158,7 +164,7 @@ def api_booking(slot_id: int, **overrides: Any) -> dict[str, Any]:
         "slot_id": slot_id,
         "first_name": "Ana",
         "last_name": "Núñez",
-        "phone": "830-257-4811",
+        "phone": new_phone(),
         "sms_consent": False,
     }
     body.update(overrides)

@@ -114,3 +114,57 @@ def test_nul_in_the_idempotency_key_is_422(client: FlaskClient) -> None:
         "/api/v1/appointments", json=api_booking(slot.id), headers={"Idempotency-Key": "a\x00b"}
     )
     assert response.status_code in (400, 422)
+
+
+def test_ids_of_any_size_get_a_field_error(client: FlaskClient) -> None:
+    slot = make_slot()
+    for slot_id in (10**400, -(10**400), 2**31):
+        response = client.post(
+            "/api/v1/appointments", json={**api_booking(slot.id), "slot_id": slot_id}
+        )
+        assert response.status_code == 422
+        assert list(response.get_json()["errors"]) == ["slot_id"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 5000 + "]" * 5000,
+        '{"a":' * 5000 + "1" + "}" * 5000,
+        '{"slot_id": 1, "x": ' + "[" * 33 + "]" * 33 + "}",
+        '{"slot_id": ' + "9" * 5000 + "}",
+        '{"first_name": "Ana"',
+        "\xff\xfe",
+        "null",
+        "[]",
+    ],
+)
+def test_bodies_that_do_not_parse_or_nest_too_deep_are_400(client: FlaskClient, body: str) -> None:
+    response = client.post(
+        "/api/v1/appointments",
+        data=body.encode("utf-8", "surrogateescape"),
+        content_type="application/json",
+    )
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["error"] == "bad_request"
+
+
+def test_nesting_up_to_32_levels_is_parsed(client: FlaskClient) -> None:
+    slot = make_slot()
+    nested: object = 1
+    for _ in range(31):
+        nested = [nested]
+    body = {**api_booking(slot.id), "extra": nested}
+    assert client.post("/api/v1/appointments", json=body).status_code == 201
+
+
+def test_a_huge_number_in_a_staff_form_is_a_field_error() -> None:
+    from wtforms.validators import ValidationError
+
+    from scheduler.appointments.validation import IntRange
+
+    class Field:
+        data = 10**400
+
+    with pytest.raises(ValidationError, match="between 1 and 20"):
+        IntRange(1, 20)(None, Field())  # type: ignore[arg-type]

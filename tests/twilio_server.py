@@ -13,6 +13,15 @@ In a test::
         ...
         assert server.duplicates() == {}
 
+Every accepted message is kept, and ``GET .../Messages.json`` lists them as Twilio
+does: filtered by ``To``, ``From``, ``DateSent``, ``DateSent>`` (on or after) and
+``DateSent<`` (on or before), each a GMT date ``YYYY-MM-DD`` or an instant
+``YYYY-MM-DDThh:mm:ssZ``; the most recently sent first (messages still queued,
+without a ``date_sent``, before them); ``PageSize`` (50, at most 1000) a page, with
+``next_page_uri`` carrying a ``PageToken`` so that a page follows on where the last one
+ended. A message is "sent" at once, or after ``queue_seconds``; until then it is
+listed as queued, without a ``date_sent``, and no ``DateSent`` filter matches it.
+
 From another process (a benchmark), run it in the foreground; it prints its base
 URL on one line when ready and serves ``GET /_stats`` and ``POST /_reset``::
 
@@ -25,11 +34,15 @@ request, whatever answers it):
 1. wrong Basic auth or AccountSid in the path: 401, code 20003;
 2. ``responder(index, form)`` when it returns a response;
 3. a pending ``hang_next``: wait, then answer as 5-6 would (never an injected failure);
+   a pending ``drop_next``: close the connection without an answer, after taking the
+   message or not;
 4. a pending ``fail_next``;
 5. ``fail_every(n)``: requests n, 2n, ... by arrival index;
 6. missing To / From and MessagingServiceSid / Body, Body over 1600 characters: 400;
 7. ``fail_number(to, code)``;
 8. accepted: 201 and a queued message.
+
+A list request fails while ``fail_lists(code)`` is set; otherwise it is answered.
 """
 
 from __future__ import annotations
@@ -51,22 +64,25 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 DEFAULT_ACCOUNT_SID = "AC" + "0" * 32
 DEFAULT_AUTH_TOKEN = "test-auth-token"
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
 
 Responder = Callable[[int, dict[str, str]], tuple[int, dict[str, Any]] | None]
 
-# Twilio error code -> (HTTP status, message template; {to} and {path} are filled in).
+# Twilio error code -> (HTTP status, message template; {to}, {path}, {param} are filled in).
 TWILIO_ERRORS: dict[int, tuple[int, str]] = {
+    20001: (400, "Invalid value for {param}"),
     20003: (401, "Authenticate"),
     20404: (404, "The requested resource {path} was not found"),
     20429: (429, "Too Many Requests"),
@@ -102,14 +118,14 @@ def resolve_code(status_or_code: int) -> int:
 
 
 def twilio_error(
-    status_or_code: int, *, to: str | None = None, path: str = ""
+    status_or_code: int, *, to: str | None = None, path: str = "", param: str = ""
 ) -> tuple[int, dict[str, Any]]:
     """(HTTP status, Twilio error JSON) for a code or status, e.g. for a ``responder``."""
     code = resolve_code(status_or_code)
     status, template = TWILIO_ERRORS[code]
     return status, {
         "code": code,
-        "message": template.format(to=to or "", path=path),
+        "message": template.format(to=to or "", path=path, param=param),
         "more_info": f"https://www.twilio.com/docs/errors/{code}",
         "status": status,
     }
@@ -142,17 +158,54 @@ class RecordedRequest:
     response_status: int
     sid: str | None
     error_code: int | None = None
+    dropped: bool = False  # the connection was closed without an answer
 
     @property
     def accepted(self) -> bool:
+        """The provider took the message (even if the client never heard so)."""
         return 200 <= self.response_status < 300
 
 
 @dataclass(frozen=True)
+class ListRequest:
+    """One request for the Messages list: its query and the HTTP status of the answer."""
+
+    received_at: datetime
+    query: dict[str, str]
+    response_status: int
+    listed: int  # messages on the page answered
+
+
+@dataclass(frozen=True)
+class _StoredMessage:
+    """An accepted message, as the list shows it."""
+
+    number: int  # creation order
+    resource: dict[str, Any]  # the 201 answer
+    created_at: datetime
+    sent_at: datetime  # when it leaves the queue
+
+    def view(self, now: datetime) -> tuple[datetime | None, dict[str, Any]]:
+        """(date_sent, the resource as listed at ``now``)."""
+        if now < self.sent_at:
+            return None, self.resource
+        sent = format_datetime(self.sent_at)
+        return self.sent_at, self.resource | {
+            "status": "sent",
+            "date_sent": sent,
+            "date_updated": sent,
+        }
+
+
+@dataclass(frozen=True)
 class _Action:
-    kind: str  # "fail" or "hang"
+    kind: str  # "fail", "hang" or "drop"
     code: int = 0
     seconds: float = 0.0
+    accept: bool = False  # "drop": take the message before closing the connection
+
+
+_DROPPED = 0  # the status of an answer never sent: the handler closes the connection
 
 
 class FakeTwilio:
@@ -183,6 +236,10 @@ class FakeTwilio:
         self._fail_numbers: dict[str, int] = {}
         self._pending: deque[_Action] = deque()
         self._recorded: list[RecordedRequest] = []
+        self._messages: list[_StoredMessage] = []
+        self._list_requests: list[ListRequest] = []
+        self._list_failure: int | None = None
+        self._queue_seconds = 0.0
         self._errors: list[BaseException] = []
         self._arrivals = 0
         self._generation = 0
@@ -309,12 +366,42 @@ class FakeTwilio:
         with self._lock:
             self._pending.extend(itertools.repeat(action, count))
 
+    def drop_next(self, count: int, *, accept: bool) -> None:
+        """The next ``count`` requests get no answer: the connection is closed.
+
+        With ``accept`` the message is taken first (a connection lost after Twilio
+        sent the text), else not (lost before it got there).
+        """
+        action = _Action("drop", accept=accept)
+        with self._lock:
+            self._pending.extend(itertools.repeat(action, count))
+
+    def fail_lists(self, status_or_code: int | None) -> None:
+        """Every Messages list request fails this way until called with None."""
+        code = None if status_or_code is None else resolve_code(status_or_code)
+        with self._lock:
+            self._list_failure = code
+
+    @property
+    def queue_seconds(self) -> float:
+        """Seconds an accepted message stays queued (no ``date_sent``) before it is sent."""
+        with self._lock:
+            return self._queue_seconds
+
+    @queue_seconds.setter
+    def queue_seconds(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("queue_seconds must be >= 0")
+        with self._lock:
+            self._queue_seconds = float(seconds)
+
     def clear_faults(self) -> None:
-        """Turn off fail_every, fail_number, pending fail_next/hang_next and the responder."""
+        """Turn off fail_every, fail_number, pending one-shots, list failures, the responder."""
         with self._lock:
             self._fail_every, self._fail_statuses = 0, ()
             self._fail_numbers.clear()
             self._pending.clear()
+            self._list_failure = None
             self._responder = None
 
     # -- what was seen -----------------------------------------------------------------------
@@ -340,6 +427,12 @@ class FakeTwilio:
         return {pair: n for pair, n in counts.items() if n > 1}
 
     @property
+    def list_requests(self) -> list[ListRequest]:
+        """Messages list requests, in arrival order (a copy)."""
+        with self._lock:
+            return list(self._list_requests)
+
+    @property
     def errors(self) -> list[BaseException]:
         """Exceptions raised by the responder (each answered as a 500)."""
         with self._lock:
@@ -356,13 +449,17 @@ class FakeTwilio:
         with self._lock:
             recorded = list(self._recorded)
             in_flight, connections = self._in_flight, self._connections_opened
+            lists = Counter(str(r.response_status) for r in self._list_requests)
         by_status = Counter(str(r.response_status) for r in recorded)
         pairs = Counter((r.to, r.body) for r in recorded if r.accepted)
         return {
             "requests": len(recorded),
             "accepted": sum(pairs.values()),
+            "distinct_accepted": len(pairs),
             "duplicates": sum(1 for n in pairs.values() if n > 1),
             "by_status": dict(sorted(by_status.items())),
+            "dropped": sum(1 for r in recorded if r.dropped),
+            "list_requests": dict(sorted(lists.items())),
             "in_flight": in_flight,
             "connections": connections,
         }
@@ -373,13 +470,15 @@ class FakeTwilio:
             return self._changed.wait_for(lambda: len(self._recorded) >= count, timeout)
 
     def reset(self) -> None:
-        """Forget requests, errors and pending one-shots; arrival numbering restarts at 1.
+        """Forget requests, messages, errors and pending one-shots; numbering restarts at 1.
 
-        Configured behaviour (delay, fail_every, fail_number, responder) stays. Requests
-        still in flight are not recorded.
+        Configured behaviour (delay, fail_every, fail_number, fail_lists, queue_seconds,
+        responder) stays. Requests still in flight are not recorded.
         """
         with self._lock:
             self._recorded.clear()
+            self._messages.clear()
+            self._list_requests.clear()
             self._errors.clear()
             self._pending.clear()
             self._arrivals = 0
@@ -414,6 +513,9 @@ class FakeTwilio:
         finally:
             with self._lock:
                 self._in_flight -= 1
+        dropped = status == _DROPPED
+        if dropped and payload:  # taken, then the connection is closed
+            status = 201
         accepted = 200 <= status < 300
         record = RecordedRequest(
             index=index,
@@ -426,12 +528,23 @@ class FakeTwilio:
             response_status=status,
             sid=payload.get("sid") if accepted else None,
             error_code=None if accepted else payload.get("code"),
+            dropped=dropped,
         )
         with self._lock:
             if generation == self._generation:
                 self._recorded.append(record)
+                if accepted and payload.get("sid"):
+                    created = datetime.now(UTC)
+                    self._messages.append(
+                        _StoredMessage(
+                            number=len(self._messages),
+                            resource=payload,
+                            created_at=created,
+                            sent_at=created + timedelta(seconds=self._queue_seconds),
+                        )
+                    )
                 self._changed.notify_all()
-        return status, payload
+        return (_DROPPED, {}) if dropped else (status, payload)
 
     def _decide(
         self,
@@ -460,6 +573,10 @@ class FakeTwilio:
             self._sleep(action.seconds)
             invalid = _invalid_code(form)
             return twilio_error(invalid, to=to) if invalid else self._accept(form)
+        if action is not None and action.kind == "drop":
+            if action.accept and not _invalid_code(form):
+                return _DROPPED, self._accept(form)[1]
+            return _DROPPED, {}
         if action is not None:
             return twilio_error(action.code, to=to, path=path)
         if every_code is not None:
@@ -501,6 +618,94 @@ class FakeTwilio:
             "uri": f"{uri}.json",
         }
 
+    def _handle_list(
+        self, path_sid: str, query: dict[str, str], authorization: str | None, path: str
+    ) -> tuple[int, dict[str, Any]]:
+        now = datetime.now(UTC)
+        status, payload = self._list_page(path_sid, query, authorization, path, now)
+        with self._lock:
+            self._list_requests.append(
+                ListRequest(now, dict(query), status, len(payload.get("messages", ())))
+            )
+        return status, payload
+
+    def _list_page(
+        self,
+        path_sid: str,
+        query: dict[str, str],
+        authorization: str | None,
+        path: str,
+        now: datetime,
+    ) -> tuple[int, dict[str, Any]]:
+        if not self._authorized(path_sid, authorization):
+            return twilio_error(20003)
+        with self._lock:
+            failure = self._list_failure
+            stored = list(self._messages)
+        self._sleep(self.delay)
+        if failure is not None:
+            return twilio_error(failure, path=path)
+        try:
+            bounds = [
+                (name, _parse_date_filter(query[name]))
+                for name in ("DateSent", "DateSent>", "DateSent<")
+                if query.get(name)
+            ]
+            size = int(query.get("PageSize") or DEFAULT_PAGE_SIZE)
+            page = int(query.get("Page") or 0)
+            if not 1 <= size <= MAX_PAGE_SIZE or page < 0:
+                raise ValueError
+        except ValueError:
+            bad = next(
+                (
+                    name
+                    for name in ("DateSent", "DateSent>", "DateSent<", "PageSize", "Page")
+                    if not _valid_param(name, query.get(name))
+                ),
+                "PageSize",
+            )
+            return twilio_error(20001, param=bad)
+        listed: list[tuple[datetime | None, int, dict[str, Any]]] = []
+        for message in stored:
+            sent, resource = message.view(now)
+            if query.get("To") and resource["to"] != query["To"]:
+                continue
+            if query.get("From") and resource["from"] != query["From"]:
+                continue
+            if bounds and (sent is None or not all(_within(sent, b) for b in bounds)):
+                continue
+            listed.append((sent, message.number, resource))
+        # Most recently sent first; still queued (no date_sent yet) before them.
+        listed.sort(key=lambda m: (m[0] is not None, -(m[0] or now).timestamp(), -m[1]))
+        start = page * size
+        token = query.get("PageToken", "")
+        if token.startswith("PA"):
+            after = next((i for i, m in enumerate(listed) if m[2]["sid"] == token[2:]), None)
+            if after is not None:
+                start = after + 1
+        chunk = listed[start : start + size]
+        base = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages.json"
+        filters = {k: v for k, v in query.items() if k in ("To", "From") or k.startswith("Date")}
+
+        def uri(page_number: int, token: str | None = None) -> str:
+            params = filters | {"PageSize": str(size), "Page": str(page_number)}
+            if token:
+                params["PageToken"] = token
+            return f"{base}?{urlencode(params)}"
+
+        more = start + size < len(listed)
+        return 200, {
+            "end": start + max(len(chunk) - 1, 0),
+            "first_page_uri": uri(0),
+            "messages": [resource for _, _, resource in chunk],
+            "next_page_uri": uri(page + 1, "PA" + chunk[-1][2]["sid"]) if more else None,
+            "page": page,
+            "page_size": size,
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+            "start": start,
+            "uri": uri(page, token or None),
+        }
+
     def _authorized(self, path_sid: str, authorization: str | None) -> bool:
         scheme, _, encoded = (authorization or "").partition(" ")
         if scheme.lower() != "basic":
@@ -531,6 +736,43 @@ class FakeTwilio:
     def _connection_closed(self, conn: socket.socket) -> None:
         with self._lock:
             self._open_connections.pop(conn, None)
+
+
+def _parse_date_filter(text: str) -> datetime | date:
+    """A GMT date (``YYYY-MM-DD``) or instant (``YYYY-MM-DDThh:mm:ssZ``), as Twilio takes them."""
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if instant.tzinfo is None:
+        raise ValueError(text)
+    return instant.astimezone(UTC)
+
+
+def _valid_param(name: str, value: str | None) -> bool:
+    if not value:
+        return True
+    try:
+        if name.startswith("DateSent"):
+            _parse_date_filter(value)
+        else:
+            number = int(value)
+            return number >= 0 if name == "Page" else 1 <= number <= MAX_PAGE_SIZE
+    except ValueError:
+        return False
+    return True
+
+
+def _within(sent: datetime, bound: tuple[str, datetime | date]) -> bool:
+    """Whether ``sent`` passes one filter; a date compares whole GMT days."""
+    name, limit = bound
+    value: datetime | date = sent
+    if not isinstance(limit, datetime):
+        value = sent.astimezone(UTC).date()
+    if name == "DateSent>":
+        return value >= limit
+    if name == "DateSent<":
+        return value <= limit
+    return value == limit
 
 
 def _invalid_code(form: dict[str, str]) -> int | None:
@@ -596,11 +838,21 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self._read_body() is None:
             return
-        path = urlsplit(self.path).path
+        parts = urlsplit(self.path)
+        path = parts.path
         if path == "/_stats":
             self._send_json(200, self.server.fake.stats())
-        else:
+            return
+        match = _MESSAGES_PATH.match(path)
+        if match is None:
             self._send_json(*twilio_error(20404, path=path))
+            return
+        query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        status, payload = self.server.fake._handle_list(
+            match.group(1), query, self.headers.get("Authorization"), path
+        )
+        extra = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if status == 401 else {}
+        self._send_json(status, payload, extra)
 
     def do_POST(self) -> None:
         raw = self._read_body()
@@ -621,6 +873,10 @@ class _Handler(BaseHTTPRequestHandler):
         status, payload = fake._handle_message(
             match.group(1), form, self.headers.get("Authorization"), path
         )
+        if status == _DROPPED:
+            self.close_connection = True
+            _shutdown_socket(self.connection)
+            return
         extra = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if status == 401 else {}
         self._send_json(status, payload, extra)
 

@@ -13,6 +13,7 @@ from scheduler.api.forms import ApiBookingForm
 from scheduler.appointments.lifecycle import API
 from scheduler.appointments.links import manage_url
 from scheduler.appointments.operations import (
+    BookingCapReached,
     BookingError,
     IdempotencyKeyReused,
     SlotFull,
@@ -36,6 +37,8 @@ from scheduler.models import Appointment, Location, utcnow
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 DEFAULT_RANGE_DAYS = 14
+# Deeper JSON is refused with 400 (a booking is one flat object).
+MAX_JSON_DEPTH = 32
 MAX_RANGE_DAYS = 92
 # Dates outside these name no slot and would overflow the calendar arithmetic.
 EARLIEST_DATE = date(2000, 1, 1)
@@ -131,6 +134,37 @@ def _slot_json_head(slot_id: int, starts_at: datetime, ends_at: datetime, tz_nam
     return head
 
 
+def json_depth(value: Any) -> int:
+    """How deeply containers nest in a parsed JSON value (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            depth += 1
+            deepest = max(deepest, depth)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth) for child in children)
+    return deepest
+
+
+def json_object_body() -> dict[str, Any] | None:
+    """The request's JSON object, or None for any body that is not one.
+
+    Not JSON, not UTF-8, nested past MAX_JSON_DEPTH (5,000 brackets in 64 KiB
+    would exhaust the parser's recursion) or numbers past the interpreter's limits.
+    """
+    if not request.is_json:
+        return None
+    try:
+        payload = json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(payload, dict) or json_depth(payload) > MAX_JSON_DEPTH:
+        return None
+    return payload
+
+
 def appointment_json(appt: Appointment) -> dict[str, Any]:
     location = appt.slot.location
     return {
@@ -146,10 +180,13 @@ def appointment_json(appt: Appointment) -> dict[str, Any]:
 @bp.post("/appointments")
 @booking_limit
 def create_appointment() -> ResponseReturnValue:
-    payload = request.get_json(silent=True)
-    if not isinstance(payload, dict):
+    payload = json_object_body()
+    if payload is None:
         return api_error(
-            400, "bad_request", "Send a JSON object with Content-Type: application/json."
+            400,
+            "bad_request",
+            "Send a JSON object with Content-Type: application/json, "
+            f"nested at most {MAX_JSON_DEPTH} levels.",
         )
     formdata, type_errors = formdata_from_json(payload)
     form = ApiBookingForm(formdata=formdata)
@@ -178,6 +215,8 @@ def create_appointment() -> ResponseReturnValue:
         return api_error(409, exc.code, str(exc))
     except IdempotencyKeyReused as exc:
         return api_error(422, exc.code, str(exc))
+    except BookingCapReached as exc:
+        return api_error(409, exc.code, str(exc))
     except BookingError as exc:
         return api_error(503, exc.code, str(exc))
     return jsonify(appointment_json(appt)), 201

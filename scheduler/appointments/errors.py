@@ -37,6 +37,14 @@ class StaleAppointment(BookingError):
     code = "stale_appointment"
 
 
+class BookingCapReached(BookingError):
+    """A per-phone cap (see caps.py): too many upcoming bookings, or two places in one slot."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class IdempotencyKeyReused(BookingError):
     """The key was used before for a different booking request."""
 

@@ -23,7 +23,7 @@ from wtforms import (
     TelField,
 )
 from wtforms.utils import unset_value
-from wtforms.validators import Email, InputRequired, Length, NumberRange, Optional, Regexp
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp
 
 from scheduler.appointments.birthdates import (
     BirthDateError,
@@ -37,10 +37,12 @@ from scheduler.appointments.validation import (
     NAME_MAX,
     PHONE_MAX,
     SUBMISSION_ID_PATTERN,
+    IntRange,
+    mobile_phone,
+    name_filter,
     person_name,
     plausible_birth_date,
     strip_filter,
-    us_mobile_phone,
 )
 
 # The box's one line, the line under it, and the full terms one tap away. What the
@@ -165,21 +167,21 @@ class BirthDateField(Field):
 class BookingFields(FlaskForm):
     """The slot and the patient's fields: the one set of rules behind the form and the API."""
 
-    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
+    slot_id = IntegerField(validators=[InputRequired(), IntRange(min=1, max=MAX_ID)])
     first_name = StringField(
         _l("First name"),
-        filters=[strip_filter],
+        filters=[name_filter],
         validators=[
-            InputRequired(_l("Enter your first name.")),
+            DataRequired(_l("Enter your first name.")),
             Length(max=NAME_MAX, message=_l("Use at most %(max)d characters.")),
             person_name,
         ],
     )
     last_name = StringField(
         _l("Last name"),
-        filters=[strip_filter],
+        filters=[name_filter],
         validators=[
-            InputRequired(_l("Enter your last name.")),
+            DataRequired(_l("Enter your last name.")),
             Length(max=NAME_MAX, message=_l("Use at most %(max)d characters.")),
             person_name,
         ],
@@ -188,11 +190,11 @@ class BookingFields(FlaskForm):
         _l("Mobile phone"),
         filters=[strip_filter],
         validators=[
-            InputRequired(_l("Enter your mobile phone number.")),
+            DataRequired(_l("Enter your mobile phone number.")),
             Length(
                 max=PHONE_MAX, message=_l("Enter a valid US mobile number, like (830) 555-0123.")
             ),
-            us_mobile_phone,
+            mobile_phone,
         ],
     )
     email = EmailField(

@@ -19,9 +19,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from scheduler.appointments.caps import booking_cap_refusal
 from scheduler.appointments.errors import (
     STALE_MESSAGE,
     AppointmentNotChangeable,
+    BookingCapReached,
     BookingError,
     IdempotencyKeyReused,
     SlotFull,
@@ -42,6 +44,7 @@ from scheduler.models import Appointment, AppointmentStatus, Location, Slot, utc
 
 __all__ = [
     "AppointmentNotChangeable",
+    "BookingCapReached",
     "BookingError",
     "BookingRequest",
     "IdempotencyKeyReused",
@@ -160,6 +163,13 @@ def book_appointment(
     existing = _appointment_for_key(request)
     if existing is not None:
         return existing
+    refused = booking_cap_refusal(request.phone, request.slot_id, request.source, now)
+    if refused is not None:
+        # A concurrent duplicate of this very request may be what the cap counted.
+        existing = _appointment_for_key(request)
+        if existing is not None:
+            return existing
+        raise BookingCapReached(refused.code, refused.message)
     fingerprint = request_fingerprint(request) if request.idempotency_key else None
     for _ in range(REFERENCE_DRAWS):
         try:

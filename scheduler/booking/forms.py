@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import IntegerField
-from wtforms.validators import InputRequired, NumberRange
+from wtforms.validators import InputRequired
 
-from scheduler.appointments.validation import MAX_ID
+from scheduler.appointments.validation import MAX_ID, IntRange
 
 
 class RescheduleForm(FlaskForm):
-    slot_id = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
+    slot_id = IntegerField(validators=[InputRequired(), IntRange(min=1, max=MAX_ID)])
 
 
 class CancelForm(FlaskForm):

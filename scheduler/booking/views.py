@@ -38,6 +38,7 @@ from scheduler.appointments.links import (
 )
 from scheduler.appointments.operations import (
     AppointmentNotChangeable,
+    BookingCapReached,
     BookingError,
     IdempotencyKeyReused,
     book_appointment,
@@ -57,7 +58,7 @@ from scheduler.booking.forms import CancelForm, RescheduleForm
 from scheduler.booking.texts_notice import describe, texts_notice
 from scheduler.content import blocks_of, content_for, lines_of
 from scheduler.database import unit_of_work
-from scheduler.display import clock_hour, local_time, time_of_day
+from scheduler.display import clock_hour, local_time, phone_display, time_of_day
 from scheduler.extensions import booking_limit, limiter
 from scheduler.i18n import page_language, use_patient_language
 from scheduler.lookups import row_or_404
@@ -80,6 +81,14 @@ PROBLEMS = {
     "stale_appointment": _l(
         "Someone changed this appointment a moment ago. Nothing was saved; here it is as it is now."
     ),
+    "already_booked_in_slot": _l(
+        "This phone number already has an appointment at this time. To book someone else "
+        "with the same number, please call us at %(phone)s."
+    ),
+    "too_many_bookings": _l(
+        "This phone number already has as many upcoming appointments as we can book online. "
+        "To change one, use the link in its confirmation, or call us at %(phone)s."
+    ),
     "idempotency_key_reused": _l(
         "This form was already sent once. To change that booking, use the link in its "
         "confirmation; to book someone else, start again from the list of times."
@@ -89,7 +98,8 @@ UNKNOWN_PROBLEM = _l("We could not do that just now. Please try again, or call u
 
 
 def problem_message(error: BookingError) -> str:
-    return str(PROBLEMS.get(error.code, UNKNOWN_PROBLEM))
+    message = PROBLEMS.get(error.code, UNKNOWN_PROBLEM)
+    return str(message % {"phone": phone_display(current_app.config["CLINIC_PHONE"])})
 
 
 def location_or_404(slug: str) -> Location:
@@ -298,7 +308,7 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
                     ),
                     PATIENT_WEB,
                 )
-        except IdempotencyKeyReused as exc:
+        except (IdempotencyKeyReused, BookingCapReached) as exc:
             problem = problem_message(exc)
         except BookingError as exc:
             problem, slot, slot_unavailable = problem_message(exc), chosen, True

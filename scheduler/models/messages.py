@@ -98,9 +98,16 @@ class OutboundMessage(db.Model):
     # Never sent at or after this (the visit's start).
     send_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    # An attempt ended without knowing whether the provider took the text.
+    # It went out while an earlier attempt of unknown outcome could not be checked with
+    # the provider (its message list failed): the patient may have it twice.
     possible_duplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The start of the first attempt whose outcome is unknown (the dispatcher died, or
+    # the request timed out or lost its connection): before the text is sent again, the
+    # provider's message list is searched from here on. None once the outcome is known.
+    in_doubt_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     claimed_by: Mapped[str | None] = mapped_column(String(80))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Renewed by the claiming dispatcher's heartbeat while it holds the text.
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     provider_sid: Mapped[str | None] = mapped_column(String(64), unique=True)
     error_code: Mapped[int | None] = mapped_column(Integer)
@@ -129,7 +136,8 @@ class MessageAttempt(db.Model):
     worker: Mapped[str] = mapped_column(String(80))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # sent, retry, ambiguous, failed, suppressed, lease_expired
+    # sent, retry, ambiguous, failed, suppressed, lease_expired, reconciled (found at the
+    # provider after an attempt of unknown outcome: recorded, not sent again)
     outcome: Mapped[str] = mapped_column(String(20))
     http_status: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[int | None] = mapped_column(Integer)

@@ -1,7 +1,9 @@
 """Where texts go: the console (development) or Twilio, behind one small interface.
 
 A backend either returns the provider's id for the accepted text or raises
-SendFailure saying whether trying again can help.
+SendFailure saying whether trying again can help. It can also say whether it
+already took a text (``find_sent``), so that a text whose last attempt ended
+without an answer is looked up before it is sent again.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import threading
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TextIO
 
 import requests
 from requests.adapters import HTTPAdapter
-from twilio.base.exceptions import TwilioRestException, TwilioServiceException
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
@@ -29,6 +32,10 @@ BACKENDS = ("console", "twilio")
 OPTED_OUT_CODES = frozenset({21610})  # the recipient replied STOP to this sender
 UNREACHABLE_CODES = frozenset({21211, 21614, 30006})  # invalid, not mobile, landline/carrier
 RATE_LIMITED_CODES = frozenset({20429})
+# Looking a text up: messages per page, and how many of the newest to a number are read
+# for one still queued at the provider (no date_sent yet, so no DateSent filter finds it).
+LOOKUP_PAGE_SIZE = 50
+LOOKUP_QUEUED_LIMIT = 50
 
 
 class FailureKind(enum.StrEnum):
@@ -58,8 +65,32 @@ class Accepted:
     status: str  # queued, sent, ...
 
 
+@dataclass(frozen=True)
+class Found:
+    """A text the provider already has: its id, its status there, when it went out."""
+
+    sid: str
+    status: str  # the provider's: queued, sent, delivered, undelivered, failed, ...
+    sent_at: datetime | None
+    error_code: int | None = None
+
+
+class LookupFailure(Exception):
+    """The provider could not be asked whether it has a text."""
+
+    def __init__(self, detail: str, http_status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail[:200]
+        self.http_status = http_status
+
+
 class SmsBackend(Protocol):
     def send(self, to: str, body: str, status_callback: str | None) -> Accepted: ...
+
+    def find_sent(self, to: str, body: str, since: datetime, until: datetime) -> Found | None:
+        """The provider's record of this exact text to ``to`` sent between the two
+        instants (or still queued), None if it has none; raises LookupFailure."""
+        ...
 
 
 class ConfigurationError(RuntimeError):
@@ -80,6 +111,9 @@ class ConsoleBackend:
             stream.write(f"--- SMS to {to} ({sid})\n{body}\n---\n")
             stream.flush()
         return Accepted(sid=sid, status="sent")
+
+    def find_sent(self, to: str, body: str, since: datetime, until: datetime) -> Found | None:
+        raise LookupFailure("the console backend keeps no record of what it printed")
 
 
 class PooledTwilioHttpClient(TwilioHttpClient):
@@ -173,9 +207,62 @@ class TwilioBackend:
             raise SendFailure(FailureKind.AMBIGUOUS, f"{type(exc).__name__}: {exc}") from exc
         return Accepted(sid=str(message.sid), status=str(message.status or "queued"))
 
+    def find_sent(self, to: str, body: str, since: datetime, until: datetime) -> Found | None:
+        """Twilio's Messages list to ``to``, sent in the window, matched on the exact body.
+
+        A text still queued at Twilio has no date_sent yet and no DateSent filter
+        finds it, so when the window has nothing, the newest messages to the number
+        are read for one not sent yet. A message Twilio canceled never went out.
+        """
+        try:
+            in_window = self.client.messages.stream(
+                to=to,
+                date_sent_after=since,
+                date_sent_before=until,
+                page_size=LOOKUP_PAGE_SIZE,
+            )
+            for message in in_window:
+                if _same_text(message, body):
+                    return _found(message)
+            newest = self.client.messages.stream(
+                to=to, limit=LOOKUP_QUEUED_LIMIT, page_size=LOOKUP_QUEUED_LIMIT
+            )
+            for message in newest:
+                if message.date_sent is None and _same_text(message, body):
+                    return _found(message)
+        except TwilioException as exc:
+            status = getattr(exc, "status", None)
+            if status is None and len(exc.args) > 1:  # "Unable to fetch page", response
+                status = getattr(exc.args[1], "status_code", None)
+            detail = f"HTTP {status}" if status else str(exc)
+            raise LookupFailure(f"Twilio's message list failed: {detail}", status) from exc
+        except requests.exceptions.RequestException as exc:
+            raise LookupFailure(f"Twilio's message list failed: {type(exc).__name__}") from exc
+        return None
+
+
+def _same_text(message: Any, body: str) -> bool:
+    direction = str(message.direction or "")
+    return (
+        message.body == body
+        and not direction.startswith("inbound")
+        and message.status != "canceled"
+    )
+
+
+def _found(message: Any) -> Found:
+    code = message.error_code
+    return Found(
+        sid=str(message.sid),
+        status=str(message.status or "queued"),
+        sent_at=message.date_sent,
+        error_code=int(code) if code else None,
+    )
+
 
 def check_sms_settings(config: Mapping[str, Any]) -> None:
     """Refuse settings that cannot send, with a message that says what to set."""
+    check_lease_settings(config)
     backend = config["SMS_BACKEND"]
     if backend not in BACKENDS:
         raise ConfigurationError(
@@ -191,6 +278,16 @@ def check_sms_settings(config: Mapping[str, Any]) -> None:
             "SMS_BACKEND=twilio needs "
             + ", ".join(missing)
             + " (environment or instance/config.py)"
+        )
+
+
+def check_lease_settings(config: Mapping[str, Any]) -> None:
+    """A lease must outlive at least two heartbeats, or live dispatchers would lose texts."""
+    lease, beat = config["SMS_CLAIM_LEASE_SECONDS"], config["SMS_HEARTBEAT_SECONDS"]
+    if beat <= 0 or lease < 2 * beat:
+        raise ConfigurationError(
+            f"SMS_CLAIM_LEASE_SECONDS ({lease}) must be at least twice "
+            f"SMS_HEARTBEAT_SECONDS ({beat}), which must be above 0"
         )
 
 

@@ -2,9 +2,21 @@
 
 Claims are atomic, so any number of dispatchers (threads, processes,
 machines on one PostgreSQL) send each text once: ``FOR UPDATE SKIP LOCKED``
-on PostgreSQL, one writer at a time on SQLite. A claim is a lease: texts a
-dispatcher claimed but never finished (it was killed) are taken back once
-the lease runs out, sent at most once more, and marked as possible duplicates.
+on PostgreSQL, one writer at a time on SQLite. A claim is a lease, which the
+claiming dispatcher renews while it holds the text (its heartbeat). Texts of a
+dispatcher that died are taken back once their lease runs out.
+
+A text Twilio accepted is never sent a second time:
+
+- an attempt whose outcome is unknown (the dispatcher died, the request timed
+  out or lost its connection) leaves the text *in doubt*; before it is sent
+  again, Twilio's message list is searched for it (by number, date sent and exact
+  body). Found: its id and status are recorded ("reconciled") and it is not sent.
+  Not found: it is sent. The list itself failing: it is sent and flagged as a
+  possible duplicate, once; a flagged text is not sent again unchecked;
+- an outcome that cannot be written (the database is away) is kept in memory and
+  written as soon as the database answers; meanwhile the dispatcher claims
+  nothing, and its heartbeat keeps its leases alive.
 """
 
 from __future__ import annotations
@@ -13,15 +25,19 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app
-from sqlalchemy import case, delete, insert, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from scheduler.database import serialized_writes
 from scheduler.extensions import db
@@ -38,16 +54,20 @@ from scheduler.sms.backends import (
     UNREACHABLE_CODES,
     Accepted,
     FailureKind,
+    Found,
+    LookupFailure,
     SendFailure,
     SmsBackend,
     backend_from_config,
 )
+from scheduler.sms.caps import hold_back_over_cap
 from scheduler.sms.outbox import mark_unreachable, opt_out, sending_hours
 from scheduler.sms.replies import apply_stored_reports
 from scheduler.sms.timing import next_sending_moment, retry_delay, sending_time
 from scheduler.urls import public_url
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 OM = OutboundMessage
 LEASE_LOST = "lease lost: another dispatcher took this text back"
@@ -59,6 +79,26 @@ FINAL_STATUSES = (
     MessageStatus.SUPPRESSED,
     MessageStatus.CANCELLED,
 )
+# The provider's statuses of a text it has, as ours; any other (queued, sending, ...) is sent.
+FOUND_STATUS = {
+    "delivered": MessageStatus.DELIVERED,
+    "read": MessageStatus.DELIVERED,
+    "undelivered": MessageStatus.UNDELIVERED,
+    "failed": MessageStatus.FAILED,
+}
+# The search for a text in doubt starts this long before its first doubtful attempt and
+# ends this long after now: the provider's clock and ours may differ.
+LOOKUP_MARGIN = timedelta(minutes=5)
+# Writing held outcomes again: first after this many seconds, doubling up to the most.
+WRITE_RETRY_FIRST_SECONDS = 0.5
+WRITE_RETRY_MOST_SECONDS = 10.0
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether an error means the database is away (try again later), not a bug."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 @dataclass(frozen=True)
@@ -69,6 +109,7 @@ class ClaimedText:
     attempt: int  # the number of this attempt, 1-based
     possible_duplicate: bool
     send_before: datetime | None
+    in_doubt_since: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +119,18 @@ class AttemptResult:
     finished_at: datetime
     accepted: Accepted | None = None
     failure: SendFailure | None = None
+    # The provider already had the text: it was not sent again.
+    found: Found | None = None
+    # The lookup before this send failed (its error): the text may have gone twice.
+    unchecked: str | None = None
+
+    def describe(self) -> str:
+        if self.found is not None:
+            return f"found at the provider as {self.found.sid} ({self.found.status})"
+        if self.accepted is not None:
+            return f"accepted as {self.accepted.sid} ({self.accepted.status})"
+        assert self.failure is not None
+        return f"{self.failure.kind} failure: {self.failure.detail}"
 
 
 @dataclass
@@ -88,6 +141,9 @@ class DispatchReport:
     failed: int = 0
     suppressed: int = 0
     taken_back: int = 0
+    reconciled: int = 0
+    # Outcomes that could not be written before the dispatcher gave up (logged).
+    unrecorded: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
 
     def count(self, outcome: str) -> None:
@@ -99,7 +155,8 @@ def worker_name() -> str:
 
 
 class Dispatcher:
-    """One per process: owns the backend (and its connection pool) and the send pool."""
+    """One per process: owns the backend (and its connection pool), the send pool and the
+    heartbeat thread that renews the leases of the texts it holds."""
 
     def __init__(
         self,
@@ -107,22 +164,47 @@ class Dispatcher:
         backend: SmsBackend | None = None,
         worker: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        on_lease_expired: Callable[[], None] | None = None,
     ) -> None:
         config = app.config
+        self.app = app
         self.backend = backend or backend_from_config(config)
         self.worker = worker or worker_name()
         self.concurrency: int = config["SMS_SEND_CONCURRENCY"]
         self.lease = timedelta(seconds=config["SMS_CLAIM_LEASE_SECONDS"])
+        self.heartbeat_seconds: float = config["SMS_HEARTBEAT_SECONDS"]
+        self.shutdown_wait: float = config["SMS_SHUTDOWN_WAIT_SECONDS"]
         self.max_attempts: int = config["SMS_MAX_ATTEMPTS"]
         # Leases and bookkeeping follow the real clock even when ``now`` is given,
         # so a dispatch "as of" another time never lets live claims expire early.
         self.clock = clock
+        # Called from the heartbeat thread when it sees another dispatcher's lease run out.
+        self.on_lease_expired = on_lease_expired
         self.stopping = threading.Event()
+        self.expired_seen = threading.Event()
+        self._stop_deadline: float | None = None
+        self._lock = threading.Lock()
+        self._holding: set[int] = set()  # claimed, outcome not written yet
+        self._unwritten: list[AttemptResult] = []  # outcomes the database did not take yet
+        self._closed = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sms-send")
+        self._heartbeat = threading.Thread(
+            target=self._beat, name=f"sms-heartbeat-{self.worker}", daemon=True
+        )
+        self._heartbeat.start()
+
+    def request_stop(self) -> None:
+        """Claim nothing more; finish the texts in flight, and wait a bounded time
+        (``SMS_SHUTDOWN_WAIT_SECONDS``) for the database to take their outcomes."""
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.shutdown_wait
+        self.stopping.set()
 
     def close(self) -> None:
-        self.stopping.set()
+        self.request_stop()
         self.pool.shutdown(wait=True)
+        self._closed.set()
+        self._heartbeat.join()
 
     def __enter__(self) -> Dispatcher:
         return self
@@ -130,13 +212,85 @@ class Dispatcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def unwritten(self) -> int:
+        """Outcomes known but not written yet (the database did not take them)."""
+        return len(self._unwritten)
+
+    @property
+    def holding(self) -> set[int]:
+        """Ids of the texts this dispatcher has claimed and not yet recorded."""
+        with self._lock:
+            return set(self._holding)
+
+    # -- heartbeat ---------------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        wait_s = self.heartbeat_seconds
+        with self.app.app_context():
+            while not self._closed.wait(wait_s):
+                try:
+                    until = self.heartbeat()
+                finally:
+                    db.session.remove()  # no connection kept between beats
+                # Beat again when the next lease of another dispatcher runs out, if sooner.
+                wait_s = self.heartbeat_seconds
+                if until is not None:
+                    wait_s = min(wait_s, until + 0.05)
+
+    def heartbeat(self) -> float | None:
+        """Renew the leases of the texts held here; notice leases that others let run out.
+
+        Runs in its own thread (its own session) every ``SMS_HEARTBEAT_SECONDS``;
+        a failure (the database away) is logged and tried again at the next beat.
+        Returns the seconds until another dispatcher's lease runs out (None: none
+        is held, or one has run out and the dispatcher was woken).
+        """
+        clock = self.clock()
+        try:
+            if self.holding:
+                with serialized_writes():
+                    db.session.execute(
+                        update(OM)
+                        .where(OM.status == MessageStatus.SENDING, OM.claimed_by == self.worker)
+                        .values(lease_until=clock + self.lease),
+                        execution_options={"synchronize_session": False},
+                    )
+                    db.session.commit()
+            earliest = db.session.scalar(
+                select(func.min(OM.lease_until)).where(
+                    OM.status == MessageStatus.SENDING, OM.claimed_by != self.worker
+                )
+            )
+            db.session.rollback()
+        except Exception as exc:
+            db.session.rollback()
+            log.warning("heartbeat of %s failed: %s", self.worker, exc)
+            return None
+        if earliest is None:
+            return None
+        if earliest >= clock:
+            return (earliest - clock).total_seconds()
+        self.expired_seen.set()
+        if self.on_lease_expired is not None:
+            try:
+                self.on_lease_expired()
+            except Exception:
+                log.exception("waking the dispatcher for expired leases failed")
+        return None
+
+    # -- the dispatch loop -------------------------------------------------------------------
+
     def dispatch_due(self, now: datetime | None = None) -> DispatchReport:
         """Send every text due as of ``now`` (the clock when None); needs an app context.
 
         Texts are claimed only as send slots free up, so every claimed text is
         in flight at once: a dispatcher that dies leaves at most
         ``SMS_SEND_CONCURRENCY`` texts in doubt. Each result is recorded as
-        soon as it is known.
+        soon as it is known; one the database does not take is held and written
+        again with backoff, and nothing new is claimed meanwhile. Returns when
+        nothing is in flight or held (or, after ``request_stop``, when the wait
+        for the database is over: what could not be written is logged).
         """
         report = DispatchReport()
         tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
@@ -147,29 +301,169 @@ class Dispatcher:
             else None
         )
         moment = now or self.clock()
-        report.taken_back += self.take_back_expired(self.clock(), moment, tz)
-        report.suppressed += suppress_unsendable(moment, tz)
+        self.expired_seen.clear()
+        taken = self._safely(self.take_back_expired, self.clock(), moment, tz)
+        dropped = self._safely(suppress_unsendable, moment, tz)
+        if taken is None or dropped is None:
+            return report  # the database is away: nothing claimed, nothing held
+        report.taken_back += taken
+        report.suppressed += dropped
         in_flight: set[Future[AttemptResult]] = set()
         more = True
+        retry_in = WRITE_RETRY_FIRST_SECONDS
+        retry_at = 0.0
         while True:
+            if self._unwritten and time.monotonic() >= retry_at:
+                if self._write_unwritten(report, now):
+                    retry_in = WRITE_RETRY_FIRST_SECONDS
+                    more = True  # the database is back: claim again
+                else:
+                    retry_at = time.monotonic() + retry_in
+                    retry_in = min(retry_in * 2, WRITE_RETRY_MOST_SECONDS)
+            stopping = self.stopping.is_set()
+            if self.expired_seen.is_set() and not self._unwritten and not stopping:
+                self.expired_seen.clear()
+                taken = self._safely(self.take_back_expired, self.clock(), moment, tz)
+                if taken:
+                    report.taken_back += taken
+                    more = True
             moment = now or self.clock()
             free = self.concurrency - len(in_flight)
-            if more and free > 0 and not self.stopping.is_set() and hours.contains(moment, tz):
-                claimed = self.claim(moment, free)
-                more = len(claimed) == free
-                report.claimed += len(claimed)
+            if (
+                more
+                and free > 0
+                and not self._unwritten
+                and not stopping
+                and hours.contains(moment, tz)
+            ):
+                claimed = self._safely(self.claim, moment, free)
+                more = claimed is not None and len(claimed) == free
+                report.claimed += len(claimed or ())
                 in_flight |= {
-                    self.pool.submit(self._attempt, text, status_callback) for text in claimed
+                    self.pool.submit(self._attempt, text, status_callback) for text in claimed or ()
                 }
-            if not in_flight:
+            if not in_flight and not self._unwritten:
                 break
-            done, in_flight = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                self._record_safely(future.result(), report, now)
+            if not in_flight and self._waited_long_enough():
+                self._give_up_unwritten(report)
+                break
+            timeout = None
+            if self._unwritten:
+                timeout = max(0.0, retry_at - time.monotonic())
+                if self._stop_deadline is not None:
+                    timeout = min(timeout, max(0.0, self._stop_deadline - time.monotonic()))
+            if in_flight:
+                done, in_flight = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in done:
+                    self._record_or_hold(future.result(), report, now)
+            else:
+                time.sleep(timeout or 0.0)
         return report
 
+    def _safely(self, step: Callable[..., T], *args: Any) -> T | None:
+        """A claim or take-back; None (nothing done) when the database is away."""
+        try:
+            return step(*args)
+        except Exception as exc:
+            db.session.rollback()
+            if not database_unreachable(exc):
+                raise
+            log.warning("database unreachable, nothing claimed or taken back: %s", exc)
+            return None
+
+    def _waited_long_enough(self) -> bool:
+        if not self.stopping.is_set():
+            return False
+        if self._stop_deadline is None:  # stopping set directly rather than by request_stop
+            self._stop_deadline = time.monotonic() + self.shutdown_wait
+        return time.monotonic() >= self._stop_deadline
+
+    def _record_or_hold(
+        self, result: AttemptResult, report: DispatchReport, now: datetime | None
+    ) -> None:
+        """Record one result; if the database is away, hold it to be written later.
+
+        Any other error loses only this record: the text's lease runs out and the
+        next dispatcher looks it up at the provider before sending it again.
+        """
+        if self._unwritten:  # the database is still away: keep the order, skip the wait
+            self._unwritten.append(result)
+            return
+        try:
+            self.record(result, report, now)
+        except Exception as exc:
+            db.session.rollback()
+            if database_unreachable(exc):
+                log.warning(
+                    "database unreachable: holding the outcome of text %s (%s) to write it "
+                    "later: %s",
+                    result.text.id,
+                    result.describe(),
+                    exc,
+                )
+                self._unwritten.append(result)
+                return
+            log.exception("could not record the result of text %s", result.text.id)
+            self._release(result.text.id)
+            report.unrecorded += 1
+            report.count("unrecorded")
+
+    def _write_unwritten(self, report: DispatchReport, now: datetime | None) -> bool:
+        """Write the held outcomes in order; False when the database is still away."""
+        while self._unwritten:
+            result = self._unwritten[0]
+            try:
+                self.record(result, report, now)
+            except Exception as exc:
+                db.session.rollback()
+                if database_unreachable(exc):
+                    return False
+                log.exception("could not record the result of text %s", result.text.id)
+                self._release(result.text.id)
+                report.unrecorded += 1
+                report.count("unrecorded")
+            else:
+                log.info("wrote the held outcome of text %s", result.text.id)
+            self._unwritten.pop(0)
+        return True
+
+    def _give_up_unwritten(self, report: DispatchReport) -> None:
+        for result in self._unwritten:
+            log.error(
+                "stopping without recording text %s, attempt %d: %s; its lease runs out and "
+                "it is looked up at the provider before it is sent again",
+                result.text.id,
+                result.text.attempt,
+                result.describe(),
+            )
+            self._release(result.text.id)
+            report.unrecorded += 1
+            report.count("unrecorded")
+        self._unwritten.clear()
+
+    def _release(self, text_id: int) -> None:
+        with self._lock:
+            self._holding.discard(text_id)
+
+    # -- claims, attempts, records -----------------------------------------------------------
+
     def claim(self, now: datetime, limit: int) -> list[ClaimedText]:
-        """Atomically take up to ``limit`` due texts for this dispatcher, under a lease."""
+        """Atomically take up to ``limit`` due texts for this dispatcher, under a lease.
+
+        Texts over their number's daily cap are suppressed as they are taken
+        (scheduler/sms/caps.py), and others are taken in their place.
+        """
+        claimed: list[ClaimedText] = []
+        while len(claimed) < limit:
+            wanted = limit - len(claimed)
+            allowed, taken = self._claim_batch(now, wanted)
+            claimed += allowed
+            if taken < wanted:
+                break
+        return sorted(claimed, key=lambda text: text.id)
+
+    def _claim_batch(self, now: datetime, limit: int) -> tuple[list[ClaimedText], int]:
+        """Up to ``limit`` due texts: those the cap lets go out, and how many were taken."""
         clock = self.clock()
         opted_out = select(PhoneNumberState.phone).where(PhoneNumberState.opted_out_at.is_not(None))
         due = (
@@ -189,42 +483,73 @@ class Dispatcher:
             .values(
                 status=MessageStatus.SENDING,
                 claimed_by=self.worker,
+                claimed_at=clock,
                 lease_until=clock + self.lease,
                 attempts=OM.attempts + 1,
                 updated_at=clock,
             )
             .returning(
-                OM.id, OM.to_phone, OM.body, OM.attempts, OM.possible_duplicate, OM.send_before
+                OM.id,
+                OM.to_phone,
+                OM.body,
+                OM.attempts,
+                OM.possible_duplicate,
+                OM.send_before,
+                OM.in_doubt_since,
             )
         )
         with serialized_writes():
             rows = db.session.execute(statement).all()
+            allowed = hold_back_over_cap(rows, clock)
             db.session.commit()
-        return sorted((ClaimedText(*row) for row in rows), key=lambda text: text.id)
+        texts = [ClaimedText(*row) for row in allowed]
+        with self._lock:
+            self._holding.update(text.id for text in texts)
+        return texts, len(rows)
 
     def _attempt(self, text: ClaimedText, status_callback: str | None) -> AttemptResult:
+        """Look a text in doubt up at the provider, then send it unless it is there."""
         started = self.clock()
+        unchecked = None
+        if text.in_doubt_since is not None:
+            try:
+                found = self.backend.find_sent(
+                    text.to_phone,
+                    text.body,
+                    text.in_doubt_since - LOOKUP_MARGIN,
+                    started + LOOKUP_MARGIN,
+                )
+            except Exception as exc:
+                if not isinstance(exc, LookupFailure):
+                    log.exception("looking text %s up failed unexpectedly", text.id)
+                    exc = LookupFailure(f"{type(exc).__name__}: {exc}")
+                if text.possible_duplicate or text.attempt > self.max_attempts:
+                    # Sent unchecked once already: not a third copy. Ask again later.
+                    failure = SendFailure(
+                        FailureKind.TRANSIENT,
+                        f"not sent: a copy may have gone and {exc.detail}",
+                        exc.http_status,
+                    )
+                    return AttemptResult(text, started, self.clock(), failure=failure)
+                unchecked = exc.detail
+            else:
+                if found is not None:
+                    return AttemptResult(text, started, self.clock(), found=found)
+                if text.attempt > self.max_attempts:
+                    failure = SendFailure(
+                        FailureKind.TRANSIENT,
+                        "not sent: the attempt limit is reached and the provider has no copy",
+                    )
+                    return AttemptResult(text, started, self.clock(), failure=failure)
         try:
             accepted = self.backend.send(text.to_phone, text.body, status_callback)
         except SendFailure as failure:
-            return AttemptResult(text, started, self.clock(), failure=failure)
+            return AttemptResult(text, started, self.clock(), failure=failure, unchecked=unchecked)
         except Exception as exc:  # a bug before the request went out: retry, keep the detail
             log.exception("sending text %s failed unexpectedly", text.id)
             failure = SendFailure(FailureKind.TRANSIENT, f"{type(exc).__name__}: {exc}")
-            return AttemptResult(text, started, self.clock(), failure=failure)
-        return AttemptResult(text, started, self.clock(), accepted=accepted)
-
-    def _record_safely(
-        self, result: AttemptResult, report: DispatchReport, now: datetime | None
-    ) -> None:
-        """Record one result; a database error loses only this record (the lease brings the
-        text back as a possible duplicate) and never the rest of the batch."""
-        try:
-            self.record(result, report, now)
-        except Exception:
-            db.session.rollback()
-            log.exception("could not record the result of text %s", result.text.id)
-            report.count("unrecorded")
+            return AttemptResult(text, started, self.clock(), failure=failure, unchecked=unchecked)
+        return AttemptResult(text, started, self.clock(), accepted=accepted, unchecked=unchecked)
 
     def record(
         self, result: AttemptResult, report: DispatchReport, now: datetime | None = None
@@ -237,19 +562,48 @@ class Dispatcher:
             "claimed_by": None,
             "lease_until": None,
         }
-        if result.accepted is not None:
+        sid = None
+        if result.found is not None:
+            outcome = "reconciled"
+            sid = result.found.sid
+            values |= {
+                "status": FOUND_STATUS.get(result.found.status, MessageStatus.SENT),
+                "status_reason": None,
+                "provider_sid": sid,
+                "sent_at": result.found.sent_at or finished,
+                "error_code": result.found.error_code,
+                "error_message": None,
+                "in_doubt_since": None,
+            }
+        elif result.accepted is not None:
             outcome = "sent"
+            sid = result.accepted.sid
             values |= {
                 "status": MessageStatus.SENT,
-                "provider_sid": result.accepted.sid,
+                "status_reason": None,
+                "provider_sid": sid,
                 "sent_at": finished,
                 "error_code": None,
                 "error_message": None,
+                "in_doubt_since": None,
             }
+            if result.unchecked:
+                values["possible_duplicate"] = True
         else:
             assert failure is not None
             outcome, more = self._after_failure(text, failure, due_base)
             values |= more
+            if failure.kind is FailureKind.AMBIGUOUS:
+                values["in_doubt_since"] = text.in_doubt_since or result.started_at
+                if result.unchecked:
+                    values["possible_duplicate"] = True
+        mine = and_(OM.status == MessageStatus.SENDING, OM.claimed_by == self.worker)
+        if sid is not None:
+            # Taken back meanwhile (the database was away longer than the lease) and not
+            # claimed again yet: what the provider said still settles it.
+            mine = or_(
+                mine, and_(OM.status == MessageStatus.PENDING, OM.in_doubt_since.is_not(None))
+            )
         with serialized_writes():
             if outcome == "suppressed" and failure and failure.error_code in OPTED_OUT_CODES:
                 opt_out(text.to_phone, finished, reason="opted_out_at_provider")
@@ -257,13 +611,7 @@ class Dispatcher:
                 mark_unreachable(text.to_phone, failure.error_code, finished)
 
             updated = db.session.execute(
-                update(OM)
-                .where(
-                    OM.id == text.id,
-                    OM.status == MessageStatus.SENDING,
-                    OM.claimed_by == self.worker,
-                )
-                .values(**values),
+                update(OM).where(OM.id == text.id, mine).values(**values),
                 execution_options={"synchronize_session": False},
             ).rowcount
             db.session.execute(
@@ -279,13 +627,16 @@ class Dispatcher:
                     detail=_attempt_detail(result) if updated else LEASE_LOST,
                 )
             )
-            if result.accepted is not None and updated:
+            if sid is not None and updated:
                 # A delivery report may have come in before this id was recorded.
-                apply_stored_reports(result.accepted.sid, finished)
+                apply_stored_reports(sid, finished)
             db.session.commit()
+        self._release(text.id)
         report.count(outcome)
         if outcome == "sent":
             report.sent += 1
+        elif outcome == "reconciled":
+            report.reconciled += 1
         elif outcome in ("retry", "ambiguous"):
             report.retrying += 1
         elif outcome == "suppressed":
@@ -306,13 +657,6 @@ class Dispatcher:
             else:
                 status, reason, outcome = MessageStatus.FAILED, "rejected", "failed"
             return outcome, {**error, "status": status, "status_reason": reason}
-        ambiguous = failure.kind is FailureKind.AMBIGUOUS
-        if ambiguous and text.possible_duplicate:
-            return "failed", {
-                **error,
-                "status": MessageStatus.FAILED,
-                "status_reason": "unknown_twice",
-            }
         if text.attempt >= self.max_attempts:
             return "failed", {
                 **error,
@@ -332,42 +676,44 @@ class Dispatcher:
                 "status_reason": "visit_passed",
             }
         more: dict[str, object] = {**error, "status": MessageStatus.PENDING, "due_at": again}
-        if ambiguous:
-            more["possible_duplicate"] = True
+        ambiguous = failure.kind is FailureKind.AMBIGUOUS
         return ("ambiguous" if ambiguous else "retry"), more
 
     def take_back_expired(self, clock: datetime, now: datetime, tz: ZoneInfo) -> int:
-        """Texts whose claimer died mid-send go back to pending, once; a second time they fail.
+        """Texts whose claimer stopped renewing their lease (it died) go back to pending.
 
-        The provider may have accepted them before the claimer died, so they
-        are marked as possible duplicates, and each lost attempt is recorded.
+        The provider may have accepted them before the claimer died, so they are
+        in doubt: looked up before they are sent again. Each lost attempt is
+        recorded. Texts this dispatcher holds itself are never taken back.
         """
+        held = self.holding
         with serialized_writes():
-            expired = db.session.execute(
-                select(OM.id, OM.attempts, OM.claimed_by, OM.lease_until, OM.possible_duplicate)
-                .where(OM.status == MessageStatus.SENDING, OM.lease_until < clock)
-                .with_for_update(skip_locked=True)
-            ).all()
+            query = select(
+                OM.id, OM.attempts, OM.claimed_by, OM.claimed_at, OM.lease_until, OM.in_doubt_since
+            ).where(OM.status == MessageStatus.SENDING, OM.lease_until < clock)
+            if held:
+                query = query.where(OM.id.not_in(held))
+            expired = db.session.execute(query.with_for_update(skip_locked=True)).all()
             if not expired:
                 db.session.rollback()
                 return 0
             again = next_sending_moment(now, tz, sending_hours())
+            rows = [(row, row.claimed_at or row.lease_until - self.lease) for row in expired]
             db.session.execute(
-                update(OM)
-                .where(OM.id.in_([row.id for row in expired]))
-                .values(
-                    status=case(
-                        (OM.possible_duplicate, MessageStatus.FAILED),
-                        else_=MessageStatus.PENDING,
-                    ),
-                    status_reason=case((OM.possible_duplicate, "unknown_twice"), else_=None),
-                    possible_duplicate=True,
-                    claimed_by=None,
-                    lease_until=None,
-                    due_at=again,
-                    updated_at=clock,
-                ),
-                execution_options={"synchronize_session": False},
+                update(OM),
+                [
+                    {
+                        "id": row.id,
+                        "status": MessageStatus.PENDING,
+                        "status_reason": None,
+                        "in_doubt_since": row.in_doubt_since or started,
+                        "claimed_by": None,
+                        "lease_until": None,
+                        "due_at": again,
+                        "updated_at": clock,
+                    }
+                    for row, started in rows
+                ],
             )
             db.session.execute(
                 insert(MessageAttempt),
@@ -376,12 +722,13 @@ class Dispatcher:
                         "message_id": row.id,
                         "number": row.attempts,
                         "worker": row.claimed_by or "",
-                        "started_at": row.lease_until - self.lease,
+                        "started_at": started,
                         "finished_at": clock,
                         "outcome": "lease_expired",
-                        "detail": "the dispatcher stopped while sending; the text may have gone",
+                        "detail": "the dispatcher stopped while sending; the provider is "
+                        "asked before it is sent again",
                     }
-                    for row in expired
+                    for row, started in rows
                 ],
             )
             db.session.commit()
@@ -390,10 +737,20 @@ class Dispatcher:
 
 
 def _attempt_detail(result: AttemptResult) -> str:
+    if result.found is not None:
+        return (
+            f"already at the provider as {result.found.sid} ({result.found.status}): not sent again"
+        )
     if result.failure is not None:
-        return result.failure.detail
-    assert result.accepted is not None
-    return f"accepted as {result.accepted.sid}"
+        detail = result.failure.detail
+    else:
+        assert result.accepted is not None
+        detail = f"accepted as {result.accepted.sid}"
+    if result.unchecked:
+        detail = f"{detail}; sent unchecked, may have gone twice ({result.unchecked})"
+    elif result.text.in_doubt_since is not None:
+        detail = f"{detail}; the provider had no copy of it"
+    return detail[:255]
 
 
 def suppress_unsendable(now: datetime, tz: ZoneInfo) -> int:

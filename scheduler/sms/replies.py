@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +31,7 @@ from scheduler.models import (
     StatusReport,
 )
 from scheduler.sms.backends import OPTED_OUT_CODES, UNREACHABLE_CODES
+from scheduler.sms.caps import may_reply
 from scheduler.sms.outbox import mark_unreachable, opt_in, opt_out
 from scheduler.sms.texts import appointment_values, clinic_values, fill_template
 
@@ -54,8 +56,9 @@ PROVIDER_STATUS = {
 
 
 def keyword_of(body: str) -> str:
-    """The reply as a keyword: letters and digits only, upper case (" stop. " is STOP)."""
-    return re.sub(r"[\W_]+", "", body).upper()
+    """The reply as a keyword: NFKC (full-width "ＳＴＯＰ" is STOP), letters and digits only,
+    upper case (" stop. " is STOP)."""
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", body)).upper()
 
 
 def action_of(body: str) -> str:
@@ -75,9 +78,12 @@ def action_of(body: str) -> str:
 @dataclass(frozen=True)
 class Inbound:
     sid: str
-    from_phone: str
+    from_phone: str  # E.164 when the sender is a number we text (``sender_accepted``)
     to_phone: str
     body: str
+    # A number the service may text (PHONE_REGIONS, no premium or personal numbers):
+    # anyone else's text is stored, and only a STOP from it is acted on.
+    sender_accepted: bool = True
 
 
 def next_appointment_of(phone: str, now: datetime) -> Appointment | None:
@@ -176,9 +182,16 @@ def handle_inbound(message: Inbound, now: datetime) -> str | None:
     action = action_of(message.body)
     try:
         with unit_of_work():
-            reply, appt = _act(message, action, now)
+            if message.sender_accepted:
+                reply, appt = _act(message, action, now)
+            else:
+                if action == "opt_out":
+                    opt_out(message.from_phone, now)
+                reply, appt = None, None
             if action not in ("opt_out", "opt_in", "help") and _is_opted_out(message.from_phone):
                 reply = None  # the provider would refuse it; an opted-out number gets nothing
+            if reply is not None and not may_reply(message.from_phone, now):
+                reply = None  # the number had its texts for today (SMS_MAX_PER_NUMBER_PER_DAY)
             db.session.add(
                 InboundMessage(
                     provider_sid=message.sid,

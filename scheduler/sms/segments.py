@@ -9,7 +9,10 @@ counted in UTF-16 units (an emoji counts twice).
 from __future__ import annotations
 
 import math
+import unicodedata
 from dataclasses import dataclass
+
+from anyascii import anyascii
 
 GSM_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -34,3 +37,16 @@ def segment_count(text: str) -> SegmentCount:
         single, multi, encoding = 70, 67, "UCS-2"
     segments = 1 if units <= single else math.ceil(units / multi)
     return SegmentCount(encoding=encoding, characters=len(text), segments=max(segments, 1))
+
+
+def gsm_safe(value: str) -> str:
+    """``value`` with only the characters GSM-7 lacks transliterated (María -> Maria,
+    Łukasz -> Lukasz, 李 -> Li), so one accented name cannot turn a whole text into
+    UCS-2 and double its segments; é, ñ, ü and the rest of GSM-7 stay as they are."""
+    out = []
+    for ch in unicodedata.normalize("NFC", value):
+        if ch in GSM_BASIC or ch in GSM_EXTENSION:
+            out.append(ch)
+        else:
+            out.append("".join(c for c in anyascii(ch) if c in GSM_BASIC))
+    return "".join(out)

@@ -9,6 +9,7 @@ an editor writes can put them in a text.
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
@@ -20,6 +21,7 @@ from flask import current_app
 from scheduler.appointments.links import manage_url
 from scheduler.display import phone_display
 from scheduler.models import Appointment, Location, MessageKind
+from scheduler.sms.segments import gsm_safe, segment_count
 from scheduler.urls import public_url
 
 CLINIC_FIELDS = frozenset({"clinic", "clinic_phone", "booking_url"})
@@ -56,6 +58,15 @@ TEMPLATE_OF_KIND = {
 # Babel's CLDR data puts narrow no-break spaces in times ("9:30 AM"); one of
 # those turns a whole text into UCS-2 and halves what fits in a segment.
 _PLAIN_SPACES = str.maketrans({"\u202f": " ", "\u00a0": " "})
+
+
+# A first name in a text: at most this many characters (whole words when they fit), so
+# that every default text stays within two segments whatever the name.
+TEXT_NAME_MAX = 20
+# What one text may be: Twilio refuses more than 1,600 characters; more than 4 segments
+# costs more than any appointment text is worth.
+TEXT_MAX_CHARACTERS = 1600
+TEXT_MAX_SEGMENTS = 4
 
 
 class TemplateError(ValueError):
@@ -97,6 +108,64 @@ def fill_template(key: str, template: str, values: Mapping[str, str]) -> str:
     return template.format_map(values).strip()
 
 
+def text_name(first_name: str) -> str:
+    """The first name as texts carry it: GSM-7 only (María -> Maria), and short.
+
+    "Maria Guadalupe" stays whole; a longer name keeps the words that fit in
+    TEXT_NAME_MAX characters, a single long word its first TEXT_NAME_MAX.
+    """
+    name = gsm_safe(first_name).strip()
+    if len(name) <= TEXT_NAME_MAX:
+        return name
+    words = name.split(" ")
+    kept = words[0][:TEXT_NAME_MAX]
+    for word in words[1:]:
+        if len(kept) + 1 + len(word) > TEXT_NAME_MAX:
+            break
+        kept += " " + word
+    return kept
+
+
+def check_text_size(key: str, template: str, location: Location | None, language: str) -> None:
+    """TemplateError if the template, filled with the longest values it can get, would
+    exceed TEXT_MAX_CHARACTERS or TEXT_MAX_SEGMENTS."""
+    text = fill_template(key, template, longest_values(location, language))
+    count = segment_count(text)
+    if count.characters > TEXT_MAX_CHARACTERS:
+        raise TemplateError(
+            f"Too long: with the longest name and date this text has {count.characters} "
+            f"characters; a text may have at most {TEXT_MAX_CHARACTERS}."
+        )
+    if count.segments > TEXT_MAX_SEGMENTS:
+        raise TemplateError(
+            f"Too long: with the longest name and date this text takes {count.segments} "
+            f"segments ({count.encoding}); at most {TEXT_MAX_SEGMENTS} are allowed. "
+            "Shorten it, or leave out characters GSM-7 lacks (such as á, í, ó, ú)."
+        )
+
+
+@functools.cache
+def _longest_date_and_time(language: str) -> tuple[str, str]:
+    """The longest date and time a text can show in this language (over a whole year)."""
+    tz = ZoneInfo("America/Chicago")
+    first = datetime(2027, 1, 1, 10, 30, tzinfo=tz)
+    days = [first + timedelta(days=n) for n in range(365)]
+    longest_date = max((visit_date(day, language) for day in days), key=len)
+    times = [datetime(2027, 1, 1, hour, 30, tzinfo=tz) for hour in range(24)]
+    return longest_date, max((visit_time(t, language) for t in times), key=len)
+
+
+def longest_values(location: Location | None, language: str) -> dict[str, str]:
+    """The sample visit with the longest values a real text can carry (name, date, time)."""
+    longest_date, longest_time = _longest_date_and_time(language)
+    return {
+        **sample_values(location, language),
+        "first_name": "W" * TEXT_NAME_MAX,
+        "date": longest_date,
+        "time": longest_time,
+    }
+
+
 def visit_date(local: datetime, language: str) -> str:
     return format_skeleton("MMMEd", local, locale=language).translate(_PLAIN_SPACES)
 
@@ -126,8 +195,8 @@ def appointment_values(appt: Appointment) -> dict[str, str]:
     local = appt.slot.starts_at.astimezone(ZoneInfo(location.timezone))
     return {
         **clinic_values(),
-        "first_name": appt.patient.first_name,
-        "location": location.name,
+        "first_name": text_name(appt.patient.first_name),
+        "location": gsm_safe(location.name),
         "date": visit_date(local, language),
         "time": visit_time(local, language),
         "reference": appt.reference,

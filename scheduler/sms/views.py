@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, current_app, request
 from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
+from scheduler.appointments.validation import accepted_phone
 from scheduler.models import utcnow
 from scheduler.sms.replies import Inbound, apply_status_callback, handle_inbound
 
@@ -54,11 +55,14 @@ def twiml(reply: str | None) -> Response:
 @bp.post("/inbound")
 def inbound() -> Response:
     require_twilio_signature()
+    sender = form_field("From", 20)  # E.164, as Twilio sends it
+    accepted = accepted_phone(sender)
     message = Inbound(
         sid=form_field("MessageSid", SID_LENGTH),
-        from_phone=form_field("From", 20),  # E.164, as Twilio sends it
+        from_phone=accepted or sender,
         to_phone=form_field("To", 20, required=False),
         body=form_field("Body", MAX_BODY, required=False),
+        sender_accepted=accepted is not None,
     )
     return twiml(handle_inbound(message, utcnow()))
 

@@ -8,11 +8,12 @@ routes add ``admin_required``.
 from __future__ import annotations
 
 import functools
+import posixpath
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from flask import Flask, abort, request, session
 from flask_login import current_user
@@ -95,13 +96,23 @@ def authenticate(email: str, password: str) -> StaffUser | None:
 
 
 def safe_next(target: str | None, default: str) -> str:
-    """Follow ``?next=`` only to a path inside the staff workspace on this site."""
+    """Follow ``?next=`` and ``return_to`` only to a path inside the staff workspace on this site.
+
+    The path is normalised first (percent-decoding, "." and ".." segments,
+    repeated slashes), so "/staff/../x" and "/staff/%2e%2e/x" lead nowhere but ``default``.
+    """
     if not target or "\\" in target or any(ord(ch) < 32 for ch in target):
         return default
     parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/staff/"):
+    if parts.scheme or parts.netloc:
         return default
-    return target
+    path = unquote(parts.path)
+    if "\\" in path or any(ord(ch) < 32 for ch in path):
+        return default
+    normal = posixpath.normpath(path) + ("/" if path.endswith("/") else "")
+    if normal.startswith("//") or not normal.startswith("/staff/"):
+        return default
+    return quote(normal) + (f"?{parts.query}" if parts.query else "")
 
 
 def configure_login(app: Flask) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
@@ -26,12 +27,20 @@ from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
 from scheduler.sms.segments import segment_count
-from scheduler.sms.texts import TEMPLATE_FIELDS, TemplateError, fill_template, sample_values
+from scheduler.sms.texts import (
+    TEMPLATE_FIELDS,
+    TemplateError,
+    check_text_size,
+    fill_template,
+    sample_values,
+)
 from scheduler.staff.access import admin_required, hash_password, new_staff_user
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
 
 EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
+# Something that reads as a placeholder ({last_name}) in a text that takes none.
+PLACEHOLDER = re.compile(r"\{[^{}\s]*\}")
 AUDIT_PAGE = 200
 
 
@@ -133,9 +142,18 @@ def _scope(slug: str | None) -> Location | None:
 def preview_of(key: str, body: str, language: str, location: Location | None) -> dict[str, object]:
     """The text as a patient would get it for a sample visit, with its length."""
     if key not in TEMPLATE_FIELDS:
+        unknown = PLACEHOLDER.findall(body)
+        if unknown:
+            names = ", ".join(dict.fromkeys(unknown))
+            return {
+                "ok": False,
+                "error": f"Unknown placeholder {names}: the instructions take no placeholders; "
+                "write the text as patients should read it.",
+            }
         return {"ok": True, "text": body, "characters": len(body), "segments": None}
     try:
         text = fill_template(key, body, sample_values(location, language))
+        check_text_size(key, body, location, language)
     except TemplateError as error:
         return {"ok": False, "error": str(error)}
     count = segment_count(text)
@@ -205,12 +223,40 @@ def feed_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def feed_off_confirmation(location: Location) -> str:
+    return render_template(
+        "staff/confirm.html",
+        question=f"Turn off the {location.name} calendar feed?",
+        consequences=[
+            "Every calendar app subscribed to the current address stops getting "
+            "this location's bookings at once.",
+            "This cannot be undone: the address never works again. A new address can be "
+            "made later, and everyone must then subscribe to it again.",
+        ],
+        action=url_for("staff.rotate_feed", slug=location.slug),
+        fields={"revoke": "y"},
+        confirm_label="Yes, turn the feed off",
+        back_url=url_for("staff.availability", slug=location.slug),
+        back_label="No, keep it",
+    )
+
+
+@bp.get("/locations/<slug>/feed/off")
+@admin_required
+def confirm_feed_off(slug: str) -> str:
+    location = _scope(slug)
+    assert location is not None
+    return feed_off_confirmation(location)
+
+
 @bp.post("/locations/<slug>/feed")
 @admin_required
 def rotate_feed(slug: str) -> str:
     location = _scope(slug)
     assert location is not None
     revoke = request.form.get("revoke") == "y"
+    if revoke and request.form.get("confirm") != "yes":  # one tap never turns it off
+        return feed_off_confirmation(location)
     token = None if revoke else secrets.token_urlsafe(24)
     with unit_of_work():
         location.feed_token_hash = feed_token_hash(token) if token else None

@@ -24,7 +24,7 @@ from scheduler.appointments.validation import MAX_ID
 from scheduler.availability.operations import active_location, active_locations
 from scheduler.availability.slots import local_day_bounds
 from scheduler.database import unit_of_work
-from scheduler.display import display_tz
+from scheduler.display import display_tz, local_datetime
 from scheduler.lookups import row_or_404
 from scheduler.models import (
     Appointment,
@@ -131,10 +131,50 @@ def mark(appointment_id: int, status: str) -> Response:
     return redirect(safe_next(request.form.get("return_to"), default))
 
 
+def cancel_consequences(appt: Appointment) -> list[str]:
+    """What cancelling does, said before it is done: it cannot be undone."""
+    location = appt.slot.location
+    when = f"{local_datetime(appt.slot.starts_at)}, {location.name}"
+    texted = (
+        "The patient gets a text now saying the appointment is cancelled."
+        if appt.patient.sms_consent
+        else "The patient is not texted (they did not agree to texts): call them."
+    )
+    return [
+        f"{appt.patient.full_name}'s visit on {when} ({appt.reference}) is cancelled "
+        "and its place is offered to others.",
+        texted,
+        "This cannot be undone: to keep the visit, the patient must be booked again.",
+    ]
+
+
+@bp.get("/appointments/<int:appointment_id>/cancel")
+def confirm_cancel(appointment_id: int) -> str:
+    appt = appointment_or_404(appointment_id)
+    version = request.args.get("version", "")
+    return cancel_confirmation(appt, version if version.isdigit() else str(appt.version))
+
+
+def cancel_confirmation(appt: Appointment, version: str) -> str:
+    texted = " and text the patient" if appt.patient.sms_consent else ""
+    return render_template(
+        "staff/confirm.html",
+        question=f"Cancel {appt.patient.full_name}'s appointment?",
+        consequences=cancel_consequences(appt),
+        action=url_for("staff.cancel", appointment_id=appt.id),
+        fields={"version": version},
+        confirm_label=f"Yes, cancel it{texted}",
+        back_url=url_for("staff.appointment", appointment_id=appt.id),
+        back_label="No, keep it",
+    )
+
+
 @bp.post("/appointments/<int:appointment_id>/cancel")
-def cancel(appointment_id: int) -> Response:
+def cancel(appointment_id: int) -> str | Response:
     appt = appointment_or_404(appointment_id)
     version = checked_version(ActionForm())
+    if request.form.get("confirm") != "yes":  # one tap never cancels: ask first
+        return cancel_confirmation(appt, str(version))
     try:
         with unit_of_work():
             cancel_appointment(appt, Actor.staff(current_user), expected_version=version)

@@ -45,6 +45,11 @@ def login() -> str | Response:
 
 @bp.post("/logout")
 def logout() -> Response:
+    """Ends the session on the server too: a new session nonce makes every cookie issued
+    before (a copied one included) worthless, on every device this account used."""
+    if current_user.is_authenticated:
+        with unit_of_work():
+            current_user.sign_out_everywhere()
     logout_user()
     fresh_session()
     flash("You are signed out.", "info")

@@ -25,6 +25,7 @@ from scheduler.models import Location, OpeningRule, ScheduleException, Slot
 from scheduler.staff.access import admin_required, safe_next
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import (
+    WEEKDAY_NAMES,
     WEEKDAYS,
     ExceptionForm,
     LocationForm,
@@ -199,10 +200,39 @@ def _rule_dict(rule: OpeningRule) -> dict[str, str]:
     }
 
 
+def rule_removal_confirmation(location: Location, rule: OpeningRule) -> str:
+    hours = f"{rule.start_time.strftime('%H:%M')}–{rule.end_time.strftime('%H:%M')}"
+    day = WEEKDAY_NAMES[rule.weekday]
+    return render_template(
+        "staff/confirm.html",
+        question=f"Remove the {day} hours {hours} at {location.name}?",
+        consequences=[
+            f"Patients can no longer book {day}s {hours} at {location.name}: "
+            "the free slots of these hours are removed from every coming week.",
+            "If patients are booked in these hours, nothing is removed yet: they are listed "
+            "first, to reschedule them or keep them.",
+            "To open these hours again, add them again as new weekly hours.",
+        ],
+        action=url_for("staff.delete_rule", slug=location.slug, rule_id=rule.id),
+        fields={"keep_ids": request.form.get("keep_ids", "")},
+        confirm_label="Yes, remove these hours",
+        back_url=url_for("staff.availability", slug=location.slug),
+        back_label="No, keep them",
+    )
+
+
+@bp.get("/locations/<slug>/rules/<int:rule_id>/delete")
+def confirm_delete_rule(slug: str, rule_id: int) -> str:
+    location = location_or_404(slug)
+    return rule_removal_confirmation(location, rule_of(location, rule_id))
+
+
 @bp.post("/locations/<slug>/rules/<int:rule_id>/delete")
 def delete_rule(slug: str, rule_id: int) -> str | Response | tuple[str, int]:
     location = location_or_404(slug)
     rule = rule_of(location, rule_id)
+    if request.form.get("confirm") != "yes":  # one tap never removes hours: ask first
+        return rule_removal_confirmation(location, rule)
     before = _rule_dict(rule)
     outcome = apply_change(
         location,

@@ -24,12 +24,11 @@ from wtforms.validators import (
     Email,
     InputRequired,
     Length,
-    NumberRange,
     Optional,
     ValidationError,
 )
 
-from scheduler.appointments.validation import MAX_ID
+from scheduler.appointments.validation import MAX_ID, IntRange
 from scheduler.models import StaffRole
 
 WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
@@ -50,7 +49,7 @@ class ActionForm(FlaskForm):
 class MergeForm(FlaskForm):
     """Merge one patient record into another of the same person."""
 
-    into = IntegerField(validators=[InputRequired(), NumberRange(min=1, max=MAX_ID)])
+    into = IntegerField(validators=[InputRequired(), IntRange(1, MAX_ID)])
 
 
 class NoteForm(ActionForm):
@@ -67,10 +66,8 @@ class OpeningRuleForm(FlaskForm):
     )
     start_time = TimeField("Opens", validators=[InputRequired()])
     end_time = TimeField("Closes", validators=[InputRequired()])
-    slot_minutes = IntegerField(
-        "Minutes per slot", validators=[InputRequired(), NumberRange(5, 240)]
-    )
-    capacity = IntegerField("Patients per slot", validators=[InputRequired(), NumberRange(1, 20)])
+    slot_minutes = IntegerField("Minutes per slot", validators=[InputRequired(), IntRange(5, 240)])
+    capacity = IntegerField("Patients per slot", validators=[InputRequired(), IntRange(1, 20)])
 
     def validate_end_time(self, field: TimeField) -> None:
         if self.start_time.data and field.data and field.data <= self.start_time.data:
@@ -84,8 +81,8 @@ class ExceptionForm(FlaskForm):
     )
     start_time = TimeField("From", validators=[Optional()])
     end_time = TimeField("To", validators=[Optional()])
-    slot_minutes = IntegerField("Minutes per slot", validators=[Optional(), NumberRange(5, 240)])
-    capacity = IntegerField("Patients per slot", validators=[Optional(), NumberRange(1, 20)])
+    slot_minutes = IntegerField("Minutes per slot", validators=[Optional(), IntRange(5, 240)])
+    capacity = IntegerField("Patients per slot", validators=[Optional(), IntRange(1, 20)])
     reason = StringField("Reason", validators=[Optional(), Length(max=120)])
 
     def validate(self, extra_validators: Any = None) -> bool:

@@ -40,6 +40,7 @@ def app_config() -> dict:
         "WTF_CSRF_ENABLED": True,
         "RATELIMIT_ENABLED": True,
         "RATELIMIT_BOOKING": "3 per minute",
+        "MAX_ACTIVE_BOOKINGS_PER_PHONE": 100,
     }
 
 
@@ -110,10 +111,10 @@ def submit_with_mistakes(page: Any) -> None:
         page.locator("button[type=submit]").click()
 
 
-def fill_correctly(page: Any) -> None:
+def fill_correctly(page: Any, phone: str = "(830) 257-4811") -> None:
     page.locator("#first_name").fill("Rosa")
     page.locator("#last_name").fill("Treviño")
-    page.locator("#phone").fill("(830) 257-4811")
+    page.locator("#phone").fill(phone)
     page.locator("#date_of_birth-month").fill("4")
     page.locator("#date_of_birth-day").fill("15")
     page.locator("#date_of_birth-year").fill("1956")
@@ -162,8 +163,8 @@ def test_public_pages_have_no_axe_violations(
     submit_with_mistakes(page)
     assert page.locator("#error-summary").is_visible()
     check_page(page, "form, errors", problems, phone)
-    for _ in range(4):  # the budget is 3 a minute, and the clock is stopped
-        fill_correctly(page)
+    for n in range(4):  # the budget is 3 a minute, and the clock is stopped
+        fill_correctly(page, phone=f"(830) 257-48{20 + n}")
         with page.expect_navigation():
             page.locator("button[type=submit]").click()
         if "/manage/" in page.url:

@@ -50,6 +50,16 @@ def test_twilio_backend_without_credentials_refuses_to_start(tmp_path: Path) -> 
     )
 
 
+@pytest.mark.parametrize(("lease", "beat"), [(20, 11), (20, 0), (1, 1)])
+def test_a_lease_shorter_than_two_heartbeats_refuses_to_start(
+    tmp_path: Path, lease: float, beat: float
+) -> None:
+    base = {"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "SECRET_KEY": "k"}
+    with pytest.raises(ConfigurationError, match="at least twice SMS_HEARTBEAT_SECONDS"):
+        create_app({**base, "SMS_CLAIM_LEASE_SECONDS": lease, "SMS_HEARTBEAT_SECONDS": beat})
+    create_app({**base, "SMS_CLAIM_LEASE_SECONDS": 20, "SMS_HEARTBEAT_SECONDS": 10})
+
+
 def test_the_command_line_refuses_with_a_clear_message(tmp_path: Path) -> None:
     env = {
         **os.environ,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -58,7 +59,8 @@ def dispatcher(app: Flask) -> Any:
 
 
 def booked_visit(visit: datetime = VISIT, now: datetime = BOOKED, **overrides: Any) -> Appointment:
-    return book(booking_request(make_slot(starts_at=visit), **overrides), now=now)
+    values = {"phone": PHONE, **overrides}
+    return book(booking_request(make_slot(starts_at=visit), **values), now=now)
 
 
 def attempts_of(text: OutboundMessage) -> list[str]:
@@ -188,33 +190,123 @@ def test_twilio_opt_out_error_suppresses_and_opts_the_number_out(
     assert len(twilio.requests) == 1
 
 
-def test_a_read_timeout_is_retried_once_and_recorded_as_a_possible_duplicate(
+def attempt_details(text: OutboundMessage) -> list[str]:
+    return list(
+        db.session.scalars(
+            select(MessageAttempt.detail)
+            .where(MessageAttempt.message_id == text.id)
+            .order_by(MessageAttempt.id)
+        )
+    )
+
+
+def test_a_read_timeout_is_looked_up_at_twilio_and_not_sent_again(
     dispatcher: Dispatcher, twilio: FakeTwilio
 ) -> None:
     appt = booked_visit()
-    twilio.hang_next(1, 2.0)  # longer than the 1 s read timeout; Twilio still sends it
-    assert dispatcher.dispatch_due(BOOKED).outcomes == {"ambiguous": 1}
+    twilio.hang_next(1, 2.0)  # longer than the 1 s read timeout; Twilio still takes it
+    with time_machine.travel(BOOKED, tick=True):
+        assert dispatcher.dispatch_due(BOOKED).outcomes == {"ambiguous": 1}
+        text = texts_of(appt)["confirmation"]
+        assert (text.status, text.possible_duplicate) == (MessageStatus.PENDING, False)
+        assert text.in_doubt_since is not None
+        assert twilio.wait_for_requests(1)  # the hung request has gone through at Twilio
+        report = dispatcher.dispatch_due(text.due_at)
+    assert (report.reconciled, report.sent) == (1, 0)
+    [request] = twilio.requests
     text = texts_of(appt)["confirmation"]
-    assert (text.status, text.possible_duplicate) == (MessageStatus.PENDING, True)
-    assert dispatcher.dispatch_due(text.due_at).sent == 1
-    assert twilio.wait_for_requests(2)
+    assert (text.status, text.provider_sid, text.possible_duplicate) == (
+        MessageStatus.SENT,
+        request.sid,
+        False,
+    )
+    assert text.in_doubt_since is None
+    assert attempts_of(text) == ["ambiguous", "reconciled"]
+    assert f"already at the provider as {request.sid}" in attempt_details(text)[1]
+    [lookup] = twilio.list_requests
+    assert lookup.query["To"] == PHONE
+    assert lookup.query["DateSent>"] < request.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert lookup.query["DateSent<"] > request.received_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_connection_lost_before_twilio_took_the_text_is_sent_once_after_the_lookup(
+    dispatcher: Dispatcher, twilio: FakeTwilio
+) -> None:
+    appt = booked_visit()
+    twilio.drop_next(1, accept=False)
+    with time_machine.travel(BOOKED, tick=True):
+        assert dispatcher.dispatch_due(BOOKED).outcomes == {"ambiguous": 1}
+        report = dispatcher.dispatch_due(texts_of(appt)["confirmation"].due_at)
+    assert (report.reconciled, report.sent) == (0, 1)
+    text = texts_of(appt)["confirmation"]
+    assert (text.status, text.possible_duplicate) == (MessageStatus.SENT, False)
+    assert attempts_of(text) == ["ambiguous", "sent"]
+    assert attempt_details(text)[1].endswith("the provider had no copy of it")
+    assert twilio.accepted_count() == 1
+    assert [r.response_status for r in twilio.list_requests] == [200, 200]  # window, queued
+
+
+def test_a_text_still_queued_at_twilio_is_found_though_it_has_no_date_sent(
+    dispatcher: Dispatcher, twilio: FakeTwilio
+) -> None:
+    appt = booked_visit()
+    twilio.queue_seconds = 600  # a busy sender: Twilio holds it in its queue
+    twilio.drop_next(1, accept=True)
+    with time_machine.travel(BOOKED, tick=True):
+        dispatcher.dispatch_due(BOOKED)
+        report = dispatcher.dispatch_due(texts_of(appt)["confirmation"].due_at)
+    assert report.reconciled == 1
+    assert twilio.accepted_count() == 1
+    assert texts_of(appt)["confirmation"].provider_sid == twilio.requests[0].sid
+
+
+def test_a_failing_message_list_sends_and_flags_but_never_risks_a_third_copy(
+    dispatcher: Dispatcher, twilio: FakeTwilio
+) -> None:
+    appt = booked_visit()
+    twilio.drop_next(1, accept=False)  # lost on the way: Twilio never had it
+    with time_machine.travel(BOOKED, tick=True) as clock:
+        dispatcher.dispatch_due(BOOKED)
+        twilio.fail_lists(500)
+        twilio.hang_next(1, 2.0)  # sent unchecked, and again no answer
+        dispatcher.dispatch_due(texts_of(appt)["confirmation"].due_at)
+        text = texts_of(appt)["confirmation"]
+        assert (text.status, text.possible_duplicate) == (MessageStatus.PENDING, True)
+        assert "may have gone twice" in attempt_details(text)[1]
+        assert twilio.wait_for_requests(2)
+
+        clock.shift(timedelta(minutes=1))
+        report = dispatcher.dispatch_due(text.due_at)  # the list still fails: not sent
+        assert (report.sent, report.retrying) == (0, 1)
+        assert len(twilio.requests) == 2
+        text = texts_of(appt)["confirmation"]
+        assert "not sent: a copy may have gone" in text.error_message
+
+        twilio.fail_lists(None)
+        report = dispatcher.dispatch_due(text.due_at)
+    assert report.reconciled == 1
+    text = texts_of(appt)["confirmation"]
+    assert (text.status, text.provider_sid) == (MessageStatus.SENT, twilio.requests[1].sid)
+    assert attempts_of(text) == ["ambiguous", "ambiguous", "retry", "reconciled"]
+    assert twilio.accepted_count() == 1  # flagged, yet it went once
+
+
+def test_a_failing_message_list_during_a_reconcile_sends_the_text_and_flags_it(
+    dispatcher: Dispatcher, twilio: FakeTwilio
+) -> None:
+    appt = booked_visit()
+    twilio.drop_next(1, accept=True)  # Twilio took it; the answer was lost
+    with time_machine.travel(BOOKED, tick=True):
+        dispatcher.dispatch_due(BOOKED)
+        twilio.fail_lists(500)
+        report = dispatcher.dispatch_due(texts_of(appt)["confirmation"].due_at)
+    assert report.sent == 1
     text = texts_of(appt)["confirmation"]
     assert (text.status, text.possible_duplicate) == (MessageStatus.SENT, True)
-    assert attempts_of(text) == ["ambiguous", "sent"]
-
-
-def test_a_second_read_timeout_fails_the_text_rather_than_risk_a_third_copy(
-    dispatcher: Dispatcher, twilio: FakeTwilio
-) -> None:
-    appt = booked_visit()
-    twilio.hang_next(2, 2.0)
-    dispatcher.dispatch_due(BOOKED)
-    dispatcher.dispatch_due(texts_of(appt)["confirmation"].due_at)
-    text = texts_of(appt)["confirmation"]
-    assert (text.status, text.status_reason) == (MessageStatus.FAILED, "unknown_twice")
-    assert dispatcher.dispatch_due(BOOKED + timedelta(hours=2)).claimed == 0
-    assert twilio.wait_for_requests(2)
-    assert len(twilio.accepted) == 2  # both "timed out" copies did go out: at most one extra
+    assert text.provider_sid == twilio.requests[1].sid
+    assert "sent unchecked, may have gone twice" in attempt_details(text)[1]
+    assert "message list failed: HTTP 500" in attempt_details(text)[1]
+    assert twilio.accepted_count() == 2  # the one case the flag is for: no loss
 
 
 def test_nothing_is_sent_in_quiet_hours(dispatcher: Dispatcher, twilio: FakeTwilio) -> None:
@@ -266,32 +358,64 @@ def test_an_opted_out_number_gets_nothing_even_after_a_restart(
 
 
 class Clock:
-    """A settable clock for leases (they follow the real clock, not ``now``)."""
+    """A settable clock for leases (they follow the dispatcher's clock, not ``now``)."""
 
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC)
+    def __init__(self, at: datetime = BOOKED) -> None:
+        self.at = at
 
     def __call__(self) -> datetime:
         return self.at
 
 
-def test_a_claim_left_by_a_dead_dispatcher_is_taken_back_once(
+def test_a_claim_left_by_a_dead_dispatcher_is_taken_back_and_looked_up_before_it_is_sent(
     app: Flask, twilio: FakeTwilio
 ) -> None:
     appt = booked_visit()
     clock = Clock()
     with Dispatcher(app, worker="dead", clock=clock) as dead:
-        assert len(dead.claim(BOOKED, 10)) == 1  # then it "dies" without sending
+        assert len(dead.claim(BOOKED, 10)) == 1  # then it "dies" before sending
     lease = timedelta(seconds=app.config["SMS_CLAIM_LEASE_SECONDS"])
-    with Dispatcher(app, clock=clock) as dispatcher:
+    with time_machine.travel(BOOKED, tick=True), Dispatcher(app, clock=clock) as dispatcher:
         clock.at += lease - timedelta(seconds=1)
         assert dispatcher.dispatch_due(BOOKED).claimed == 0
         clock.at += timedelta(seconds=2)
         report = dispatcher.dispatch_due(BOOKED)
     assert (report.taken_back, report.sent) == (1, 1)
     text = texts_of(appt)["confirmation"]
-    assert (text.status, text.possible_duplicate, text.attempts) == (MessageStatus.SENT, True, 2)
+    assert (text.status, text.possible_duplicate, text.attempts) == (MessageStatus.SENT, False, 2)
     assert attempts_of(text) == ["lease_expired", "sent"]
+    assert len(twilio.list_requests) == 2  # looked up first
+    assert twilio.accepted_count() == 1
+
+
+def test_the_heartbeat_renews_live_leases_and_notices_a_dead_dispatchers(app: Flask) -> None:
+    slot = make_slot(starts_at=VISIT, capacity=2)
+    for n in range(2):
+        book(booking_request(slot, phone=f"+1830257{n:04d}"), now=BOOKED)
+    clock = Clock()
+    lease = timedelta(seconds=app.config["SMS_CLAIM_LEASE_SECONDS"])
+    woken: list[str] = []
+    with Dispatcher(app, worker="dead", clock=clock) as dead:
+        [gone] = dead.claim(BOOKED, 1)  # then it dies: no more heartbeats
+    with (
+        Dispatcher(app, worker="alive", clock=clock) as alive,
+        Dispatcher(app, clock=clock, on_lease_expired=lambda: woken.append("!")) as watcher,
+    ):
+        [held] = alive.claim(BOOKED, 1)
+        assert alive.holding == {held.id}
+        clock.at += lease - timedelta(seconds=1)
+        alive.heartbeat()
+        watcher.heartbeat()
+        assert woken == [] and not watcher.expired_seen.is_set()
+        clock.at += timedelta(seconds=2)
+        watcher.heartbeat()
+        assert woken == ["!"] and watcher.expired_seen.is_set()
+        assert watcher.take_back_expired(clock(), BOOKED, CHICAGO) == 1
+    rows = {row.id: row for row in db.session.scalars(select(OutboundMessage))}
+    assert rows[gone.id].status == MessageStatus.PENDING
+    assert rows[gone.id].in_doubt_since == BOOKED
+    assert (rows[held.id].status, rows[held.id].claimed_by) == (MessageStatus.SENDING, "alive")
+    assert rows[held.id].lease_until == BOOKED + 2 * lease - timedelta(seconds=1)
 
 
 def test_dispatch_as_of_another_time_never_expires_live_claims(
@@ -305,19 +429,26 @@ def test_dispatch_as_of_another_time_never_expires_live_claims(
     assert (report.taken_back, report.claimed) == (0, 0)
 
 
-def test_a_text_lost_in_flight_twice_fails(app: Flask) -> None:
+def test_a_text_whose_dispatchers_keep_dying_is_given_up_at_the_attempt_limit(
+    app: Flask, twilio: FakeTwilio
+) -> None:
     appt = booked_visit()
     lease = timedelta(seconds=app.config["SMS_CLAIM_LEASE_SECONDS"])
+    limit = app.config["SMS_MAX_ATTEMPTS"]
     clock = Clock()
-    with Dispatcher(app, clock=clock) as dispatcher:
-        for _ in range(2):
+    with time_machine.travel(BOOKED, tick=True), Dispatcher(app, clock=clock) as dispatcher:
+        for _ in range(limit):
             with Dispatcher(app, worker="dead", clock=clock) as dead:
-                dead.claim(BOOKED, 10)
+                dead.claim(BOOKED, 10)  # and dies
             clock.at += lease + timedelta(seconds=1)
             dispatcher.take_back_expired(clock(), BOOKED, CHICAGO)
+        assert texts_of(appt)["confirmation"].status == MessageStatus.PENDING  # still in doubt
+        dispatcher.dispatch_due(BOOKED)
     text = texts_of(appt)["confirmation"]
-    assert (text.status, text.status_reason) == (MessageStatus.FAILED, "unknown_twice")
-    assert attempts_of(text) == ["lease_expired", "lease_expired"]
+    assert (text.status, text.status_reason) == (MessageStatus.FAILED, "retries_exhausted")
+    assert attempts_of(text) == ["lease_expired"] * limit + ["failed"]
+    assert twilio.requests == []  # looked up, not there, and not sent at the limit
+    assert len(twilio.list_requests) == 2
 
 
 def test_dispatchers_racing_in_threads_send_each_text_once(app: Flask, twilio: FakeTwilio) -> None:

@@ -51,7 +51,7 @@ def test_booking_with_consent_queues_confirmation_instructions_and_reminder() ->
     assert texts["reminder"].due_at == visit - timedelta(hours=24)
     for text in texts.values():
         assert text.status == MessageStatus.PENDING
-        assert text.to_phone == "+18302574811"
+        assert text.to_phone == appt.patient.phone
         assert text.send_before == visit
     confirmation = texts["confirmation"].body
     assert "Maria" in confirmation

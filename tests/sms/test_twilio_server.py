@@ -6,13 +6,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import requests
+import time_machine
 from requests.adapters import HTTPAdapter
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -21,6 +22,7 @@ from tests.twilio_server import FakeTwilio, num_segments, twilio_error
 FROM = "+18305550100"
 TO = "+12105550123"
 SERVER_SCRIPT = Path(__file__).resolve().parents[1] / "twilio_server.py"
+T0 = datetime(2026, 12, 1, 16, 0, tzinfo=UTC)
 
 
 def make_http(timeout: float = 5) -> TwilioHttpClient:
@@ -235,6 +237,127 @@ def test_responder_overrides_and_delay_applies(server: FakeTwilio, client: Clien
     assert (caught.value.status, caught.value.code) == (400, 21614)
     assert [r.response_status for r in server.requests] == [400, 201]
     assert server.errors == []
+
+
+def test_lists_messages_to_a_number_newest_first_in_pages(
+    server: FakeTwilio, client: Client
+) -> None:
+    with time_machine.travel(T0, tick=False) as clock:
+        for n in range(5):
+            send(client, body=f"to TO {n}")
+            send(client, to="+12105550124", body=f"elsewhere {n}")
+            clock.shift(timedelta(minutes=1))
+        listed = client.messages.list(to=TO, page_size=2)
+
+    assert [m.body for m in listed] == [f"to TO {n}" for n in (4, 3, 2, 1, 0)]
+    assert {m.status for m in listed} == {"sent"}
+    assert listed[0].date_sent == T0 + timedelta(minutes=4)
+    pages = server.list_requests
+    assert [r.listed for r in pages] == [2, 2, 1]
+    assert [r.query.get("Page") for r in pages] == [None, "1", "2"]
+    assert all(r.query["To"] == TO and r.query["PageToken"].startswith("PASM") for r in pages[1:])
+
+
+def test_the_next_page_follows_on_where_the_last_ended_as_messages_arrive(
+    server: FakeTwilio, client: Client
+) -> None:
+    with time_machine.travel(T0, tick=False) as clock:
+        for n in range(3):
+            send(client, body=f"old {n}")
+            clock.shift(timedelta(seconds=10))
+        first = client.messages.page(to=TO, page_size=2)
+        send(client, body="new")  # now first in the list: pages must not shift
+        second = first.next_page()
+
+    assert [m.body for m in first] == ["old 2", "old 1"]
+    assert second is not None
+    assert [m.body for m in second] == ["old 0"]
+    assert second.next_page_url is None
+
+
+def test_date_sent_filters_take_instants_and_whole_days(
+    server: FakeTwilio, client: Client, http: TwilioHttpClient
+) -> None:
+    with time_machine.travel(T0, tick=False) as clock:
+        for minutes in (0, 5, 10, 8 * 60 + 30):  # the last one on the next GMT day
+            clock.move_to(T0 + timedelta(minutes=minutes))
+            send(client, body=f"at +{minutes} min")
+        around = client.messages.list(
+            to=TO,
+            date_sent_after=T0 + timedelta(minutes=4),
+            date_sent_before=T0 + timedelta(minutes=6),
+        )
+        url = f"{server.base_url}/2010-04-01/Accounts/{server.account_sid}/Messages.json"
+        auth = (server.account_sid, server.auth_token)
+
+        def bodies(params: dict[str, str]) -> list[str]:
+            answer = http.session.get(url, params=params, auth=auth, timeout=5)
+            assert answer.status_code == 200
+            return [m["body"] for m in answer.json()["messages"]]
+
+        on_the_day = bodies({"DateSent": "2026-12-01"})
+        from_next_day = bodies({"DateSent>": "2026-12-02"})
+        up_to_the_day = bodies({"DateSent<": "2026-12-01", "To": TO})
+        bad = http.session.get(url, params={"DateSent>": "yesterday"}, auth=auth, timeout=5)
+
+    assert [m.body for m in around] == ["at +5 min"]
+    assert on_the_day == ["at +10 min", "at +5 min", "at +0 min"]
+    assert from_next_day == ["at +510 min"]
+    assert up_to_the_day == on_the_day
+    assert bad.status_code == 400 and bad.json()["code"] == 20001
+    assert "DateSent>" in bad.json()["message"]
+
+
+def test_a_queued_message_has_no_date_sent_so_no_date_filter_finds_it(
+    server: FakeTwilio, client: Client
+) -> None:
+    server.queue_seconds = 60
+    with time_machine.travel(T0, tick=False) as clock:
+        send(client, body="earlier")
+        clock.shift(timedelta(seconds=61))
+        send(client, body="still queued")
+        queued = client.messages.list(to=TO)
+        dated = client.messages.list(to=TO, date_sent_after=T0 - timedelta(minutes=5))
+        clock.shift(timedelta(seconds=60))
+        later = client.messages.list(to=TO, date_sent_after=T0 - timedelta(minutes=5))
+
+    assert [(m.body, m.status, m.date_sent) for m in queued] == [
+        ("still queued", "queued", None),
+        ("earlier", "sent", T0 + timedelta(seconds=60)),
+    ]
+    assert [m.body for m in dated] == ["earlier"]
+    assert [m.body for m in later] == ["still queued", "earlier"]
+
+
+def test_a_failing_list_raises_in_the_client_and_wrong_credentials_get_401(
+    server: FakeTwilio, client: Client, http: TwilioHttpClient
+) -> None:
+    server.fail_lists(500)
+    with pytest.raises(TwilioException) as failed:
+        client.messages.list(to=TO)
+    server.fail_lists(None)
+    assert client.messages.list(to=TO) == []
+    stranger = make_client(server, http, auth_token="wrong-token")
+    with pytest.raises(TwilioException):
+        stranger.messages.list(to=TO)
+
+    assert "500" in str(failed.value)
+    assert [r.response_status for r in server.list_requests] == [500, 200, 401]
+
+
+@pytest.mark.parametrize("accept", [True, False])
+def test_drop_next_closes_the_connection_after_taking_the_message_or_not(
+    server: FakeTwilio, client: Client, accept: bool
+) -> None:
+    server.drop_next(1, accept=accept)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        send(client, body="lost answer")
+    send(client, body="next")  # a fresh connection
+
+    [dropped, answered] = server.requests
+    assert (dropped.dropped, dropped.accepted, answered.accepted) == (True, accept, True)
+    listed = [m.body for m in client.messages.list(to=TO)]
+    assert listed == (["next", "lost answer"] if accept else ["next"])
 
 
 @pytest.mark.parametrize(

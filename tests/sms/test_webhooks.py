@@ -143,15 +143,16 @@ def test_stop_cancels_every_pending_text_at_once_and_start_opts_back_in(
     client: FlaskClient, app: Flask, twilio: FakeTwilio
 ) -> None:
     add_message_schedules()
-    first = make_appointment(make_slot(days_ahead=8))
-    second = make_appointment(make_slot(days_ahead=9))
+    app.config["MAX_ACTIVE_BOOKINGS_PER_PHONE"] = 4
+    first = make_appointment(make_slot(days_ahead=8), phone=PHONE)
+    second = make_appointment(make_slot(days_ahead=9), phone=PHONE)
     response = text_in(client, app, " stop. ")
     assert "<Message>" not in reply_of(response)  # Twilio's opt-out handling answers STOP
     for appt in (first, second):
         texts = texts_of(appt)
         assert {t.status for t in texts.values()} == {MessageStatus.CANCELLED}
         assert {t.status_reason for t in texts.values()} == {"opted_out"}
-    third = make_appointment(make_slot(days_ahead=10))
+    third = make_appointment(make_slot(days_ahead=10), phone=PHONE)
     with Dispatcher(app) as dispatcher:
         dispatcher.dispatch_due()
     assert twilio.requests == []
@@ -164,7 +165,7 @@ def test_stop_cancels_every_pending_text_at_once_and_start_opts_back_in(
     state = db.session.scalar(select(PhoneNumberState).where(PhoneNumberState.phone == PHONE))
     db.session.refresh(state)
     assert not state.is_opted_out and state.opted_in_at is not None
-    fourth = make_appointment(make_slot(days_ahead=11))
+    fourth = make_appointment(make_slot(days_ahead=11), phone=PHONE)
     with Dispatcher(app) as dispatcher:
         assert dispatcher.dispatch_due().sent >= 1
     assert texts_of(fourth)["confirmation"].status == MessageStatus.SENT
@@ -184,8 +185,8 @@ def test_help_answers_with_the_clinic_name_and_phone(client: FlaskClient, app: F
 
 
 def test_c_confirms_the_senders_next_appointment(client: FlaskClient, app: Flask) -> None:
-    later = make_appointment(make_slot(days_ahead=12))
-    sooner = make_appointment(make_slot(days_ahead=4))
+    later = make_appointment(make_slot(days_ahead=12), phone=PHONE)
+    sooner = make_appointment(make_slot(days_ahead=4), phone=PHONE)
     other_number = make_appointment(make_slot(days_ahead=2), phone="+18302570000")
     reply = reply_of(text_in(client, app, "C"))
     assert "Thank you, Maria" in reply and "is confirmed" in reply
@@ -211,7 +212,7 @@ def test_c_confirms_the_senders_next_appointment(client: FlaskClient, app: Flask
 
 
 def test_a_retried_webhook_is_handled_once(client: FlaskClient, app: Flask) -> None:
-    appt = make_appointment(make_slot(days_ahead=4))
+    appt = make_appointment(make_slot(days_ahead=4), phone=PHONE)
     first = reply_of(text_in(client, app, "C", sid="SM" + "a" * 32))
     again = reply_of(text_in(client, app, "C", sid="SM" + "a" * 32))
     assert first == again
@@ -227,7 +228,7 @@ def test_a_retried_webhook_is_handled_once(client: FlaskClient, app: Flask) -> N
 def test_replies_never_reveal_a_booking_whose_patient_did_not_agree_to_texts(
     client: FlaskClient, app: Flask
 ) -> None:
-    appt = make_appointment(make_slot(days_ahead=4), sms_consent=False)
+    appt = make_appointment(make_slot(days_ahead=4), phone=PHONE, sms_consent=False)
     for body in ("R", "C"):
         reply = reply_of(text_in(client, app, body))
         assert "no upcoming visit" in reply
@@ -237,7 +238,7 @@ def test_replies_never_reveal_a_booking_whose_patient_did_not_agree_to_texts(
 
 
 def test_a_webhook_retried_concurrently_is_handled_once(app: Flask, live_server: str) -> None:
-    appt = make_appointment(make_slot(days_ahead=4))
+    appt = make_appointment(make_slot(days_ahead=4), phone=PHONE)
     form = {
         "MessageSid": "SM" + "c" * 32,
         "From": PHONE,
@@ -279,7 +280,7 @@ def test_a_webhook_retried_concurrently_is_handled_once(app: Flask, live_server:
 
 
 def test_r_answers_with_the_manage_link(client: FlaskClient, app: Flask) -> None:
-    appt = make_appointment(make_slot(days_ahead=4))
+    appt = make_appointment(make_slot(days_ahead=4), phone=PHONE)
     reply = reply_of(text_in(client, app, "R"))
     assert f"{BASE}/manage/{appt.reference}/" in reply
     token = reply.split(f"/manage/{appt.reference}/")[1].split()[0]
@@ -297,14 +298,14 @@ def test_replies_without_an_appointment_and_unknown_texts_get_help(
 
 
 def test_spanish_speakers_get_spanish_replies(client: FlaskClient, app: Flask) -> None:
-    make_appointment(make_slot(days_ahead=4), language="es")
+    make_appointment(make_slot(days_ahead=4), phone=PHONE, language="es")
     assert "queda confirmada" in reply_of(text_in(client, app, "c"))
 
 
 def test_an_opted_out_number_gets_no_reply_but_its_confirmation_counts(
     client: FlaskClient, app: Flask
 ) -> None:
-    appt = make_appointment(make_slot(days_ahead=4))
+    appt = make_appointment(make_slot(days_ahead=4), phone=PHONE)
     text_in(client, app, "STOP")
     assert "<Message>" not in reply_of(text_in(client, app, "C"))
     db.session.refresh(appt)
@@ -314,7 +315,7 @@ def test_an_opted_out_number_gets_no_reply_but_its_confirmation_counts(
 def test_status_callbacks_move_forward_only(
     client: FlaskClient, app: Flask, twilio: FakeTwilio
 ) -> None:
-    appt = make_appointment(make_slot(days_ahead=4))
+    appt = make_appointment(make_slot(days_ahead=4), phone=PHONE)
     with Dispatcher(app) as dispatcher:
         dispatcher.dispatch_due()
     text = texts_of(appt)["confirmation"]
@@ -336,7 +337,7 @@ def test_status_callbacks_move_forward_only(
 def test_undelivered_to_a_landline_marks_the_number_unreachable(
     client: FlaskClient, app: Flask, twilio: FakeTwilio
 ) -> None:
-    appt = make_appointment(make_slot(days_ahead=4))
+    appt = make_appointment(make_slot(days_ahead=4), phone=PHONE)
     with Dispatcher(app) as dispatcher:
         dispatcher.dispatch_due()
     sid = texts_of(appt)["confirmation"].provider_sid

@@ -24,6 +24,7 @@ ADMIN_ONLY = {
     "staff.preview_text",
     "staff.audit_log",
     "staff.rotate_feed",
+    "staff.confirm_feed_off",
     "staff.edit_location",
     "staff.edit_user",
 }
@@ -39,6 +40,7 @@ def staff_routes(app: Flask) -> list[tuple[str, str, str]]:
         "rule_id": 1,
         "exception_id": 1,
         "user_id": 1,
+        "patient_id": 1,
         "action": "block",
         "key": "sms_reminder",
         "language": "en",

@@ -191,11 +191,11 @@ def test_cancel_and_reschedule_by_staff(
     stale = post(
         staff_client,
         f"/staff/appointments/{appt.id}/cancel",
-        {"version": "1"},
+        {"version": "1", "confirm": "yes"},
         follow_redirects=True,
     )
     assert "Someone else changed" in " ".join(notices(stale))
-    post(staff_client, f"/staff/appointments/{new.id}/cancel", {"version": "1"})
+    post(staff_client, f"/staff/appointments/{new.id}/cancel", {"version": "1", "confirm": "yes"})
     assert fresh(new).status == "cancelled"
     assert texts_of(new)["cancellation"].status == "pending"
     assert [e.target_label for e in audits("appointment.cancelled")] == [new.reference]
