@@ -109,7 +109,7 @@ def database_unavailable() -> ResponseReturnValue:
     page = render_template(
         "errors/page.html",
         status=503,
-        title="Service Unavailable",
+        title=TITLES[503],
         message=FRIENDLY[503],
     )
     return page, 503, headers

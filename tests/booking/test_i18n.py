@@ -10,6 +10,7 @@ import pytest
 from flask import Flask, abort
 from flask.testing import FlaskClient
 from icalendar import Calendar
+from sqlalchemy.exc import OperationalError
 
 from scheduler.appointments.links import manage_token
 from scheduler.extensions import db
@@ -211,11 +212,16 @@ def spanish_pages(client: FlaskClient, clock: Any) -> dict[str, Any]:
         "link stale": client.get(manage_path(moved)),
         "404": client.get("/nowhere"),
         "503": client.get("/test-outage"),
+        "database down": client.get("/test-database-down"),
     }
     link = manage_path(booked)
     clock.shift(timedelta(days=121))
     pages["link expired"] = client.get(link)
     return pages
+
+
+def database_down() -> None:
+    raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database down"))
 
 
 def csrf_of(client: FlaskClient, path: str) -> str:
@@ -227,6 +233,7 @@ def test_spanish_pages_contain_no_english_from_the_catalog(
     client: FlaskClient, app: Flask, afternoon: Any
 ) -> None:
     app.add_url_rule("/test-outage", "outage", lambda: abort(503))
+    app.add_url_rule("/test-database-down", "database_down", database_down)
     client.get("/?lang=es")
     pages = spanish_pages(client, afternoon)
     phrases = english_phrases()
@@ -245,7 +252,8 @@ def test_spanish_pages_contain_no_english_from_the_catalog(
     assert pages["404"].status_code == 404 and "Página no encontrada" in pages["404"].get_data(
         as_text=True
     )
-    assert pages["503"].status_code == 503
+    assert pages["503"].status_code == pages["database down"].status_code == 503
+    assert "No disponible por un momento" in pages["database down"].get_data(as_text=True)
     assert pages["link invalid"].status_code == 404
     assert pages["link stale"].status_code == pages["link expired"].status_code == 410
     assert "No hay horas libres" in pages["slots empty"].get_data(as_text=True)
