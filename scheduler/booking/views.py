@@ -85,10 +85,6 @@ PROBLEMS = {
         "This phone number already has an appointment at this time. To book someone else "
         "with the same number, please call us at %(phone)s."
     ),
-    "too_many_bookings": _l(
-        "This phone number already has as many upcoming appointments as we can book online. "
-        "To change one, use the link in its confirmation, or call us at %(phone)s."
-    ),
     "idempotency_key_reused": _l(
         "This form was already sent once. To change that booking, use the link in its "
         "confirmation; to book someone else, start again from the list of times."
@@ -98,8 +94,17 @@ UNKNOWN_PROBLEM = _l("We could not do that just now. Please try again, or call u
 
 
 def problem_message(error: BookingError) -> str:
-    message = PROBLEMS.get(error.code, UNKNOWN_PROBLEM)
-    return str(message % {"phone": phone_display(current_app.config["CLINIC_PHONE"])})
+    phone = phone_display(current_app.config["CLINIC_PHONE"])
+    if error.code == "too_many_bookings":  # refused at the cap, so the count is the cap
+        return ngettext(
+            "This phone number already has %(num)d upcoming appointment, the most we can book "
+            "online. To change it, use the link in its confirmation, or call us at %(phone)s.",
+            "This phone number already has %(num)d upcoming appointments, the most we can book "
+            "online. To change one, use the link in its confirmation, or call us at %(phone)s.",
+            current_app.config["MAX_ACTIVE_BOOKINGS_PER_PHONE"],
+            phone=phone,
+        )
+    return str(PROBLEMS.get(error.code, UNKNOWN_PROBLEM) % {"phone": phone})
 
 
 def location_or_404(slug: str) -> Location:

@@ -324,3 +324,15 @@ def test_error_pages_are_translated(client: FlaskClient) -> None:
     db.session.commit()
     gone = client.get(f"/manage/{appt.reference}/garbage", headers=spanish)
     assert "No pudimos abrir este enlace" in gone.get_data(as_text=True)
+
+
+def test_the_per_phone_cap_is_explained_in_spanish(client: FlaskClient) -> None:
+    location = make_location()
+    for days in (3, 4):
+        make_appointment(make_slot(location, starts_at=slot_at(days)), phone="+18302574811")
+    client.get("/?lang=es")
+    refused = post_booking(client, make_slot(location, starts_at=slot_at(5)))
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert "Este número de teléfono ya tiene 2 citas próximas" in html
+    assert "llámenos al (210) 920-8945" in html
