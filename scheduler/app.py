@@ -17,6 +17,7 @@ from scheduler.database import create_private_sqlite_file, engine_options
 from scheduler.display import register_filters
 from scheduler.errors import register_error_handlers
 from scheduler.extensions import csrf, db, limiter, migrate
+from scheduler.i18n import register_i18n
 from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
 from scheduler.sms.subscriber import texts_for
@@ -50,6 +51,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     csrf.init_app(app)
     limiter.init_app(app)
+    register_i18n(app)
     register_blueprints(app)
     register_subscribers(app)
     register_error_handlers(app)

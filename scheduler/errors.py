@@ -8,6 +8,8 @@ import time
 
 from flask import Flask, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -21,13 +23,25 @@ log = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 10
 
 FRIENDLY = {
-    400: "Something in that request was not right.",
-    404: "We could not find that page.",
-    405: "That action is not available here.",
-    413: "That was more data than we accept at once.",
-    429: "Too many attempts in a short time. Please wait a minute and try again.",
-    500: "Something went wrong on our side. Please try again, or call us.",
-    503: "The service is briefly unavailable. Please try again in a moment.",
+    400: _l("Something in that request was not right."),
+    404: _l("We could not find that page."),
+    405: _l("That action is not available here."),
+    410: _l("This page is no longer available."),
+    413: _l("That was more data than we accept at once."),
+    429: _l("Too many attempts in a short time. Please wait a minute and try again."),
+    500: _l("Something went wrong on our side. Please try again, or call us."),
+    503: _l("The service is briefly unavailable. Please try again in a moment."),
+}
+# Page titles in the page's language (Werkzeug's names are English).
+TITLES = {
+    400: _l("Bad request"),
+    404: _l("Page not found"),
+    405: _l("Not available"),
+    410: _l("No longer available"),
+    413: _l("Too much data"),
+    429: _l("Too many attempts"),
+    500: _l("Something went wrong"),
+    503: _l("Briefly unavailable"),
 }
 
 
@@ -61,14 +75,14 @@ def render_error(error: HTTPException) -> ResponseReturnValue:
     page = render_template(
         "errors/page.html",
         status=status,
-        title=error.name,
+        title=TITLES.get(status, error.name),
         message=custom or FRIENDLY.get(status, error.name),
     )
     return page, status, kept_headers
 
 
 def handle_csrf(error: CSRFError) -> ResponseReturnValue:
-    error.description = (
+    error.description = gettext(
         "This form has expired or was sent from another page. "
         "Please go back, reload the page and try again."
     )
@@ -95,7 +109,7 @@ def database_unavailable() -> ResponseReturnValue:
     page = render_template(
         "errors/page.html",
         status=503,
-        title="Service Unavailable",
+        title=TITLES[503],
         message=FRIENDLY[503],
     )
     return page, 503, headers

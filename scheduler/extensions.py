@@ -1,6 +1,8 @@
 """Extensions, created unbound here and initialised in ``create_app``."""
 
-from flask import current_app
+from flask import current_app, g
+from flask.wrappers import Response
+from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -30,7 +32,19 @@ migrate = Migrate()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 login_manager = LoginManager()
+babel = Babel()
+
+
+def counts_toward_booking_limit(response: Response) -> bool:
+    """A submit the form refused for a field error (``g.booking_field_errors``) is free:
+    it books nothing and texts no one, and the patient must be able to correct it."""
+    return response.status_code != 429 and not g.pop("booking_field_errors", False)
+
+
 # One budget for every booking door (the public form, rescheduling, the API), per client address.
 booking_limit = limiter.shared_limit(
-    lambda: current_app.config["RATELIMIT_BOOKING"], scope="booking", methods=["POST"]
+    lambda: current_app.config["RATELIMIT_BOOKING"],
+    scope="booking",
+    methods=["POST"],
+    deduct_when=counts_toward_booking_limit,
 )

@@ -116,9 +116,9 @@ def test_names_are_nfkc_normalised_and_trimmed() -> None:
 @pytest.mark.parametrize(
     ("changes", "field", "message"),
     [
-        ({"first_name": "\u2003"}, "first_name", "This field is required."),
-        ({"last_name": "   "}, "last_name", "This field is required."),
-        ({"phone": " \t "}, "phone", "This field is required."),
+        ({"first_name": "\u2003"}, "first_name", "Enter your first name."),
+        ({"last_name": "   "}, "last_name", "Enter your last name."),
+        ({"phone": " \t "}, "phone", "Enter your mobile phone number."),
         ({"first_name": "Claim.prize.evil.com"}, "first_name", "Put a space after each period"),
         ({"phone": "+1 876 555 0188"}, "phone", "the United States"),
         ({"phone": "+1 500 555 0188"}, "phone", "cannot receive our text messages"),
@@ -153,8 +153,8 @@ def form_post(client: FlaskClient, url: str, **fields: str) -> Any:
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("phone", "   ", "This field is required."),
-        ("first_name", "\u2003", "This field is required."),
+        ("phone", "   ", "Enter your mobile phone number."),
+        ("first_name", "\u2003", "Enter your first name."),
         ("phone", "+1 809 555 0188", "the United States"),
         ("last_name", "Claim.prize.evil.com", "Put a space after each period"),
     ],

@@ -10,6 +10,8 @@ from typing import Any
 import phonenumbers
 from babel import Locale
 from flask import current_app
+from flask_babel import get_locale
+from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form
 from wtforms.validators import NumberRange, ValidationError
@@ -39,14 +41,16 @@ NON_SMS_TYPES = {
 # What people type in a phone number besides digits; letters (extensions, "x12") are refused.
 PHONE_CHARACTERS = re.compile(r"^\+?[0-9 ().\-/]+$")
 
-# Patient-facing messages, in one place (they are wrapped for translation later).
-PHONE_FORMAT_MESSAGE = "Enter a US mobile number with digits only, like (830) 555-0123."
-PHONE_INVALID_MESSAGE = "Enter a valid US mobile number, like (830) 555-0123."
-PHONE_REGION_MESSAGE = "We can only text mobile numbers in {regions}."
-PHONE_TYPE_MESSAGE = "This number cannot receive our text messages; enter a mobile number."
-NAME_LETTERS_MESSAGE = "Use letters, spaces, hyphens and apostrophes only."
-NAME_NEEDS_LETTER_MESSAGE = "Enter a name with letters."
-NAME_DOT_MESSAGE = "Put a space after each period, like J. R."
+# Patient-facing messages, in one place, in the page's language (gettext).
+PHONE_FORMAT_MESSAGE = _l("Enter a US mobile number with digits only, like (830) 555-0123.")
+PHONE_INVALID_MESSAGE = _l("Enter a valid US mobile number, like (830) 555-0123.")
+PHONE_REGION_MESSAGE = _l("We can only text mobile numbers in %(regions)s.")
+PHONE_TYPE_MESSAGE = _l("This number cannot receive our text messages; enter a mobile number.")
+NAME_LETTERS_MESSAGE = _l("Use letters, spaces, hyphens and apostrophes only.")
+NAME_NEEDS_LETTER_MESSAGE = _l("Enter a name with letters.")
+NAME_DOT_MESSAGE = _l("Put a space after each period, like J. R.")
+BIRTH_DATE_FUTURE_MESSAGE = _l("The date of birth cannot be in the future.")
+BIRTH_YEAR_MESSAGE = _l("Check the year of birth.")
 
 # Letters that show nothing: a name made of them reads as empty in a text.
 INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\u034f\u180e")
@@ -77,7 +81,7 @@ def name_problem(name: str) -> str | None:
     for ch in name:
         category = unicodedata.category(ch)
         if ch in INVISIBLE_LETTERS or category[0] == "C":
-            return NAME_LETTERS_MESSAGE
+            return str(NAME_LETTERS_MESSAGE)
         if category[0] == "L":
             if not shape or shape[-1] != "a":
                 shape.append("a")
@@ -86,15 +90,15 @@ def name_problem(name: str) -> str | None:
         elif ch in _NAME_SEPARATORS:
             shape.append(_NAME_SEPARATORS[ch])
         else:
-            return NAME_LETTERS_MESSAGE
+            return str(NAME_LETTERS_MESSAGE)
     if "a" not in shape:
-        return NAME_NEEDS_LETTER_MESSAGE
+        return str(NAME_NEEDS_LETTER_MESSAGE)
     text = "".join(shape)
     if NAME_SHAPE.match(text):
         return None
     if re.search(r"a\.a", text):
-        return NAME_DOT_MESSAGE
-    return NAME_LETTERS_MESSAGE
+        return str(NAME_DOT_MESSAGE)
+    return str(NAME_LETTERS_MESSAGE)
 
 
 def person_name(form: Form, field: Field) -> None:
@@ -126,11 +130,14 @@ def parse_regions(setting: str | Collection[str]) -> frozenset[str]:
 
 
 def region_names(regions: Collection[str]) -> str:
-    names = sorted(Locale("en").territories.get(code, code) for code in regions)
-    names = [f"the {name}" if name.startswith("United") else name for name in names]
+    """The regions' names in the page's language ("the United States" / "Estados Unidos")."""
+    locale = get_locale() or Locale("en")
+    names = sorted(locale.territories.get(code, code) for code in regions)
+    if locale.language == "en":
+        names = [f"the {name}" if name.startswith("United") else name for name in names]
     if len(names) == 1:
         return names[0]
-    return ", ".join(names[:-1]) + " or " + names[-1]
+    return ", ".join(names[:-1]) + (" o " if locale.language == "es" else " or ") + names[-1]
 
 
 def normalise_phone(raw: str, regions: Collection[str]) -> str:
@@ -143,17 +150,17 @@ def normalise_phone(raw: str, regions: Collection[str]) -> str:
     """
     raw = raw.strip()
     if not raw or len(raw) > PHONE_MAX or not PHONE_CHARACTERS.match(raw):
-        raise ValueError(PHONE_FORMAT_MESSAGE)
+        raise ValueError(str(PHONE_FORMAT_MESSAGE))
     try:
         number = phonenumbers.parse(raw, "US")
     except phonenumbers.NumberParseException:
-        raise ValueError(PHONE_INVALID_MESSAGE) from None
+        raise ValueError(str(PHONE_INVALID_MESSAGE)) from None
     if number.extension or not phonenumbers.is_valid_number(number):
-        raise ValueError(PHONE_INVALID_MESSAGE)
+        raise ValueError(str(PHONE_INVALID_MESSAGE))
     if phonenumbers.region_code_for_number(number) not in regions:
-        raise ValueError(PHONE_REGION_MESSAGE.format(regions=region_names(regions)))
+        raise ValueError(str(PHONE_REGION_MESSAGE % {"regions": region_names(regions)}))
     if phonenumbers.number_type(number) in NON_SMS_TYPES:
-        raise ValueError(PHONE_TYPE_MESSAGE)
+        raise ValueError(str(PHONE_TYPE_MESSAGE))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -185,9 +192,9 @@ def plausible_birth_date(form: Form, field: Field) -> None:
         return
     today = utcnow().astimezone(display_tz()).date()  # the clinic's date, not the server's
     if field.data > today:
-        raise ValidationError("The date of birth cannot be in the future.")
+        raise ValidationError(str(BIRTH_DATE_FUTURE_MESSAGE))
     if field.data.year < today.year - OLDEST_AGE_YEARS:
-        raise ValidationError("Check the year of birth.")
+        raise ValidationError(str(BIRTH_YEAR_MESSAGE))
 
 
 # JSON field name -> the JSON types it accepts.

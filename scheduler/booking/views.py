@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
 from urllib.parse import urlsplit
 
@@ -13,14 +14,20 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
+    send_from_directory,
     url_for,
 )
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
+from flask_limiter import RateLimitExceeded
 from werkzeug.wrappers import Response as BaseResponse
 
-from scheduler.appointments.forms import BookingForm
+from scheduler.appointments.forms import SMS_CONSENT_SUMMARY, SMS_CONSENT_TERMS, BookingForm
 from scheduler.appointments.ics import appointment_ics
 from scheduler.appointments.lifecycle import PATIENT_WEB
 from scheduler.appointments.links import (
@@ -48,24 +55,67 @@ from scheduler.availability.operations import (
 )
 from scheduler.availability.slots import local_day_bounds
 from scheduler.booking.forms import CancelForm, RescheduleForm
-from scheduler.content import content_for, lines_of
+from scheduler.booking.texts_notice import describe, texts_notice
+from scheduler.content import blocks_of, content_for, lines_of
 from scheduler.database import unit_of_work
-from scheduler.extensions import booking_limit
+from scheduler.display import clock_hour, local_time, phone_display, time_of_day
+from scheduler.extensions import booking_limit, limiter
+from scheduler.i18n import page_language, use_patient_language
 from scheduler.lookups import row_or_404
 from scheduler.models import Appointment, Location, Slot, utcnow
+from scheduler.sms.outbox import sending_hours
 
 bp = Blueprint("booking", __name__)
+
+# What a refused booking, cancellation or move says to the patient, by the error's stable code.
+PROBLEMS = {
+    "slot_not_found": _l("That time does not exist. Please choose another time."),
+    "slot_full": _l("This time was just booked by someone else. Please choose another time."),
+    "slot_not_bookable": _l(
+        "This time can no longer be booked online. Please choose another time."
+    ),
+    "appointment_not_changeable": _l(
+        "This appointment can no longer be changed online: its time has passed, or it was "
+        "already cancelled or moved."
+    ),
+    "stale_appointment": _l(
+        "Someone changed this appointment a moment ago. Nothing was saved; here it is as it is now."
+    ),
+    "already_booked_in_slot": _l(
+        "This phone number already has an appointment at this time. To book someone else "
+        "with the same number, please call us at %(phone)s."
+    ),
+    "idempotency_key_reused": _l(
+        "This form was already sent once. To change that booking, use the link in its "
+        "confirmation; to book someone else, start again from the list of times."
+    ),
+}
+UNKNOWN_PROBLEM = _l("We could not do that just now. Please try again, or call us.")
+
+
+def problem_message(error: BookingError) -> str:
+    phone = phone_display(current_app.config["CLINIC_PHONE"])
+    if error.code == "too_many_bookings":  # refused at the cap, so the count is the cap
+        return ngettext(
+            "This phone number already has %(num)d upcoming appointment, the most we can book "
+            "online. To change it, use the link in its confirmation, or call us at %(phone)s.",
+            "This phone number already has %(num)d upcoming appointments, the most we can book "
+            "online. To change one, use the link in its confirmation, or call us at %(phone)s.",
+            current_app.config["MAX_ACTIVE_BOOKINGS_PER_PHONE"],
+            phone=phone,
+        )
+    return str(PROBLEMS.get(error.code, UNKNOWN_PROBLEM) % {"phone": phone})
 
 
 def location_or_404(slug: str) -> Location:
     location = active_location(slug)
     if location is None:
-        abort(404, description="We have no clinic at that address.")
+        abort(404, description=_("We have no clinic at that address."))
     return location
 
 
 def slot_or_404(slot_id: int, location: Location | None = None) -> Slot:
-    missing = "That time slot does not exist."
+    missing = _("That time does not exist. Please choose another time.")
     slot = row_or_404(Slot, slot_id, missing)
     if location is not None and slot.location_id != location.id:
         abort(404, description=missing)
@@ -111,8 +161,8 @@ def slot_page(location: Location, first_day: date, url_for_slot: dict[str, str])
     tz = location_tz(location)
     page_days = current_app.config["BOOKING_PAGE_DAYS"]
     last_day = first_day + timedelta(days=page_days - 1)
-    start, _ = local_day_bounds(first_day, tz)
-    _, end = local_day_bounds(last_day, tz)
+    start = local_day_bounds(first_day, tz)[0]
+    end = local_day_bounds(last_day, tz)[1]
     slots = open_slots(location, start, end)
     days = [
         (day, [(s, url_for(**url_for_slot, slot_id=s.id)) for s in group])
@@ -130,18 +180,28 @@ def index() -> str:
     return render_template("booking/index.html", locations=active_locations())
 
 
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    return send_from_directory(
+        current_app.static_folder or "static", "favicon.ico", mimetype="image/vnd.microsoft.icon"
+    )
+
+
+@bp.get("/privacy")
+def privacy() -> str:
+    """The privacy notice: clinic-wide, edited by admins like the instructions."""
+    notice = content_for("privacy_notice", None, page_language())
+    return render_template("booking/privacy.html", blocks=blocks_of(notice))
+
+
 @bp.get("/prepare/<slug>")
 def instructions(slug: str) -> str:
     """The full pre-consult instructions the reminder texts link to; no patient data here."""
     location = location_or_404(slug)
-    language = "es" if request.args.get("lang") == "es" else "en"
-    heading = "Antes de su consulta" if language == "es" else "Before your consultation"
     return render_template(
         "booking/instructions.html",
         location=location,
-        language=language,
-        heading=heading,
-        instructions=lines_of(content_for("preconsult_instructions", location, language)),
+        instructions=lines_of(content_for("preconsult_instructions", location, page_language())),
     )
 
 
@@ -159,6 +219,78 @@ def alternatives_near(location: Location, instant: datetime) -> list[Slot]:
     return open_slots(location, start, start + timedelta(days=14))[:8]
 
 
+def error_summary(form: BookingForm) -> list[tuple[str, str]]:
+    """Each field error with the id of the box to fix, in the order of the form."""
+    items = []
+    for field in form:
+        if not field.errors or field.name in ("slot_id", "csrf_token", "submission_id"):
+            continue
+        if field.name == "date_of_birth":
+            target = f"{field.id}-{field.part_in_error}"
+        elif field.type == "RadioField":
+            target = f"{field.id}-0"
+        else:
+            target = field.id
+        items.extend((target, str(error)) for error in field.errors)
+    return items
+
+
+def render_booking_form(
+    location: Location,
+    slot: Slot,
+    form: BookingForm,
+    problem: str | None = None,
+    alternatives: list[Slot] | None = None,
+    retry_at: datetime | None = None,
+) -> str:
+    return render_template(
+        "booking/book.html",
+        location=location,
+        slot=slot,
+        form=form,
+        problem=problem,
+        alternatives=alternatives or [],
+        errors=error_summary(form),
+        retry_at=retry_at,
+        consent_terms=str(SMS_CONSENT_TERMS % {"clinic": current_app.config["CLINIC_NAME"]}),
+        consent_summary=str(SMS_CONSENT_SUMMARY),
+    )
+
+
+@bp.errorhandler(RateLimitExceeded)
+def too_many_attempts(error: RateLimitExceeded) -> tuple[str, int, dict[str, str]]:
+    """The booking form again, with what was typed, when to try again and the phone."""
+    limit = limiter.current_limit
+    reset_at = limit.reset_at if limit is not None else int(time.time()) + 60
+    retry_at = datetime.fromtimestamp(reset_at, UTC)
+    headers = {"Retry-After": str(max(1, reset_at - int(time.time())))}
+    args = request.view_args or {}
+    if request.endpoint == "booking.reschedule":
+        try:  # the limit is checked before the view: speak the patient's language here too
+            open_link(args["reference"], args["token"])
+        except ManageLinkError:
+            pass
+    if request.endpoint != "booking.book":
+        return (
+            render_template(
+                "errors/page.html",
+                status=429,
+                title=_("Too many attempts"),
+                message=ngettext(
+                    "Too many attempts in a short time. Please try again after %(time)s.",
+                    "Too many attempts in a short time. Please try again after %(time)s.",
+                    clock_hour(retry_at),
+                    time=local_time(retry_at),
+                ),
+            ),
+            429,
+            headers,
+        )
+    location = location_or_404(args["slug"])
+    slot = slot_or_404(args["slot_id"], location)
+    return render_booking_form(location, slot, BookingForm(), retry_at=retry_at), 429, headers
+
+
 @bp.route("/book/<slug>/<int:slot_id>", methods=["GET", "POST"])
 @booking_limit
 def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
@@ -167,6 +299,7 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
     form = BookingForm()
     if request.method == "GET":
         form.slot_id.data = slot.id
+        form.language.data = page_language()
     problem = None
     slot_unavailable = False
     if form.validate_on_submit():
@@ -180,15 +313,10 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
                     ),
                     PATIENT_WEB,
                 )
-        except IdempotencyKeyReused:
-            problem = (
-                "This form was already sent once. To change that booking, use the link in its "
-                "confirmation; to book someone else, start again from the list of times."
-            )
-        except BookingCapReached as exc:
-            problem = str(exc)
+        except (IdempotencyKeyReused, BookingCapReached) as exc:
+            problem = problem_message(exc)
         except BookingError as exc:
-            problem, slot, slot_unavailable = str(exc), chosen, True
+            problem, slot, slot_unavailable = problem_message(exc), chosen, True
         else:
             return redirect(
                 url_for(
@@ -199,24 +327,18 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
                 ),
                 code=303,
             )
-    elif request.method == "GET" and (
-        slot.remaining == 0 or not current_booking_window().contains(slot.starts_at)
-    ):
-        problem = "This time is no longer available. Please choose another time."
+    elif request.method == "POST":
+        # Refused for what was typed: this submit does not count toward the rate limit.
+        g.booking_field_errors = True
+    elif slot.remaining == 0 or not current_booking_window().contains(slot.starts_at):
+        problem = _("This time is no longer available. Please choose another time.")
         slot_unavailable = True
     alternatives = (
         [s for s in alternatives_near(location, slot.starts_at) if s.id != slot.id]
         if slot_unavailable
         else []
     )
-    page = render_template(
-        "booking/book.html",
-        location=location,
-        slot=slot,
-        form=form,
-        problem=problem,
-        alternatives=alternatives,
-    )
+    page = render_booking_form(location, slot, form, problem, alternatives)
     return (page, 422) if request.method == "POST" else page
 
 
@@ -226,10 +348,20 @@ def manage_link_refused(error: ManageLinkError) -> tuple[str, int]:
     return render_template("booking/link_error.html", reason=error.reason), status
 
 
+def open_link(reference: str, token: str) -> Appointment:
+    """The appointment of a manage link; its pages speak the patient's language."""
+    appt = appointment_for_link(reference, token)
+    use_patient_language(appt.patient.language)
+    return appt
+
+
 def _manage_page(appt: Appointment, token: str, **extra: object) -> str:
     """The manage page, linking with the token it was opened with (so links do expire)."""
     location = appt.slot.location
-    instructions = content_for("preconsult_instructions", location, appt.patient.language)
+    instructions = content_for("preconsult_instructions", location, page_language())
+    now = utcnow()
+    notice = texts_notice(appt, now)
+    hours = sending_hours()
     return render_template(
         "booking/manage.html",
         appt=appt,
@@ -237,22 +369,28 @@ def _manage_page(appt: Appointment, token: str, **extra: object) -> str:
         token=token,
         manage_link=manage_url(appt, token),
         instructions=lines_of(instructions),
-        now=utcnow(),
+        now=now,
+        texts=notice,
+        text_lines=[describe(plan, now) for plan in notice.texts],
+        sending_from=time_of_day(hours.start),
+        sending_until=time_of_day(hours.end),
         **extra,
     )
 
 
 @bp.get("/manage/<reference>/<token>")
 def manage(reference: str, token: str) -> str:
-    appt = appointment_for_link(reference, token)
+    appt = open_link(reference, token)
     return _manage_page(appt, token, just_booked=request.args.get("booked") == "1")
 
 
 @bp.get("/manage/<reference>/<token>/appointment.ics")
 def calendar_file(reference: str, token: str) -> Response:
-    appt = appointment_for_link(reference, token)
+    appt = open_link(reference, token)
     domain = urlsplit(current_app.config["PUBLIC_BASE_URL"]).hostname or "localhost"
-    body = appointment_ics(appt, current_app.config["CLINIC_NAME"], domain, utcnow())
+    body = appointment_ics(
+        appt, current_app.config["CLINIC_NAME"], domain, utcnow(), manage_url(appt, token)
+    )
     return Response(
         body,
         mimetype="text/calendar",
@@ -262,23 +400,23 @@ def calendar_file(reference: str, token: str) -> Response:
 
 @bp.route("/manage/<reference>/<token>/cancel", methods=["GET", "POST"])
 def cancel(reference: str, token: str) -> str | BaseResponse:
-    appt = appointment_for_link(reference, token)
+    appt = open_link(reference, token)
     form = CancelForm()
     if form.validate_on_submit():
         try:
             with unit_of_work():
                 appt = cancel_appointment(appt, PATIENT_WEB)
         except AppointmentNotChangeable as exc:
-            flash(str(exc), "error")
+            flash(problem_message(exc), "error")
         else:
-            flash("Your appointment is cancelled. The time is free for someone else.", "success")
+            flash(_("Your appointment is cancelled. The time is free for someone else."), "success")
         return redirect(url_for("booking.manage", reference=reference, token=token), code=303)
     return render_template("booking/cancel.html", appt=appt, token=token, form=form)
 
 
 @bp.get("/manage/<reference>/<token>/reschedule")
 def choose_new_slot(reference: str, token: str) -> str:
-    appt = appointment_for_link(reference, token)
+    appt = open_link(reference, token)
     slug = request.args.get("location") or appt.slot.location.slug
     location = location_or_404(slug)
     page = slot_page_from_query(
@@ -297,7 +435,7 @@ def choose_new_slot(reference: str, token: str) -> str:
 @bp.route("/manage/<reference>/<token>/reschedule/<int:slot_id>", methods=["GET", "POST"])
 @booking_limit
 def reschedule(reference: str, token: str, slot_id: int) -> str | BaseResponse:
-    appt = appointment_for_link(reference, token)
+    appt = open_link(reference, token)
     new_slot = slot_or_404(slot_id)
     form = RescheduleForm()
     if request.method == "GET":
@@ -307,11 +445,14 @@ def reschedule(reference: str, token: str, slot_id: int) -> str | BaseResponse:
             with unit_of_work():
                 new = reschedule_appointment(appt, slot_id, PATIENT_WEB)
         except BookingError as exc:
-            flash(str(exc), "error")
+            same = new_slot.id == appt.slot_id
+            flash(
+                _("That is the time you already have.") if same else problem_message(exc), "error"
+            )
             return redirect(
                 url_for("booking.choose_new_slot", reference=reference, token=token), code=303
             )
-        flash("Your appointment has been moved. This is your new booking.", "success")
+        flash(_("Your appointment has been moved. This is your new booking."), "success")
         return redirect(
             url_for("booking.manage", reference=new.reference, token=manage_token(new)), code=303
         )

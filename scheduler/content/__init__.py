@@ -28,7 +28,9 @@ SMS_TEMPLATE_KEYS = (
     "sms_opt_out_reply",
     "sms_opt_in_reply",
 )
-CONTENT_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
+# Pages of the public site whose words admins edit.
+PAGE_KEYS = ("preconsult_instructions", "privacy_notice")
+CONTENT_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 
 
 def default_text(key: str, language: str) -> str:
@@ -59,6 +61,33 @@ def contents_for(keys: Iterable[str], location: Location | None, language: str) 
 
 def lines_of(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def blocks_of(text: str) -> list[tuple[str, list[str]]]:
+    """A page's text as blocks: ``("heading", [text])`` for a line starting "## ",
+    ``("list", items)`` for a run of lines starting "- ", ``("paragraph", [text])`` for a
+    run of other lines (a blank line ends it). Everything stays plain text, escaped."""
+    blocks: list[tuple[str, list[str]]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        kind = (
+            "heading"
+            if line.startswith("## ")
+            else "list"
+            if line.startswith("- ")
+            else "paragraph"
+        )
+        if not line:
+            blocks.append(("break", []))
+        elif kind == "heading":
+            blocks.append(("heading", [line[3:].strip()]))
+        elif blocks and blocks[-1][0] == kind == "list":
+            blocks[-1][1].append(line[2:].strip())
+        elif blocks and blocks[-1][0] == kind == "paragraph":
+            blocks[-1][1][0] += " " + line
+        else:
+            blocks.append((kind, [line[2:].strip() if kind == "list" else line]))
+    return [block for block in blocks if block[0] != "break"]
 
 
 def save_content(

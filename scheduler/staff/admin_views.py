@@ -15,7 +15,13 @@ from werkzeug.wrappers import Response
 from scheduler.appointments.validation import MAX_ID
 from scheduler.audit import audit
 from scheduler.availability.operations import active_locations
-from scheduler.content import LANGUAGES, SMS_TEMPLATE_KEYS, contents_for, save_content
+from scheduler.content import (
+    LANGUAGES,
+    PAGE_KEYS,
+    SMS_TEMPLATE_KEYS,
+    contents_for,
+    save_content,
+)
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
@@ -32,7 +38,7 @@ from scheduler.staff.access import admin_required, hash_password, new_staff_user
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
 
-EDITABLE_KEYS = ("preconsult_instructions", *SMS_TEMPLATE_KEYS)
+EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 # Something that reads as a placeholder ({last_name}) in a text that takes none.
 PLACEHOLDER = re.compile(r"\{[^{}\s]*\}")
 AUDIT_PAGE = 200
