@@ -240,6 +240,9 @@ class FakeTwilio:
         self._list_requests: list[ListRequest] = []
         self._list_failure: int | None = None
         self._queue_seconds = 0.0
+        # The server's clock: the test's (time-machine travels this thread too), or the wall
+        # clock where dispatchers run in subprocesses, which keep the real one.
+        self.now: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._errors: list[BaseException] = []
         self._arrivals = 0
         self._generation = 0
@@ -491,7 +494,7 @@ class FakeTwilio:
     def _handle_message(
         self, path_sid: str, form: dict[str, str], authorization: str | None, path: str
     ) -> tuple[int, dict[str, Any]]:
-        received_at = datetime.now(UTC)
+        received_at = self.now()
         authorized = self._authorized(path_sid, authorization)
         to = form.get("To") or None
         with self._lock:
@@ -534,7 +537,7 @@ class FakeTwilio:
             if generation == self._generation:
                 self._recorded.append(record)
                 if accepted and payload.get("sid"):
-                    created = datetime.now(UTC)
+                    created = self.now()
                     self._messages.append(
                         _StoredMessage(
                             number=len(self._messages),
@@ -590,7 +593,7 @@ class FakeTwilio:
 
     def _accept(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
         sid = "SM" + uuid.uuid4().hex
-        now = format_datetime(datetime.now(UTC))
+        now = format_datetime(self.now())
         from_ = form.get("From") or None
         service = form.get("MessagingServiceSid") or None
         uri = f"/{API_VERSION}/Accounts/{self.account_sid}/Messages/{sid}"
@@ -621,7 +624,7 @@ class FakeTwilio:
     def _handle_list(
         self, path_sid: str, query: dict[str, str], authorization: str | None, path: str
     ) -> tuple[int, dict[str, Any]]:
-        now = datetime.now(UTC)
+        now = self.now()
         status, payload = self._list_page(path_sid, query, authorization, path, now)
         with self._lock:
             self._list_requests.append(

@@ -202,9 +202,18 @@ def attempt_details(text: OutboundMessage) -> list[str]:
     )
 
 
+@pytest.fixture
+def impatient(app: Flask) -> Any:
+    """A dispatcher that waits 1 s for an answer (read timeout), for tests of timeouts."""
+    app.config["SMS_READ_TIMEOUT_SECONDS"] = 1.0
+    with Dispatcher(app) as dispatcher:
+        yield dispatcher
+
+
 def test_a_read_timeout_is_looked_up_at_twilio_and_not_sent_again(
-    dispatcher: Dispatcher, twilio: FakeTwilio
+    impatient: Dispatcher, twilio: FakeTwilio
 ) -> None:
+    dispatcher = impatient
     appt = booked_visit()
     twilio.hang_next(1, 2.0)  # longer than the 1 s read timeout; Twilio still takes it
     with time_machine.travel(BOOKED, tick=True):
@@ -263,8 +272,9 @@ def test_a_text_still_queued_at_twilio_is_found_though_it_has_no_date_sent(
 
 
 def test_a_failing_message_list_sends_and_flags_but_never_risks_a_third_copy(
-    dispatcher: Dispatcher, twilio: FakeTwilio
+    impatient: Dispatcher, twilio: FakeTwilio
 ) -> None:
+    dispatcher = impatient
     appt = booked_visit()
     twilio.drop_next(1, accept=False)  # lost on the way: Twilio never had it
     with time_machine.travel(BOOKED, tick=True) as clock:

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from scheduler.extensions import db
 from scheduler.models import MessageAttempt, MessageStatus, OutboundMessage
+from tests.conftest import real_utcnow
 from tests.factories import CHICAGO, book, booking_request, make_slot
 from tests.sms.conftest import twilio_settings
 from tests.twilio_server import FakeTwilio
@@ -33,6 +34,9 @@ BOOKED = datetime(2026, 12, 1, 10, 0, tzinfo=CHICAGO).astimezone(UTC)
 
 @pytest.fixture
 def app_config(twilio: FakeTwilio) -> dict[str, Any]:
+    # The dispatchers here are subprocesses on the wall clock; so is the provider, as the real
+    # one is (it dates what it sends, and a lookup searches by those dates).
+    twilio.now = real_utcnow
     return twilio_settings(twilio)
 
 
