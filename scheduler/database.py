@@ -4,25 +4,35 @@ The rule for transactions: a door (a view, a command, a job, a webhook) opens
 ``unit_of_work()`` around what it changes; the operations it calls read, add
 and flush, but never commit, roll back or begin. The unit commits when the
 block ends and rolls everything back when it raises. Operations that must
-undo part of their own work (a reference drawn twice) use a savepoint
-(``db.session.begin_nested()``), never a rollback of the caller's work.
+undo part of their own work use a savepoint (``db.session.begin_nested()``)
+or write so that there is nothing to undo (``INSERT ... ON CONFLICT DO
+NOTHING``, see ``insert_unless_taken``), never a rollback of the caller's work.
+
+Hot paths write with Core statements built once, on the session's connection
+(so in its transaction), and make the ORM objects callers need with
+``as_loaded``: no flush, no query.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import ColumnElement, Insert, Table, event, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from scheduler.extensions import db
+
+M = TypeVar("M")
 
 # True inside a unit of work: its SQLite transaction then begins IMMEDIATE (see below).
 _in_unit_of_work: ContextVar[bool] = ContextVar("in_unit_of_work", default=False)
@@ -161,3 +171,48 @@ def unit_of_work() -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def connection() -> Connection:
+    """The session's connection, in its transaction: for Core statements built once."""
+    return db.session.connection()
+
+
+@functools.cache
+def insert_unless_taken(table: Table, dialect: str, returning: ColumnElement[Any]) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING <column>``: no row comes back when a
+    unique value is taken already (on PostgreSQL, once the transaction holding it has
+    committed), so the caller draws again or takes the row that is there."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(returning)
+
+
+def as_loaded(model: type[M], values: Mapping[str, Any]) -> M:
+    """The ORM object of a row this transaction has just written or read with Core.
+
+    The session's own object if it holds that row already (see ``update_held``);
+    otherwise a new one, as if loaded from ``values`` (columns missing there are
+    loaded on first use). No query, no flush; relationships to objects the
+    session holds (a slot's location, an appointment's patient) need no query either.
+    """
+    held = update_held(model, values)
+    if held is not None:
+        return held
+    obj = model(**values)
+    make_transient_to_detached(obj)
+    db.session.add(obj)
+    return obj
+
+
+def update_held(model: type[M], values: Mapping[str, Any]) -> M | None:
+    """The session's object of this row, if it holds one, brought up to date with
+    ``values`` (but for attributes changed in memory and not flushed yet)."""
+    session = db.session()
+    held = session.identity_map.get(session.identity_key(model, values["id"]))
+    if held is None:
+        return None
+    changed_in_memory = inspect(held).committed_state
+    for name, value in values.items():
+        if name not in changed_in_memory:
+            set_committed_value(held, name, value)
+    return held  # type: ignore[no-any-return]

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from blinker import Namespace
 from flask import Flask, current_app
-from sqlalchemy import update
+from sqlalchemy import insert, update
 
 from scheduler.appointments.errors import (
     STALE_MESSAGE,
@@ -33,8 +33,9 @@ from scheduler.appointments.errors import (
     StaleAppointment,
 )
 from scheduler.appointments.places import release_place
-from scheduler.audit import audit
+from scheduler.audit import audit_now
 from scheduler.availability.slots import local_day_bounds
+from scheduler.database import connection
 from scheduler.extensions import db
 from scheduler.models import (
     HOLDS_SLOT,
@@ -333,6 +334,9 @@ def record_booking(
         publish(AppointmentChanged(EventKind.BOOKED, appt, actor, now, details=details or {}))
 
 
+_INSERT_HISTORY = insert(AppointmentEvent.__table__)
+
+
 def _record(
     appt: Appointment,
     previous: str | None,
@@ -342,17 +346,18 @@ def _record(
     event: EventKind,
     details: Mapping[str, Any],
 ) -> None:
-    db.session.add(
-        AppointmentEvent(
-            appointment_id=appt.id,
-            at=now,
-            from_status=previous,
-            to_status=appt.status,
-            actor=actor.history_label,
-            note=note,
-        )
+    connection().execute(
+        _INSERT_HISTORY,
+        {
+            "appointment_id": appt.id,
+            "at": now,
+            "from_status": previous,
+            "to_status": str(appt.status),
+            "actor": actor.history_label,
+            "note": note,
+        },
     )
-    audit(
+    audit_now(
         f"appointment.{event}",
         "appointment",
         appt.id,
