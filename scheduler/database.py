@@ -187,20 +187,21 @@ def insert_unless_taken(table: Table, dialect: str, returning: ColumnElement[Any
     return insert(table).on_conflict_do_nothing().returning(returning)
 
 
-def as_loaded(model: type[M], values: Mapping[str, Any]) -> M:
+def as_loaded(model: type[M], values: Mapping[str, Any], **related: Any) -> M:
     """The ORM object of a row this transaction has just written or read with Core.
 
     The session's own object if it holds that row already (see ``update_held``);
     otherwise a new one, as if loaded from ``values`` (columns missing there are
-    loaded on first use). No query, no flush; relationships to objects the
-    session holds (a slot's location, an appointment's patient) need no query either.
+    loaded on first use). ``related`` sets many-to-one relationships to objects
+    at hand (an appointment's slot and patient), as if loaded too. No query, no flush.
     """
-    held = update_held(model, values)
-    if held is not None:
-        return held
-    obj = model(**values)
-    make_transient_to_detached(obj)
-    db.session.add(obj)
+    obj = update_held(model, values)
+    if obj is None:
+        obj = model(**values)
+        make_transient_to_detached(obj)
+        db.session.add(obj)
+    for name, value in related.items():
+        set_committed_value(obj, name, value)
     return obj
 
 

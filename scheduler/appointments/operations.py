@@ -42,10 +42,10 @@ from scheduler.appointments.lifecycle import (
     refusal,
 )
 from scheduler.appointments.patients import PatientDetails, patient_for_booking
-from scheduler.appointments.places import location_of, release_place, take_place
+from scheduler.appointments.places import release_place, take_place
 from scheduler.database import as_loaded, connection, insert_unless_taken
 from scheduler.extensions import db
-from scheduler.models import Appointment, AppointmentStatus, Slot, utcnow
+from scheduler.models import Appointment, AppointmentStatus, Patient, Slot, utcnow
 
 __all__ = [
     "AppointmentNotChangeable",
@@ -148,16 +148,18 @@ def _appointment_for_key(request: BookingRequest) -> Appointment | None:
     return as_loaded(Appointment, row)
 
 
-def _new_appointment(slot: Slot, now: datetime, **fields: Any) -> Appointment | None:
+def _new_appointment(
+    slot: Slot, patient: Patient, now: datetime, **fields: Any
+) -> Appointment | None:
     """Insert the appointment under a reference drawn until one is free; None if the
     idempotency key in ``fields`` is taken (or every draw collided)."""
     conn = connection()
     insert = insert_unless_taken(Appointment.__table__, conn.dialect.name, Appointment.id)
-    code = location_of(slot).code
     for _ in range(REFERENCE_DRAWS):
         values = {
-            "reference": new_reference(code),
+            "reference": new_reference(slot.location.code),
             "slot_id": slot.id,
+            "patient_id": patient.id,
             "status": AppointmentStatus.BOOKED,
             "manage_nonce": secrets.token_urlsafe(12),
             "created_at": now,
@@ -171,7 +173,8 @@ def _new_appointment(slot: Slot, now: datetime, **fields: Any) -> Appointment | 
         }
         appointment_id = conn.execute(insert, values).scalar()
         if appointment_id is not None:
-            return as_loaded(Appointment, {"id": appointment_id, **values})
+            values["id"] = appointment_id
+            return as_loaded(Appointment, values, slot=slot, patient=patient)
         key = values["idempotency_key"]
         if key is not None and connection().execute(_KEY_TAKEN, {"key": key}).first():
             return None
@@ -202,8 +205,8 @@ def book_appointment(
     found = patient_for_booking(request.patient_details, actor, now)
     appt = _new_appointment(
         slot,
+        found.patient,
         now,
-        patient_id=found.patient.id,
         conservative_treatment=request.conservative_treatment,
         source=request.source,
         idempotency_key=request.idempotency_key,
@@ -270,8 +273,8 @@ def reschedule_appointment(
     slot = take_place(new_slot_id, now)
     new = _new_appointment(
         slot,
+        appt.patient,
         now,
-        patient_id=appt.patient_id,
         conservative_treatment=appt.conservative_treatment,
         source=appt.source,
         rescheduled_from_id=appt.id,

@@ -42,7 +42,7 @@ _LOCATION = select(*Location.__table__.columns).where(Location.id == bindparam("
 
 
 def take_place(slot_id: int, now: datetime) -> Slot:
-    """Add one booking to the slot and return it (with its location), or raise why it
+    """Add one booking to the slot and return it (its location loaded), or raise why it
     cannot take one."""
     window = current_booking_window(now)
     taken = (
@@ -55,9 +55,7 @@ def take_place(slot_id: int, now: datetime) -> Slot:
         .first()
     )
     if taken is not None:
-        slot = as_loaded(Slot, taken)
-        location_of(slot)
-        return slot
+        return as_loaded(Slot, taken, location=_location(taken["location_id"]))
     slot = db.session.get(Slot, slot_id)
     if slot is None:
         raise SlotNotFound("This time slot does not exist.")
@@ -66,12 +64,12 @@ def take_place(slot_id: int, now: datetime) -> Slot:
     raise SlotFull("This time was just booked by someone else. Please choose another time.")
 
 
-def location_of(slot: Slot) -> Location:
-    """The slot's location: the session's object, or its row read once with Core."""
-    held = db.session.identity_map.get(db.session.identity_key(Location, slot.location_id))
+def _location(location_id: int) -> Location:
+    """The session's object of this location, or its row read with Core."""
+    held = db.session.identity_map.get(db.session.identity_key(Location, location_id))
     if held is not None:
         return held  # type: ignore[no-any-return]
-    row = connection().execute(_LOCATION, {"location_id": slot.location_id}).mappings().one()
+    row = connection().execute(_LOCATION, {"location_id": location_id}).mappings().one()
     return as_loaded(Location, row)
 
 
