@@ -3,7 +3,8 @@
 One process, no HTTP server: the app's test client books ``--bookings`` distinct
 places with SMS consent (as ``lua/book.lua`` does) after a warm-up, and counts
 per booking the CPU time of this process, the SQL statements sent and the ORM
-flushes; ``/healthz`` is measured the same way for scale. ``--cprofile FILE``
+flushes; as many ``/healthz`` requests are measured the same way for scale, in
+rounds taking turns with the bookings (the median round is reported). ``--cprofile FILE``
 writes a cProfile of the measured bookings (read it with ``python -m pstats``).
 
     .venv/bin/python bench/profile_booking.py --engines sqlite,postgresql
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -86,7 +88,7 @@ def profile_engine(database_url: str, args: argparse.Namespace) -> dict[str, Any
         event.listen(db.session, "after_flush", count_flush)
 
     client = app.test_client()
-    needed = args.warmup + args.bookings
+    needed = 2 * args.warmup + args.bookings
     if len(places) < needed:
         raise SystemExit(f"only {len(places)} places for {needed} bookings")
     ids = iter(places)
@@ -100,29 +102,45 @@ def profile_engine(database_url: str, args: argparse.Namespace) -> dict[str, Any
         if client.get("/healthz").status_code != 200:
             raise SystemExit("healthz failed")
 
-    result: dict[str, Any] = {}
-    for name, call, count in (("healthz", healthz, args.bookings * 4), ("book", book, None)):
-        count = count or args.bookings
+    calls = {"healthz": healthz, "book": book}
+    for call in calls.values():
         for n in range(args.warmup):
             call(n)
-        statements.clear()
-        flushes[0] = 0
-        profiler = cProfile.Profile() if name == "book" and args.cprofile else None
-        started = time.process_time()
-        if profiler:
-            profiler.enable()
-        for n in range(count):
-            call(args.warmup + n)
-        if profiler:
-            profiler.disable()
-            profiler.dump_stats(f"{args.cprofile}.{make_engine_name(database_url)}")
-        cpu_ms = (time.process_time() - started) * 1000 / count
-        result[name] = {
-            "cpu_ms": round(cpu_ms, 3),
-            "statements": round(sum(statements.values()) / count, 2),
-            "by_kind": {k: round(v / count, 2) for k, v in sorted(statements.items())},
-            "flushes": round(flushes[0] / count, 2),
+    # Rounds of healthz then bookings, side by side: the machine's load drifts.
+    cpu_ms: dict[str, list[float]] = {name: [] for name in calls}
+    counts: dict[str, Counter[str]] = {name: Counter() for name in calls}
+    flush_counts = dict.fromkeys(calls, 0)
+    profiler = cProfile.Profile() if args.cprofile else None
+    per_round = max(args.bookings // args.rounds, 1)
+    done = args.warmup
+    for _ in range(args.rounds):
+        for name, call in calls.items():
+            statements.clear()
+            flushes[0] = 0
+            if profiler and name == "book":
+                profiler.enable()
+            started = time.process_time()
+            for n in range(per_round):
+                call(done + n)
+            cpu_ms[name].append((time.process_time() - started) * 1000 / per_round)
+            if profiler and name == "book":
+                profiler.disable()
+            counts[name] += statements
+            flush_counts[name] += flushes[0]
+        done += per_round
+    if profiler:
+        profiler.dump_stats(f"{args.cprofile}.{make_engine_name(database_url)}")
+    total = per_round * args.rounds
+    result = {
+        name: {
+            "cpu_ms": round(statistics.median(cpu_ms[name]), 3),
+            "cpu_ms_rounds": [round(v, 3) for v in cpu_ms[name]],
+            "statements": round(sum(counts[name].values()) / total, 2),
+            "by_kind": {k: round(v / total, 2) for k, v in sorted(counts[name].items())},
+            "flushes": round(flush_counts[name] / total, 2),
         }
+        for name in calls
+    }
     with app.app_context():
         db.engine.dispose()
     return result
@@ -137,6 +155,7 @@ def main() -> int:
     parser.add_argument("--engines", default="sqlite,postgresql")
     parser.add_argument("--bookings", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=5, help="healthz and bookings taking turns")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1/postgres")
     parser.add_argument("--cprofile", help="write the bookings' cProfile to FILE.<engine>")
     args = parser.parse_args()

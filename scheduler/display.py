@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
@@ -42,6 +43,7 @@ def local_datetime(instant: datetime) -> str:
     return f"{local_date(instant)} at {local_time(instant)}"
 
 
+@functools.lru_cache(maxsize=1024)
 def phone_display(e164: str) -> str:
     try:
         number = phonenumbers.parse(e164, "US")

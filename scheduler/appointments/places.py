@@ -3,8 +3,8 @@
 The database decides races: ``booked_count < capacity`` is re-checked under
 PostgreSQL's row lock, and SQLite has one writer at a time. A CHECK
 constraint stands behind it. The statements are built once (they run on
-every booking); the UPDATE returns the slot's row, so the booking needs no
-other read of it.
+every booking); the UPDATE returns the slot's row and what a booking needs of
+its location, so the booking reads neither again.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from scheduler.database import as_loaded, connection, update_held
 from scheduler.extensions import db
 from scheduler.models import Location, Slot, UTCDateTime
 
+# What a booking needs of the slot's location (the reference's code, the texts' name,
+# link and time zone): returned by the UPDATE itself.
+LOCATION_FIELDS = ("code", "name", "slug", "timezone")
+_slot_location = Location.__table__.alias("slot_location")
 _TAKE_PLACE = (
     update(Slot.__table__)
     .where(
@@ -30,7 +34,16 @@ _TAKE_PLACE = (
         Slot.location_id.in_(select(Location.id).where(Location.is_active)),
     )
     .values(booked_count=Slot.booked_count + 1)
-    .returning(*Slot.__table__.columns)
+    .returning(
+        *Slot.__table__.columns,
+        *(
+            select(_slot_location.c[name])
+            .where(_slot_location.c.id == Slot.location_id)
+            .scalar_subquery()
+            .label(f"location_{name}")
+            for name in LOCATION_FIELDS
+        ),
+    )
 )
 _RELEASE_PLACE = (
     update(Slot.__table__)
@@ -38,7 +51,6 @@ _RELEASE_PLACE = (
     .values(booked_count=Slot.booked_count - 1)
     .returning(Slot.id, Slot.booked_count)
 )
-_LOCATION = select(*Location.__table__.columns).where(Location.id == bindparam("location_id"))
 
 
 def take_place(slot_id: int, now: datetime) -> Slot:
@@ -55,22 +67,16 @@ def take_place(slot_id: int, now: datetime) -> Slot:
         .first()
     )
     if taken is not None:
-        return as_loaded(Slot, taken, location=_location(taken["location_id"]))
+        slot_row = {column.name: taken[column.name] for column in Slot.__table__.columns}
+        location_row = {"id": taken["location_id"]}
+        location_row.update((name, taken[f"location_{name}"]) for name in LOCATION_FIELDS)
+        return as_loaded(Slot, slot_row, location=as_loaded(Location, location_row))
     slot = db.session.get(Slot, slot_id)
     if slot is None:
         raise SlotNotFound("This time slot does not exist.")
     if slot.is_blocked or not slot.location.is_active or not window.contains(slot.starts_at):
         raise SlotNotBookable("This time can no longer be booked online.")
     raise SlotFull("This time was just booked by someone else. Please choose another time.")
-
-
-def _location(location_id: int) -> Location:
-    """The session's object of this location, or its row read with Core."""
-    held = db.session.identity_map.get(db.session.identity_key(Location, location_id))
-    if held is not None:
-        return held  # type: ignore[no-any-return]
-    row = connection().execute(_LOCATION, {"location_id": location_id}).mappings().one()
-    return as_loaded(Location, row)
 
 
 def release_place(slot_id: int) -> None:

@@ -9,9 +9,10 @@ an editor writes can put them in a text.
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Mapping
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
@@ -98,11 +99,22 @@ def fill_template(key: str, template: str, values: Mapping[str, str]) -> str:
 
 
 def visit_date(local: datetime, language: str) -> str:
-    return format_skeleton("MMMEd", local, locale=language).translate(_PLAIN_SPACES)
+    return _day_text(local.date(), language)
 
 
 def visit_time(local: datetime, language: str) -> str:
-    return format_time(local, "short", locale=language).translate(_PLAIN_SPACES)
+    return _time_text(local.time(), language)
+
+
+# Visits fall on a few hundred days and times: each is formatted once per process.
+@functools.lru_cache(maxsize=4096)
+def _day_text(day: date, language: str) -> str:
+    return format_skeleton("MMMEd", day, locale=language).translate(_PLAIN_SPACES)
+
+
+@functools.lru_cache(maxsize=1024)
+def _time_text(wall_time: time, language: str) -> str:
+    return format_time(wall_time, "short", locale=language).translate(_PLAIN_SPACES)
 
 
 def clinic_values() -> dict[str, str]:
