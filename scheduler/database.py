@@ -197,7 +197,10 @@ def as_loaded(model: type[M], values: Mapping[str, Any], **related: Any) -> M:
     """
     obj = update_held(model, values)
     if obj is None:
-        obj = model(**values)
+        # As the ORM builds what it loads: no constructor, whose every attribute set
+        # records history that make_transient_to_detached would then throw away.
+        obj = inspect(model).class_manager.new_instance()
+        obj.__dict__.update(values)
         make_transient_to_detached(obj)
         db.session.add(obj)
     for name, value in related.items():
