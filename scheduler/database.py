@@ -174,8 +174,24 @@ def unit_of_work() -> Iterator[Session]:
 
 
 def connection() -> Connection:
-    """The session's connection, in its transaction: for Core statements built once."""
-    return db.session.connection()
+    """The session's connection, in its transaction: for Core statements built once.
+
+    Kept in the session's ``info`` until its transaction ends: asking the session
+    again costs more than most statements of a booking.
+    """
+    session = db.session()
+    conn: Connection | None = session.info.get(_CONNECTION)
+    if conn is None or conn.closed:
+        conn = session.info[_CONNECTION] = session.connection()
+    return conn
+
+
+_CONNECTION = "scheduler.connection"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_connection(session: Session, transaction: Any) -> None:
+    session.info.pop(_CONNECTION, None)
 
 
 @functools.cache
