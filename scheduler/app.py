@@ -19,7 +19,7 @@ from scheduler.extensions import csrf, db, limiter, migrate
 from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
 from scheduler.sms.subscriber import texts_for
-from scheduler.stored_content import init_stored_content
+from scheduler.staff_edits import init_staff_edits
 
 
 def build_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -52,7 +52,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
     register_blueprints(app)
     register_subscribers(app)
-    init_stored_content(app)
+    init_staff_edits(app)
     register_error_handlers(app)
     register_security(app)
     register_filters(app)

@@ -54,9 +54,10 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_MAX_OVERFLOW": 20,
     # Test each pooled connection before use (one more round trip per request).
     "DATABASE_POOL_PRE_PING": False,
-    # Stored texts and message schedules are read again at most this often per process;
-    # the process that saves one uses it at once, the others within this many seconds.
-    "CONTENT_CACHE_SECONDS": 1.0,
+    # What staff edit and every request reads (texts, message schedules, open locations) is
+    # read again at most this often per process; the process that saves a change uses it
+    # at once, the others within this many seconds (scheduler/staff_edits.py).
+    "STAFF_EDITS_CACHE_SECONDS": 1.0,
     # Daily slot roll-forward and purge in the `flask scheduler` process (Central time).
     "SCHEDULER_DAILY_HOUR": 2,
     # Staff sessions end after this long without a request.

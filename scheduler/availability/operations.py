@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -34,6 +33,7 @@ from scheduler.availability.slots import (
 from scheduler.database import connection, unit_of_work
 from scheduler.extensions import db
 from scheduler.models import Appointment, Location, Slot, UTCDateTime, utcnow
+from scheduler.staff_edits import LocationRef, staff_edits
 
 
 @dataclass
@@ -61,23 +61,11 @@ def active_location(slug: str) -> Location | None:
     return db.session.scalar(select(Location).where(Location.slug == slug, Location.is_active))
 
 
-class LocationRef(NamedTuple):
-    id: int
-    slug: str
-    timezone: str
-
-
-_LOCATION_REF = select(Location.id, Location.slug, Location.timezone).where(
-    Location.slug == bindparam("slug"), Location.is_active
-)
-
-
 def active_location_ref(slug: str) -> LocationRef | None:
-    """Just what the API's slot listing needs of a location: a Core row, no ORM object."""
-    if not SLUG_PATTERN.match(slug):
-        return None
-    row = connection().execute(_LOCATION_REF, {"slug": slug}).first()
-    return LocationRef(*row) if row else None
+    """Just what the API's slot listing needs of an open location, from the process's
+    copy (``staff_edits``: a location closed by staff stops being listed within a second;
+    booking it is refused at once)."""
+    return staff_edits().active_locations.get(slug)
 
 
 def location_tz(location: Location | LocationRef) -> ZoneInfo:

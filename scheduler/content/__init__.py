@@ -1,6 +1,6 @@
 """Editable texts: defaults ship as files here, live copies are ContentBlock rows,
-read through each process's copy (``scheduler/stored_content.py``: staff edits reach every worker
-within a second)."""
+read through each process's copy (``scheduler/staff_edits.py``: an edit reaches every
+worker within a second)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from sqlalchemy import select
 from scheduler.audit import audit
 from scheduler.extensions import db
 from scheduler.models import ContentBlock, Location
-from scheduler.stored_content import stored_content
+from scheduler.staff_edits import staff_edits
 
 CONTENT_DIR = Path(__file__).parent
 LANGUAGES = ("en", "es")
@@ -47,7 +47,7 @@ def content_for(key: str, location: Location | None, language: str) -> str:
 
 def contents_for(keys: Iterable[str], location: Location | None, language: str) -> dict[str, str]:
     """Several texts: per key, the location's own, else the clinic-wide one, else the default."""
-    blocks = stored_content().current().blocks
+    blocks = staff_edits().blocks
     location_id = location.id if location is not None else None
     return {
         key: blocks.get((key, language, location_id))

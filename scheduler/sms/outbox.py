@@ -3,7 +3,7 @@
 Nothing here commits: the booking operations call these before their own
 commit, so a booking and its texts are saved together or not at all. A
 booking's texts are one INSERT of several rows; the templates and the cadence
-come from the process's copy (``stored_content``), not a query per booking.
+come from the process's copy (``staff_edits``), not a query per booking.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from scheduler.sms.texts import (
     fill_template,
 )
 from scheduler.sms.timing import SendingHours, scheduled_due_time, sending_time
-from scheduler.stored_content import stored_content
+from scheduler.staff_edits import staff_edits
 
 log = logging.getLogger(__name__)
 # PostgreSQL channel a queued text is announced on, so dispatchers wake at once.
@@ -57,7 +57,7 @@ def _planned_texts(
     first = MessageKind.RESCHEDULED if moved else MessageKind.CONFIRMATION
     planned = [(first, now)]
     follow_up = now + timedelta(seconds=current_app.config["SMS_FOLLOW_UP_DELAY_SECONDS"])
-    for schedule in stored_content().current().schedules:
+    for schedule in staff_edits().schedules:
         due = scheduled_due_time(
             appt.slot.starts_at, schedule.hours_before, now, schedule.send_if_late
         )
