@@ -66,8 +66,16 @@ def _planned_texts(
     return planned
 
 
-_INSERT_TEXTS = insert(OutboundMessage.__table__)
-_NOTIFY = select(func.pg_notify(NOTIFY_CHANNEL, ""))
+# RETURNING makes the rows one INSERT ... VALUES (...), (...) on both engines (SQLAlchemy's
+# "insertmanyvalues"), not a statement per row or a pipeline of them. On PostgreSQL the
+# same statement announces the texts (delivered on commit, and only then; the same
+# notification made several times in one transaction is delivered once).
+_INSERT_TEXTS = {
+    "postgresql": insert(OutboundMessage.__table__).returning(
+        OutboundMessage.id, func.pg_notify(NOTIFY_CHANNEL, "")
+    ),
+    "sqlite": insert(OutboundMessage.__table__).returning(OutboundMessage.id),
+}
 
 
 def _add_texts(
@@ -105,9 +113,7 @@ def _add_texts(
             }
         )
     conn = connection()
-    conn.execute(_INSERT_TEXTS, rows)
-    if conn.dialect.name == "postgresql":
-        conn.execute(_NOTIFY)  # delivered on commit, and only then
+    conn.execute(_INSERT_TEXTS[conn.dialect.name], rows).all()
 
 
 def _text_from(key: str, template: str, values: dict[str, str], language: str) -> str:
