@@ -81,7 +81,10 @@ def placeholders_in(template: str) -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=512)
 def check_template(key: str, template: str) -> None:
+    """TemplateError unless the template uses only its key's placeholders (each template
+    text is checked once per process; a failed check is not remembered)."""
     allowed = TEMPLATE_FIELDS[key]
     unknown = sorted(set(placeholders_in(template)) - allowed)
     if unknown:
