@@ -16,7 +16,6 @@ from sqlalchemy import bindparam, select, update
 from scheduler.appointments.errors import SlotFull, SlotNotBookable, SlotNotFound
 from scheduler.availability.operations import current_booking_window
 from scheduler.database import as_loaded, connection, update_held
-from scheduler.extensions import db
 from scheduler.models import Location, Slot, UTCDateTime
 
 # What a booking needs of the slot's location (the reference's code, the texts' name,
@@ -45,6 +44,12 @@ _TAKE_PLACE = (
         ),
     )
 )
+# Why a place could not be taken, read fresh (not from objects the session may hold).
+_SLOT_STATE = (
+    select(Slot.starts_at, Slot.is_blocked, Location.is_active)
+    .join(Location, Location.id == Slot.location_id)
+    .where(Slot.id == bindparam("slot_id"))
+)
 _RELEASE_PLACE = (
     update(Slot.__table__)
     .where(Slot.id == bindparam("slot_id"), Slot.booked_count > 0)
@@ -71,10 +76,10 @@ def take_place(slot_id: int, now: datetime) -> Slot:
         location_row = {"id": taken["location_id"]}
         location_row.update((name, taken[f"location_{name}"]) for name in LOCATION_FIELDS)
         return as_loaded(Slot, slot_row, location=as_loaded(Location, location_row))
-    slot = db.session.get(Slot, slot_id)
-    if slot is None:
+    why_not = connection().execute(_SLOT_STATE, {"slot_id": slot_id}).first()
+    if why_not is None:
         raise SlotNotFound("This time slot does not exist.")
-    if slot.is_blocked or not slot.location.is_active or not window.contains(slot.starts_at):
+    if why_not.is_blocked or not why_not.is_active or not window.contains(why_not.starts_at):
         raise SlotNotBookable("This time can no longer be booked online.")
     raise SlotFull("This time was just booked by someone else. Please choose another time.")
 
