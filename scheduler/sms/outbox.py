@@ -66,15 +66,16 @@ def _planned_texts(
     return planned
 
 
-# RETURNING makes the rows one INSERT ... VALUES (...), (...) on both engines (SQLAlchemy's
-# "insertmanyvalues"), not a statement per row or a pipeline of them. On PostgreSQL the
-# same statement announces the texts (delivered on commit, and only then; the same
-# notification made several times in one transaction is delivered once).
+# A booking's texts in one statement. On PostgreSQL, RETURNING makes the rows one
+# INSERT ... VALUES (...), (...) (SQLAlchemy's "insertmanyvalues"), not a pipeline of
+# statements, and the same statement announces the texts (delivered on commit, and only
+# then; one notification made several times in a transaction is delivered once).
+# SQLite's executemany is one call into the database already.
 _INSERT_TEXTS = {
     "postgresql": insert(OutboundMessage.__table__).returning(
         OutboundMessage.id, func.pg_notify(NOTIFY_CHANNEL, "")
     ),
-    "sqlite": insert(OutboundMessage.__table__).returning(OutboundMessage.id),
+    "sqlite": insert(OutboundMessage.__table__),
 }
 
 
@@ -113,7 +114,7 @@ def _add_texts(
             }
         )
     conn = connection()
-    conn.execute(_INSERT_TEXTS[conn.dialect.name], rows).all()
+    conn.execute(_INSERT_TEXTS[conn.dialect.name], rows)
 
 
 def _text_from(key: str, template: str, values: dict[str, str], language: str) -> str:
