@@ -65,8 +65,9 @@ PACED_DELAY_MS = 200
 PACED_PLACES = 3000
 
 # Goals checked at the end.
-SLOTS_MIN_SHARE_OF_HEALTHZ = 1 / 3
+SLOTS_MIN_SHARE_OF_HEALTHZ = 1 / 2
 BOOKING_P95_MAX_MS = 50.0
+BOOKING_MAX_CPU_OF_HEALTHZ = 4.0  # app CPU per booking, at most this many healthz requests' worth
 
 
 class BenchError(Exception):
@@ -80,6 +81,7 @@ class BenchError(Exception):
 class Measurement:
     engine: str
     endpoint: str
+    serving: str  # how gunicorn served it: "4 sync" workers, or "2x8 threads"
     url: str
     connections: int
     requests: int
@@ -137,8 +139,21 @@ class EngineReport:
     db_check: DbCheck | None = None
     error: str | None = None
 
-    def get(self, endpoint: str) -> Measurement | None:
-        return next((m for m in self.measurements if m.endpoint.startswith(endpoint)), None)
+    def get(self, endpoint: str, serving: str | None = None) -> Measurement | None:
+        """The first measurement of this endpoint (by default in the first serving mode)."""
+        serving = serving or (self.measurements[0].serving if self.measurements else "")
+        return next(
+            (
+                m
+                for m in self.measurements
+                if m.endpoint.startswith(endpoint) and m.serving == serving
+            ),
+            None,
+        )
+
+    @property
+    def servings(self) -> list[str]:
+        return list(dict.fromkeys(m.serving for m in self.measurements))
 
 
 # --------------------------------------------------------------------------- helpers
@@ -281,9 +296,16 @@ def postgres_database(admin_url: str) -> Iterator[str]:
 
 
 @contextmanager
-def gunicorn(env: dict[str, str], port: int, workers: int, log_path: Path) -> Iterator[int]:
-    """gunicorn serving wsgi:app on 127.0.0.1:port until the block ends; yields its pgid."""
+def gunicorn(
+    env: dict[str, str], port: int, workers: int, log_path: Path, threads: int = 1
+) -> Iterator[int]:
+    """gunicorn serving wsgi:app on 127.0.0.1:port until the block ends; yields its pgid.
+
+    ``threads`` above 1 runs gthread workers, the way ``bin/run`` serves the app.
+    """
     cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    if threads > 1:
+        cmd += ["--threads", str(threads)]
     with log_path.open("a") as out:
         proc = subprocess.Popen(
             [*cmd, "wsgi:app"],
@@ -475,6 +497,18 @@ def check_database(config: dict[str, Any]) -> tuple[int, int, int]:
     return int(over or 0), int(mismatch or 0), int(appointments or 0)
 
 
+def settled_check(config: dict[str, Any]) -> tuple[int, int, int]:
+    """check_database once requests still in flight have committed: the count stays put."""
+    result = check_database(config)
+    for _ in range(20):
+        time.sleep(0.5)
+        again = check_database(config)
+        if again[2] == result[2]:
+            return again
+        result = again
+    return result
+
+
 def open_places(base_url: str, rng: random.Random) -> list[int]:
     """Every bookable place over the horizon, as the API lists it, shuffled.
 
@@ -523,6 +557,7 @@ class Target:
 class Server:
     engine: str
     pgid: int  # gunicorn's process group
+    serving: str  # "4 sync", "2x8 threads"
 
     @property
     def with_postgres(self) -> bool:
@@ -569,6 +604,7 @@ def run_wrk(server: Server, target: Target, raw_path: Path) -> Measurement:
     return Measurement(
         engine=server.engine,
         endpoint=target.endpoint,
+        serving=server.serving,
         url=target.url,
         connections=target.connections,
         requests=data["requests"],
@@ -615,9 +651,41 @@ def prepare_database(
     )
 
 
+def serving_label(workers: int, threads: int) -> str:
+    return f"{workers}x{threads} threads" if threads > 1 else f"{workers} sync"
+
+
+def measure(
+    server: Server,
+    targets: list[Target],
+    report: EngineReport,
+    run_dir: Path,
+    args: argparse.Namespace,
+    on_booking: Any = None,
+) -> None:
+    """Each target after its warm-up (none for ``book``: the paced run warmed it up)."""
+    for target in targets:
+        if args.warmup and target.endpoint != "book":
+            warm_env = {"BENCH_SLOT_IDS": target.env["BENCH_WARM_IDS"]} if target.env else {}
+            warm_target = replace(target, duration_s=args.warmup, env=warm_env)
+            run_wrk(server, warm_target, run_dir / f"{server.engine}-warmup.txt")
+        if target.script == "book.lua" and on_booking is not None:
+            on_booking()
+        name = f"{target.endpoint.split()[0]}-{server.serving.replace(' ', '-')}"
+        measured = run_wrk(server, target, run_dir / f"{server.engine}-{name}.txt")
+        report.measurements.append(measured)
+        log(
+            f"{server.engine} {target.endpoint} ({server.serving}): {measured.rps:.1f} req/s, "
+            f"p50 {measured.p50_ms:.2f} ms, p95 {measured.p95_ms:.2f} ms, "
+            f"errors {measured.errors}, app CPU {measured.app_cpu_ms:.2f} ms/req, "
+            f"other load {measured.other_cores:.2f} cores"
+        )
+
+
 def bench_engine(
     engine: str, args: argparse.Namespace, report: EngineReport, run_dir: Path
 ) -> None:
+    """The sync workers: healthz, slots and bookings; then the threaded workers: healthz, slots."""
     rng = random.Random(args.seed)
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{engine}-")))
@@ -629,87 +697,141 @@ def bench_engine(
         env = app_env(database_url, port)
         config = app_config(env)
         prepare_database(engine, env, args, report, run_dir, rng)
-
-        gunicorn_log = run_dir / f"{engine}-gunicorn.log"
-        server = Server(
-            engine, stack.enter_context(gunicorn(env, port, args.workers, gunicorn_log))
-        )
         base = f"http://127.0.0.1:{port}"
-        log(f"{engine}: gunicorn -w {args.workers} up on {base}")
-
         first = datetime.now(SLOTS_TZ).date()
         last = first + timedelta(days=args.range_days - 1)
         slots_url = f"{base}/api/v1/locations/{args.location}/slots?from={first}&to={last}"
-        body, size = http_get_json(slots_url)
-        report.slots_in_response, report.slots_response_bytes = len(body["slots"]), size
-
-        places = open_places(base, rng)
-        report.open_places = len(places)
-        # Up to 1,000 places for the booking warm-up, the rest for the measured run.
-        # A run that used them all would send slot id 0: 4xx answers, counted as errors.
-        warm = min(1000, len(places) // 10)
-        paced_count = min(PACED_PLACES, len(places) // 10)
-        warm_ids = write_ids(tmp / "warm_ids.txt", places[:warm])
-        paced_ids = write_ids(tmp / "paced_ids.txt", places[warm : warm + paced_count])
-        book_ids = write_ids(tmp / "book_ids.txt", places[warm + paced_count :])
-
         t, c, d = args.threads, args.connections, args.duration
-        targets = [
+        get_targets = [
             Target("healthz", f"{base}/healthz", "get.lua", t, c, d),
             Target(f"slots {args.range_days}d", slots_url, "get.lua", t, c, d),
-            Target(
-                endpoint="paced book",
-                url=f"{base}/api/v1/appointments",
-                script="book.lua",
-                threads=t,
-                connections=c,
-                duration_s=args.booking_duration,
-                env={"BENCH_SLOT_IDS": str(paced_ids), "BENCH_DELAY_MS": str(PACED_DELAY_MS)},
-            ),
-            Target(
-                endpoint="book",
-                url=f"{base}/api/v1/appointments",
-                script="book.lua",
-                threads=t,
-                connections=c,
-                duration_s=args.booking_duration,
-                env={"BENCH_SLOT_IDS": str(book_ids)},
-            ),
         ]
-        appointments_before = 0
-        for target in targets:
-            if args.warmup and target.endpoint != "book":
-                warm_env = {"BENCH_SLOT_IDS": str(warm_ids)} if target.env else {}
-                warm_target = replace(target, duration_s=args.warmup, env=warm_env)
-                run_wrk(server, warm_target, run_dir / f"{engine}-warmup.txt")
-            if target.script == "book.lua":
-                time.sleep(0.5)  # let warm-up requests still in flight commit
-                appointments_before = check_database(config)[2]
-            raw = run_dir / f"{engine}-{target.endpoint.split()[0]}.txt"
-            measured = run_wrk(server, target, raw)
-            report.measurements.append(measured)
-            log(
-                f"{engine} {target.endpoint}: {measured.rps:.1f} req/s, "
-                f"p50 {measured.p50_ms:.2f} ms, p95 {measured.p95_ms:.2f} ms, "
-                f"errors {measured.errors}, app CPU {measured.app_cpu_ms:.2f} ms/req, "
-                f"other load {measured.other_cores:.2f} cores"
+
+        gunicorn_log = run_dir / f"{engine}-gunicorn.log"
+        with gunicorn(env, port, args.workers, gunicorn_log) as pgid:
+            server = Server(engine, pgid, serving_label(args.workers, 1))
+            log(f"{engine}: gunicorn -w {args.workers} up on {base}")
+            body, size = http_get_json(slots_url)
+            report.slots_in_response, report.slots_response_bytes = len(body["slots"]), size
+
+            places = open_places(base, rng)
+            report.open_places = len(places)
+            # Up to 1,000 places for the booking warm-up, the rest for the measured run.
+            # A run that used them all would send slot id 0: 4xx answers, counted as errors.
+            warm = min(1000, len(places) // 10)
+            paced_count = min(PACED_PLACES, len(places) // 10)
+            warm_ids = str(write_ids(tmp / "warm_ids.txt", places[:warm]))
+            paced_ids = str(write_ids(tmp / "paced_ids.txt", places[warm : warm + paced_count]))
+            book_ids = str(write_ids(tmp / "book_ids.txt", places[warm + paced_count :]))
+            booking = {"url": f"{base}/api/v1/appointments", "script": "book.lua"}
+            paced_env = {"BENCH_SLOT_IDS": paced_ids, "BENCH_DELAY_MS": str(PACED_DELAY_MS)}
+            targets = [
+                *get_targets,
+                Target(
+                    endpoint="paced book",
+                    threads=t,
+                    connections=c,
+                    duration_s=args.booking_duration,
+                    env={**paced_env, "BENCH_WARM_IDS": warm_ids},
+                    **booking,
+                ),
+                Target(
+                    endpoint="book",
+                    threads=t,
+                    connections=c,
+                    duration_s=args.booking_duration,
+                    env={"BENCH_SLOT_IDS": book_ids},
+                    **booking,
+                ),
+            ]
+            counts: list[int] = []
+            measure(
+                server,
+                targets,
+                report,
+                run_dir,
+                args,
+                on_booking=lambda: counts.append(settled_check(config)[2]),
+            )
+            over, mismatch, appointments_after = settled_check(config)
+            book = report.get("book")
+            assert book is not None
+            report.db_check = DbCheck(
+                slots_over_capacity=over,
+                slots_count_mismatch=mismatch,
+                appointments_before=counts[-1],
+                appointments_after=appointments_after,
+                booked_by_wrk=book.requests - book.non_2xx,
+                connections=book.connections,
             )
 
-        time.sleep(1.0)  # requests in flight when wrk stopped finish
-        over, mismatch, appointments_after = check_database(config)
-        book = report.get("book")
-        assert book is not None
-        report.db_check = DbCheck(
-            slots_over_capacity=over,
-            slots_count_mismatch=mismatch,
-            appointments_before=appointments_before,
-            appointments_after=appointments_after,
-            booked_by_wrk=book.requests - book.non_2xx,
-            connections=book.connections,
-        )
+        if args.threaded_workers:
+            workers, threads = args.threaded_workers, args.threads_per_worker
+            with gunicorn(env, port, workers, gunicorn_log, threads=threads) as pgid:
+                server = Server(engine, pgid, serving_label(workers, threads))
+                log(f"{engine}: gunicorn -w {workers} --threads {threads} up on {base}")
+                measure(server, get_targets, report, run_dir, args)
 
 
 # --------------------------------------------------------------------------- report
+
+
+def engine_goal_lines(r: EngineReport) -> list[tuple[bool, str]]:
+    lines: list[tuple[bool, str]] = []
+    for serving in r.servings:
+        health, slots = r.get("healthz", serving), r.get("slots", serving)
+        if health and slots:
+            ratio = slots.rps / health.rps if health.rps else 0.0
+            lines.append(
+                (
+                    ratio >= SLOTS_MIN_SHARE_OF_HEALTHZ,
+                    f"{r.engine}: slots/healthz throughput {ratio:.2f}, {serving} "
+                    f"(goal >= {SLOTS_MIN_SHARE_OF_HEALTHZ:.2f})",
+                )
+            )
+    health, book, paced = r.get("healthz"), r.get("book"), r.get("paced book")
+    if health and book:
+        ratio = book.app_cpu_ms / health.app_cpu_ms if health.app_cpu_ms else float("inf")
+        lines.append(
+            (
+                ratio <= BOOKING_MAX_CPU_OF_HEALTHZ,
+                f"{r.engine}: app CPU per booking {book.app_cpu_ms:.2f} ms = {ratio:.1f} x "
+                f"healthz's {health.app_cpu_ms:.2f} ms "
+                f"(goal <= {BOOKING_MAX_CPU_OF_HEALTHZ:.0f} x)",
+            )
+        )
+    if book:
+        lines.append(
+            (
+                book.p95_ms < BOOKING_P95_MAX_MS,
+                f"{r.engine}: booking p95 {book.p95_ms:.1f} ms at {book.connections} "
+                f"closed-loop connections (goal < {BOOKING_P95_MAX_MS:.0f} ms)",
+            )
+        )
+    if paced:
+        lines.append(
+            (
+                paced.p95_ms < BOOKING_P95_MAX_MS,
+                f"{r.engine}: booking p95 {paced.p95_ms:.1f} ms at {paced.connections} "
+                f"connections paced to {paced.rps:.0f} bookings/s "
+                f"(goal < {BOOKING_P95_MAX_MS:.0f} ms)",
+            )
+        )
+    errors = sum(m.errors for m in r.measurements)
+    detail = ", ".join(f"{m.endpoint} ({m.serving}) {m.errors}" for m in r.measurements)
+    lines.append((errors == 0, f"{r.engine}: errors {errors} ({detail}) (goal 0)"))
+    if r.db_check:
+        c = r.db_check
+        lines.append(
+            (
+                c.ok,
+                f"{r.engine}: database after booking: {c.slots_over_capacity} slots over "
+                f"capacity, {c.slots_count_mismatch} slots with booked_count != holding "
+                f"appointments; {c.created} appointments created for {c.booked_by_wrk} "
+                f"2xx seen by wrk (goal 0, 0, and 2xx <= created <= 2xx + connections)",
+            )
+        )
+    return lines
 
 
 def goal_lines(reports: list[EngineReport]) -> list[tuple[bool, str]]:
@@ -717,55 +839,16 @@ def goal_lines(reports: list[EngineReport]) -> list[tuple[bool, str]]:
     for r in reports:
         if r.error:
             lines.append((False, f"{r.engine}: benchmark did not complete: {r.error}"))
-            continue
-        health, slots, book = r.get("healthz"), r.get("slots"), r.get("book")
-        paced = r.get("paced book")
-        if health and slots:
-            ratio = slots.rps / health.rps if health.rps else 0.0
-            lines.append(
-                (
-                    ratio >= SLOTS_MIN_SHARE_OF_HEALTHZ,
-                    f"{r.engine}: slots/healthz throughput {ratio:.2f} (goal >= 0.33)",
-                )
-            )
-        if book:
-            lines.append(
-                (
-                    book.p95_ms < BOOKING_P95_MAX_MS,
-                    f"{r.engine}: booking p95 {book.p95_ms:.1f} ms at {book.connections} "
-                    f"connections (goal < {BOOKING_P95_MAX_MS:.0f} ms)",
-                )
-            )
-        if paced:
-            lines.append(
-                (
-                    paced.p95_ms < BOOKING_P95_MAX_MS,
-                    f"{r.engine}: booking p95 {paced.p95_ms:.1f} ms at {paced.connections} "
-                    f"connections paced to {paced.rps:.0f} bookings/s "
-                    f"(goal < {BOOKING_P95_MAX_MS:.0f} ms)",
-                )
-            )
-        errors = sum(m.errors for m in r.measurements)
-        detail = ", ".join(f"{m.endpoint} {m.errors}" for m in r.measurements)
-        lines.append((errors == 0, f"{r.engine}: errors {errors} ({detail}) (goal 0)"))
-        if r.db_check:
-            c = r.db_check
-            lines.append(
-                (
-                    c.ok,
-                    f"{r.engine}: database after booking: {c.slots_over_capacity} slots over "
-                    f"capacity, {c.slots_count_mismatch} slots with booked_count != holding "
-                    f"appointments; {c.created} appointments created for {c.booked_by_wrk} "
-                    f"2xx seen by wrk (goal 0, 0, and 2xx <= created <= 2xx + connections)",
-                )
-            )
+        else:
+            lines += engine_goal_lines(r)
     return lines
 
 
 def print_report(reports: list[EngineReport]) -> bool:
     columns = [
         ("engine", 11, "<"),
-        ("endpoint", 10, "<"),
+        ("endpoint", 11, "<"),
+        ("serving", 14, "<"),
         ("requests", 9, ">"),
         ("req/s", 8, ">"),
         ("p50 ms", 8, ">"),
@@ -785,7 +868,7 @@ def print_report(reports: list[EngineReport]) -> bool:
         for m in r.measurements:
             busy |= m.other_cores > BUSY_MACHINE_CORES
             print(
-                f"{m.engine:<11}{m.endpoint:<10}{m.requests:>9}{m.rps:>8.1f}"
+                f"{m.engine:<11}{m.endpoint:<11}{m.serving:<14}{m.requests:>9}{m.rps:>8.1f}"
                 f"{m.p50_ms:>8.2f}{m.p95_ms:>8.2f}{m.p99_ms:>8.2f}{m.errors:>7}"
                 f"{m.app_cpu_ms:>8.2f}{m.db_cpu_ms:>7.2f}{m.other_cores:>6.2f}"
             )
@@ -800,14 +883,16 @@ def print_report(reports: list[EngineReport]) -> bool:
         )
     print()
     for r in reports:
-        health, slots = r.get("healthz"), r.get("slots")
-        if health and slots and health.rps:
-            print(
-                f"{r.engine}: slots/healthz throughput = {slots.rps / health.rps:.2f}, "
-                f"CPU per request {slots.app_cpu_ms + slots.db_cpu_ms:.2f} ms vs "
-                f"{health.app_cpu_ms + health.db_cpu_ms:.2f} ms "
-                f"({r.slots_in_response} slots, {r.slots_response_bytes} bytes per response)"
-            )
+        for serving in r.servings:
+            health, slots = r.get("healthz", serving), r.get("slots", serving)
+            if health and slots and health.rps:
+                print(
+                    f"{r.engine} ({serving}): slots/healthz throughput = "
+                    f"{slots.rps / health.rps:.2f}, CPU per request "
+                    f"{slots.app_cpu_ms + slots.db_cpu_ms:.2f} ms vs "
+                    f"{health.app_cpu_ms + health.db_cpu_ms:.2f} ms "
+                    f"({r.slots_in_response} slots, {r.slots_response_bytes} bytes per response)"
+                )
     print()
     ok = True
     for passed, line in goal_lines(reports):
@@ -828,7 +913,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a PostgreSQL database to connect to while creating and dropping bench_<random>",
     )
     parser.add_argument("--appointments", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument(
+        "--threaded-workers",
+        type=int,
+        default=2,
+        help="gunicorn workers of the second, threaded configuration (0: skip it)",
+    )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=8,
+        help="threads per worker in the threaded configuration (bin/run's WEB_THREADS)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=20, help="wrk connections")
     parser.add_argument("--duration", type=int, default=10, help="seconds per GET run")

@@ -21,6 +21,7 @@ from scheduler.i18n import register_i18n
 from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
 from scheduler.sms.subscriber import texts_for
+from scheduler.staff_edits import init_staff_edits
 
 
 def build_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -54,6 +55,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_i18n(app)
     register_blueprints(app)
     register_subscribers(app)
+    init_staff_edits(app)
     register_error_handlers(app)
     register_security(app)
     register_filters(app)

@@ -66,6 +66,10 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_LOCK_TIMEOUT_SECONDS": 30.0,
     # PostgreSQL: how long to wait for a connection before the request answers 503.
     "DATABASE_CONNECT_TIMEOUT_SECONDS": 5,
+    # What staff edit and every request reads (texts, message schedules, open locations) is
+    # read again at most this often per process; the process that saves a change uses it
+    # at once, the others within this many seconds (scheduler/staff_edits.py).
+    "STAFF_EDITS_CACHE_SECONDS": 1.0,
     # Daily slot roll-forward and purge in the `flask scheduler` process (Central time).
     "SCHEDULER_DAILY_HOUR": 2,
     # Staff sessions end after this long without a request.

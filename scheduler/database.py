@@ -5,13 +5,19 @@ The rule for transactions: a door (a view, a command, a job, a webhook) opens
 ``unit_of_work()`` around what it changes; the operations it calls read, add
 and flush, but never commit, roll back or begin. The unit commits when the
 block ends and rolls everything back when it raises. Operations that must
-undo part of their own work (a reference drawn twice) use a savepoint
-(``db.session.begin_nested()``), never a rollback of the caller's work.
+undo part of their own work use a savepoint (``db.session.begin_nested()``)
+or write so that there is nothing to undo (``INSERT ... ON CONFLICT DO
+NOTHING``, see ``insert_unless_taken``), never a rollback of the caller's work.
+
+Hot paths write with Core statements built once, on the session's connection
+(so in its transaction), and make the ORM objects callers need with
+``as_loaded``: no flush, no query.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -19,20 +25,24 @@ import select
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import ColumnElement, Insert, Table, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import Pool
 
 from scheduler.extensions import db
 
 log = logging.getLogger(__name__)
+M = TypeVar("M")
+
 # True inside a unit of work: its SQLite transaction then begins IMMEDIATE (see below).
 _in_unit_of_work: ContextVar[bool] = ContextVar("in_unit_of_work", default=False)
 
@@ -301,3 +311,68 @@ def lock_for_transaction(namespace: int, name: str) -> None:
     db.session.execute(
         text("SELECT pg_advisory_xact_lock(:namespace, :key)"), {"namespace": namespace, "key": key}
     )
+
+
+def connection() -> Connection:
+    """The session's connection, in its transaction: for Core statements built once.
+
+    Kept in the session's ``info`` until its transaction ends: asking the session
+    again costs more than most statements of a booking.
+    """
+    session = db.session()
+    conn: Connection | None = session.info.get(_CONNECTION)
+    if conn is None or conn.closed:
+        conn = session.info[_CONNECTION] = session.connection()
+    return conn
+
+
+_CONNECTION = "scheduler.connection"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_connection(session: Session, transaction: Any) -> None:
+    session.info.pop(_CONNECTION, None)
+
+
+@functools.cache
+def insert_unless_taken(table: Table, dialect: str, returning: ColumnElement[Any]) -> Insert:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING <column>``: no row comes back when a
+    unique value is taken already (on PostgreSQL, once the transaction holding it has
+    committed), so the caller draws again or takes the row that is there."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing().returning(returning)
+
+
+def as_loaded(model: type[M], values: Mapping[str, Any], **related: Any) -> M:
+    """The ORM object of a row this transaction has just written or read with Core.
+
+    The session's own object if it holds that row already (see ``update_held``);
+    otherwise a new one, as if loaded from ``values`` (columns missing there are
+    loaded on first use). ``related`` sets many-to-one relationships to objects
+    at hand (an appointment's slot and patient), as if loaded too. No query, no flush.
+    """
+    obj = update_held(model, values)
+    if obj is None:
+        # As the ORM builds what it loads: no constructor, whose every attribute set
+        # records history that make_transient_to_detached would then throw away.
+        obj = inspect(model).class_manager.new_instance()
+        obj.__dict__.update(values)
+        make_transient_to_detached(obj)
+        db.session.add(obj)
+    for name, value in related.items():
+        set_committed_value(obj, name, value)
+    return obj
+
+
+def update_held(model: type[M], values: Mapping[str, Any]) -> M | None:
+    """The session's object of this row, if it holds one, brought up to date with
+    ``values`` (but for attributes changed in memory and not flushed yet)."""
+    session = db.session()
+    held = session.identity_map.get(session.identity_key(model, values["id"]))
+    if held is None:
+        return None
+    changed_in_memory = inspect(held).committed_state
+    for name, value in values.items():
+        if name not in changed_in_memory:
+            set_committed_value(held, name, value)
+    return held  # type: ignore[no-any-return]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
@@ -84,6 +85,7 @@ def public_address(location: Location) -> str:
     return f"{found.group(1).strip()}, {found.group(2)}" if found else location.name
 
 
+@functools.lru_cache(maxsize=1024)
 def phone_display(e164: str) -> str:
     try:
         number = phonenumbers.parse(e164, "US")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, jsonify, request
@@ -26,7 +26,8 @@ from scheduler.availability.operations import (
     active_location_ref,
     active_locations,
     location_tz,
-    open_slot_rows,
+    open_slot_entries,
+    slot_entry_fields,
 )
 from scheduler.availability.slots import local_day_bounds
 from scheduler.database import unit_of_work
@@ -92,32 +93,38 @@ def slots(slug: str) -> ResponseReturnValue:
         abort(400, description=f"The range may span at most {MAX_RANGE_DAYS} days.")
     start, _ = local_day_bounds(first, tz)
     _, end = local_day_bounds(last, tz)
-    rows = open_slot_rows(location.id, start, end)
-    tz_name = location.timezone
+    entries = open_slot_entries(location.id, start, end)
+    heads = _slot_json_heads.get(location.timezone) or _new_heads(location.timezone)
     slots_json = ",".join(
-        f"{_slot_json_head(slot_id, starts_at, ends_at, tz_name)}{remaining}}}"
-        for slot_id, starts_at, ends_at, remaining in rows
+        f"{heads.get(key) or _slot_json_head(heads, key, location.timezone)}{remaining}}}"
+        for key, _, remaining in map(_split_remaining, entries)
     )
     body = f'{{"location":{json.dumps(location.slug)},"slots":[{slots_json}]}}'
     return current_app.response_class(body, mimetype="application/json")
 
 
-# Slot id -> (start, end, time zone, the slot's JSON up to its "remaining" value).
-_slot_json_heads: dict[int, tuple[datetime, datetime, str, str]] = {}
+def _split_remaining(entry: str) -> tuple[str, str, str]:
+    return entry.rpartition("|")
+
+
+# Per time zone: a slot's entry up to "remaining" -> its JSON up to the "remaining" value.
+_slot_json_heads: dict[str, dict[str, str]] = {}
 _SLOT_JSON_HEADS_MAX = 100_000
 
 
-def _slot_json_head(slot_id: int, starts_at: datetime, ends_at: datetime, tz_name: str) -> str:
+def _new_heads(tz_name: str) -> dict[str, str]:
+    return _slot_json_heads.setdefault(tz_name, {})
+
+
+def _slot_json_head(heads: dict[str, str], key: str, tz_name: str) -> str:
     """A slot's JSON up to its ``remaining`` value, the one part that changes.
 
     The listing is the API's hottest call: each slot is encoded once per
     process and only ``remaining`` is appended per request. The entry is
-    found by id (an int: cheap) and checked against the row's own times and
-    zone, so a reused id or a restored database can never serve stale times.
+    found by the slot's id and times as stored (``open_slot_entries``), so a
+    reused id or a restored database can never serve stale times.
     """
-    cached = _slot_json_heads.get(slot_id)
-    if cached is not None and cached[:3] == (starts_at, ends_at, tz_name):
-        return cached[3]
+    slot_id, starts_at, ends_at, _ = slot_entry_fields(f"{key}|0")
     encoded = json.dumps(
         {
             "id": slot_id,
@@ -128,9 +135,9 @@ def _slot_json_head(slot_id: int, starts_at: datetime, ends_at: datetime, tz_nam
         separators=(",", ":"),
     )
     head = encoded.removesuffix("0}")
-    if len(_slot_json_heads) >= _SLOT_JSON_HEADS_MAX:
-        _slot_json_heads.clear()
-    _slot_json_heads[slot_id] = (starts_at, ends_at, tz_name, head)
+    if len(heads) >= _SLOT_JSON_HEADS_MAX:
+        heads.clear()
+    heads[key] = head
     return head
 
 

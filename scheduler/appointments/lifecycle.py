@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from blinker import Namespace
 from flask import Flask, current_app
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 
 from scheduler.appointments.errors import (
     STALE_MESSAGE,
@@ -33,14 +33,16 @@ from scheduler.appointments.errors import (
     StaleAppointment,
 )
 from scheduler.appointments.places import release_place
-from scheduler.audit import audit
+from scheduler.audit import audit_values
 from scheduler.availability.slots import local_day_bounds
+from scheduler.database import connection
 from scheduler.extensions import db
 from scheduler.models import (
     HOLDS_SLOT,
     Appointment,
     AppointmentEvent,
     AppointmentStatus,
+    AuditEntry,
     StaffUser,
 )
 
@@ -333,6 +335,27 @@ def record_booking(
         publish(AppointmentChanged(EventKind.BOOKED, appt, actor, now, details=details or {}))
 
 
+def _insert_with_names(table: Any, prefix: str) -> Any:
+    """INSERT of every column but the id, each value bound as ``<prefix>_<column>``."""
+    return insert(table).values(
+        {
+            column.name: bindparam(f"{prefix}_{column.name}", type_=column.type)
+            for column in table.columns
+            if not column.primary_key
+        }
+    )
+
+
+_INSERT_HISTORY = _insert_with_names(AppointmentEvent.__table__, "history")
+_INSERT_AUDIT = _insert_with_names(AuditEntry.__table__, "audit")
+# The history row and the audit entry of a change: one statement on PostgreSQL (a
+# data-modifying WITH), two on SQLite, which has none.
+_RECORD = {
+    "postgresql": [_INSERT_AUDIT.add_cte(_INSERT_HISTORY.cte("history"))],
+    "sqlite": [_INSERT_HISTORY, _INSERT_AUDIT],
+}
+
+
 def _record(
     appt: Appointment,
     previous: str | None,
@@ -342,17 +365,15 @@ def _record(
     event: EventKind,
     details: Mapping[str, Any],
 ) -> None:
-    db.session.add(
-        AppointmentEvent(
-            appointment_id=appt.id,
-            at=now,
-            from_status=previous,
-            to_status=appt.status,
-            actor=actor.history_label,
-            note=note,
-        )
-    )
-    audit(
+    history = {
+        "appointment_id": appt.id,
+        "at": now,
+        "from_status": previous,
+        "to_status": str(appt.status),
+        "actor": actor.history_label,
+        "note": note,
+    }
+    entry = audit_values(
         f"appointment.{event}",
         "appointment",
         appt.id,
@@ -364,3 +385,8 @@ def _record(
         to_status=str(appt.status),
         **details,
     )
+    params = {f"history_{name}": value for name, value in history.items()}
+    params.update((f"audit_{name}", value) for name, value in entry.items())
+    conn = connection()
+    for statement in _RECORD[conn.dialect.name]:
+        conn.execute(statement, params)

@@ -16,7 +16,7 @@ import hmac
 
 from flask import current_app
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from scheduler.extensions import db
 from scheduler.models import Appointment, AppointmentStatus
@@ -41,7 +41,13 @@ def _json_serializer() -> URLSafeTimedSerializer:
 
 
 def manage_token(appt: Appointment) -> str:
-    return _signer().sign(appt.manage_nonce).decode()
+    """Signed once per loaded appointment: a booking's texts and its answer carry one link."""
+    memo = inspect(appt).info
+    signed_for = (current_app.secret_key, appt.manage_nonce)
+    if memo.get("manage_token_for") != signed_for:
+        memo["manage_token"] = _signer().sign(appt.manage_nonce).decode()
+        memo["manage_token_for"] = signed_for
+    return memo["manage_token"]  # type: ignore[no-any-return]
 
 
 def _nonce_of(reference: str, token: str, max_age: int) -> str:

@@ -3,8 +3,15 @@
 A place in a slot is taken with one conditional UPDATE (``places.take_place``),
 so the database decides races. Status changes go through the lifecycle,
 which records them and tells the subscribers (texts). Nothing here commits or
-rolls back the caller's work: a reference drawn twice, or a concurrent
-duplicate of the same request, is undone with a savepoint.
+rolls back the caller's work, and nothing needs undoing: a reference drawn
+twice is drawn again (``INSERT ... ON CONFLICT DO NOTHING`` fails no
+statement), and a concurrent try of the same request is found once the place
+is taken (both tries queue on the slot's row), its place given back. An
+operation that raises leaves the caller's unit to roll back, as every door does.
+
+A booking is a handful of statements built once: the slot's UPDATE (which
+returns the slot), its location (unless the session holds it), the patient,
+the appointment, its history and audit entry, and its texts.
 """
 
 from __future__ import annotations
@@ -16,8 +23,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select
 
 from scheduler.appointments.caps import booking_cap_refusal
 from scheduler.appointments.errors import (
@@ -38,13 +44,14 @@ from scheduler.appointments.lifecycle import (
     refusal,
 )
 from scheduler.appointments.patients import PatientDetails, patient_for_booking
-from scheduler.appointments.places import take_place
+from scheduler.appointments.places import release_place, take_place
+from scheduler.database import as_loaded, connection, insert_unless_taken
 from scheduler.extensions import db
-from scheduler.models import Appointment, AppointmentStatus, Location, Slot, utcnow
+from scheduler.models import Appointment, AppointmentStatus, Patient, Slot, utcnow
 
 __all__ = [
-    "AppointmentNotChangeable",
     "BookingCapReached",
+    "AppointmentNotChangeable",
     "BookingError",
     "BookingRequest",
     "IdempotencyKeyReused",
@@ -115,6 +122,14 @@ def new_reference(location_code: str) -> str:
     return f"{location_code}-{body}"
 
 
+_APPOINTMENT_WITH_KEY = select(*Appointment.__table__.columns).where(
+    Appointment.idempotency_key == bindparam("key")
+)
+
+
+_KEY_TAKEN = select(Appointment.id).where(Appointment.idempotency_key == bindparam("key"))
+
+
 def _appointment_for_key(request: BookingRequest) -> Appointment | None:
     """The booking an earlier try of this very request made, if any.
 
@@ -123,83 +138,97 @@ def _appointment_for_key(request: BookingRequest) -> Appointment | None:
     """
     if not request.idempotency_key:
         return None
-    appt = db.session.scalar(
-        select(Appointment).where(Appointment.idempotency_key == request.idempotency_key)
+    row = (
+        connection()
+        .execute(_APPOINTMENT_WITH_KEY, {"key": request.idempotency_key})
+        .mappings()
+        .first()
     )
-    if appt is not None and appt.idempotency_fingerprint != request_fingerprint(request):
+    if row is None:
+        return None
+    if row["idempotency_fingerprint"] != request_fingerprint(request):
         raise IdempotencyKeyReused("This request key was already used for another booking.")
-    return appt
+    return as_loaded(Appointment, row)
 
 
-def _location_code(slot_id: int) -> str:
-    code = db.session.scalar(
-        select(Location.code).join(Slot, Slot.location_id == Location.id).where(Slot.id == slot_id)
-    )
-    assert code is not None  # the caller has just taken a place in this slot
-    return code
-
-
-def _new_appointment(slot_id: int, now: datetime, **fields: Any) -> Appointment:
-    appt = Appointment(
-        reference=new_reference(_location_code(slot_id)),
-        slot_id=slot_id,
-        status=AppointmentStatus.BOOKED,
-        manage_nonce=secrets.token_urlsafe(12),
-        created_at=now,
-        updated_at=now,
-        version=1,
-        **fields,
-    )
-    db.session.add(appt)
-    db.session.flush()  # a reference (or key) taken already fails here, inside the savepoint
-    return appt
+def _new_appointment(
+    slot: Slot, patient: Patient, now: datetime, **fields: Any
+) -> Appointment | None:
+    """Insert the appointment under a reference drawn until one is free; None if the
+    idempotency key in ``fields`` is taken (or every draw collided)."""
+    conn = connection()
+    insert = insert_unless_taken(Appointment.__table__, conn.dialect.name, Appointment.id)
+    for _ in range(REFERENCE_DRAWS):
+        values = {
+            "reference": new_reference(slot.location.code),
+            "slot_id": slot.id,
+            "patient_id": patient.id,
+            "status": AppointmentStatus.BOOKED,
+            "manage_nonce": secrets.token_urlsafe(12),
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+            "conservative_treatment": None,
+            "idempotency_key": None,
+            "idempotency_fingerprint": None,
+            "rescheduled_from_id": None,
+            **fields,
+        }
+        appointment_id = conn.execute(insert, values).scalar()
+        if appointment_id is not None:
+            values["id"] = appointment_id
+            return as_loaded(Appointment, values, slot=slot, patient=patient)
+        key = values["idempotency_key"]
+        if key is not None and connection().execute(_KEY_TAKEN, {"key": key}).first():
+            return None
+    return None
 
 
 def book_appointment(
     request: BookingRequest, actor: Actor, now: datetime | None = None
 ) -> Appointment:
-    """Book one place in a slot; a repeated idempotency key returns the first booking."""
+    """Book one place in a slot; a repeated idempotency key returns the first booking.
+
+    The place is taken first: two tries of one request (one key, one slot) queue
+    on the slot's row there, so the later one finds the earlier one's booking.
+    """
     now = now or utcnow()
-    existing = _appointment_for_key(request)
-    if existing is not None:
-        return existing
     refused = booking_cap_refusal(request.phone, request.slot_id, request.source, now)
     if refused is not None:
-        # A concurrent duplicate of this very request may be what the cap counted.
+        # An earlier try of this very request may be what the cap counted.
         existing = _appointment_for_key(request)
         if existing is not None:
             return existing
         raise BookingCapReached(refused.code, refused.message)
-    fingerprint = request_fingerprint(request) if request.idempotency_key else None
-    for _ in range(REFERENCE_DRAWS):
-        try:
-            with db.session.begin_nested():
-                take_place(request.slot_id, now)
-                found = patient_for_booking(request.patient_details, actor, now)
-                appt = _new_appointment(
-                    request.slot_id,
-                    now,
-                    patient=found.patient,
-                    conservative_treatment=request.conservative_treatment,
-                    source=request.source,
-                    idempotency_key=request.idempotency_key,
-                    idempotency_fingerprint=fingerprint,
-                )
-        except (SlotFull, SlotNotBookable):
-            # A concurrent duplicate of this very request may have taken the place.
-            existing = _appointment_for_key(request)
-            if existing is not None:
-                return existing
-            raise
-        except IntegrityError:
-            # A concurrent duplicate of this request, or a reference drawn twice: draw again.
-            existing = _appointment_for_key(request)
-            if existing is not None:
-                return existing
-            continue
-        record_booking(appt, actor, now, details={"consent_withdrawn": found.consent_withdrawn})
-        return appt
-    raise BookingError("Could not book this time; please try again.")
+    try:
+        slot = take_place(request.slot_id, now)
+    except (SlotFull, SlotNotBookable):
+        # An earlier try of this very request may hold the place.
+        existing = _appointment_for_key(request)
+        if existing is not None:
+            return existing
+        raise
+    existing = _appointment_for_key(request)
+    if existing is not None:
+        release_place(slot.id)  # this try books nothing
+        return existing
+    found = patient_for_booking(request.patient_details, actor, now)
+    appt = _new_appointment(
+        slot,
+        found.patient,
+        now,
+        conservative_treatment=request.conservative_treatment,
+        source=request.source,
+        idempotency_key=request.idempotency_key,
+        idempotency_fingerprint=(request_fingerprint(request) if request.idempotency_key else None),
+    )
+    if appt is None:
+        # The key was taken meanwhile by a request for another slot (refused
+        # here), or by this one's earlier try (the client asks again and gets it).
+        _appointment_for_key(request)
+        raise BookingError("Could not book this time; please try again.")
+    record_booking(appt, actor, now, details={"consent_withdrawn": found.consent_withdrawn})
+    return appt
 
 
 def cancel_appointment(
@@ -251,30 +280,26 @@ def reschedule_appointment(
     if problem:
         raise AppointmentNotChangeable(problem)
     _lock_slots(sorted((appt.slot_id, new_slot_id)))
-    for _ in range(REFERENCE_DRAWS):
-        try:
-            with db.session.begin_nested():
-                take_place(new_slot_id, now)
-                new = _new_appointment(
-                    new_slot_id,
-                    now,
-                    patient_id=appt.patient_id,
-                    conservative_treatment=appt.conservative_treatment,
-                    source=appt.source,
-                    rescheduled_from_id=appt.id,
-                )
-        except IntegrityError:
-            continue
-        change_status(
-            appt,
-            AppointmentStatus.RESCHEDULED,
-            actor,
-            now,
-            expected_version=expected_version,
-            note=f"moved to {new.reference}",
-            moved_to=new,
-            audit_details={"new_reference": new.reference, "new_slot_id": new_slot_id},
-        )
-        record_booking(new, actor, now, note=f"moved from {appt.reference}", moved_from=appt)
-        return new
-    raise BookingError("Could not move the appointment; please try again.")
+    slot = take_place(new_slot_id, now)
+    new = _new_appointment(
+        slot,
+        appt.patient,
+        now,
+        conservative_treatment=appt.conservative_treatment,
+        source=appt.source,
+        rescheduled_from_id=appt.id,
+    )
+    if new is None:
+        raise BookingError("Could not move the appointment; please try again.")
+    change_status(
+        appt,
+        AppointmentStatus.RESCHEDULED,
+        actor,
+        now,
+        expected_version=expected_version,
+        note=f"moved to {new.reference}",
+        moved_to=new,
+        audit_details={"new_reference": new.reference, "new_slot_id": new_slot_id},
+    )
+    record_booking(new, actor, now, note=f"moved from {appt.reference}", moved_from=appt)
+    return new

@@ -11,13 +11,19 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from scheduler.appointments.lifecycle import Actor
-from scheduler.audit import audit
+from scheduler.audit import audit, audit_now
+from scheduler.database import as_loaded, connection, insert_unless_taken
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient
+
+_PATIENT_WITH_KEY = select(*Patient.__table__.columns).where(
+    Patient.match_key == bindparam("match_key")
+)
 
 
 def normalised_name(name: str) -> str:
@@ -55,32 +61,23 @@ class PatientFound:
 
 
 def patient_for_booking(details: PatientDetails, actor: Actor, now: datetime) -> PatientFound:
-    """The person's record, updated with this booking's details, or a new one (flushed).
+    """The person's record, updated with this booking's details, or a new one.
 
-    Two first bookings of one person racing each other: one insert fails on
-    the unique key, and the booking (in its savepoint) tries again and finds it.
+    Two first bookings of one person racing each other: the second insert finds
+    the key taken (on PostgreSQL once the first has committed) and takes that record.
     """
     key = match_key(details.phone, details.last_name, details.date_of_birth)
-    existing = db.session.scalar(select(Patient).where(Patient.match_key == key)) if key else None
+    existing = _patient_with_key(key)
     if existing is None:
-        patient = Patient(
-            first_name=details.first_name,
-            last_name=details.last_name,
-            phone=details.phone,
-            email=details.email,
-            date_of_birth=details.date_of_birth,
-            match_key=key,
-            language=details.language,
-            created_at=now,
-        )
-        _set_consent(patient, details, now)
-        db.session.add(patient)
-        db.session.flush()
-        return PatientFound(patient)
+        patient = _new_patient(details, key, now)
+        if patient is not None:
+            return PatientFound(patient)
+        existing = _patient_with_key(key)
+        assert existing is not None  # the key was taken by a committed record
     withdrawn = existing.sms_consent and not details.sms_consent
     changed = _update_contact(existing, details, now)
     if changed:
-        audit(
+        audit_now(
             "patient.updated",
             "patient",
             existing.id,
@@ -93,11 +90,40 @@ def patient_for_booking(details: PatientDetails, actor: Actor, now: datetime) ->
     return PatientFound(existing, consent_withdrawn=withdrawn)
 
 
-def _set_consent(patient: Patient, details: PatientDetails, now: datetime) -> None:
-    patient.sms_consent = details.sms_consent
-    patient.sms_consent_at = now if details.sms_consent else None
-    patient.sms_consent_source = details.source if details.sms_consent else None
-    patient.sms_consent_text = details.sms_consent_text if details.sms_consent else None
+def _patient_with_key(key: str | None) -> Patient | None:
+    if key is None:
+        return None
+    row = connection().execute(_PATIENT_WITH_KEY, {"match_key": key}).mappings().first()
+    return as_loaded(Patient, row) if row is not None else None
+
+
+def _new_patient(details: PatientDetails, key: str | None, now: datetime) -> Patient | None:
+    """Insert the person's record; None if another record has this match key already."""
+    values = {
+        "first_name": details.first_name,
+        "last_name": details.last_name,
+        "phone": details.phone,
+        "email": details.email,
+        "date_of_birth": details.date_of_birth,
+        "match_key": key,
+        "language": details.language,
+        "created_at": now,
+        **_consent_values(details, now),
+    }
+    conn = connection()
+    insert = insert_unless_taken(Patient.__table__, conn.dialect.name, Patient.id)
+    patient_id = conn.execute(insert, values).scalar()
+    return as_loaded(Patient, {"id": patient_id, **values}) if patient_id is not None else None
+
+
+def _consent_values(details: PatientDetails, now: datetime) -> dict[str, Any]:
+    given = details.sms_consent
+    return {
+        "sms_consent": given,
+        "sms_consent_at": now if given else None,
+        "sms_consent_source": details.source if given else None,
+        "sms_consent_text": details.sms_consent_text if given else None,
+    }
 
 
 def _update_contact(patient: Patient, details: PatientDetails, now: datetime) -> list[str]:
@@ -115,7 +141,8 @@ def _update_contact(patient: Patient, details: PatientDetails, now: datetime) ->
     if details.sms_consent != patient.sms_consent or (
         details.sms_consent and details.sms_consent_text != patient.sms_consent_text
     ):
-        _set_consent(patient, details, now)
+        for name, value in _consent_values(details, now).items():
+            setattr(patient, name, value)
         changed.append("sms_consent")
     return changed
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from typing import NamedTuple
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import DateTime, bindparam, delete, exists, select, type_coerce
+from sqlalchemy import Select, String, bindparam, cast, delete, exists, func, select
 
 from scheduler.availability.slots import (
     BookingWindow,
@@ -31,9 +30,10 @@ from scheduler.availability.slots import (
     local_day_bounds,
     slots_between,
 )
-from scheduler.database import unit_of_work
+from scheduler.database import connection, unit_of_work
 from scheduler.extensions import db
 from scheduler.models import Appointment, Location, Slot, UTCDateTime, utcnow
+from scheduler.staff_edits import LocationRef, staff_edits
 
 
 @dataclass
@@ -61,23 +61,11 @@ def active_location(slug: str) -> Location | None:
     return db.session.scalar(select(Location).where(Location.slug == slug, Location.is_active))
 
 
-class LocationRef(NamedTuple):
-    id: int
-    slug: str
-    timezone: str
-
-
-_LOCATION_REF = select(Location.id, Location.slug, Location.timezone).where(
-    Location.slug == bindparam("slug"), Location.is_active
-)
-
-
 def active_location_ref(slug: str) -> LocationRef | None:
-    """Just what the API's slot listing needs of a location: a Core row, no ORM object."""
-    if not SLUG_PATTERN.match(slug):
-        return None
-    row = db.session.connection().execute(_LOCATION_REF, {"slug": slug}).first()
-    return LocationRef(*row) if row else None
+    """Just what the API's slot listing needs of an open location, from the process's
+    copy (``staff_edits``: a location closed by staff stops being listed within a second;
+    booking it is refused at once)."""
+    return staff_edits().active_locations.get(slug)
 
 
 def location_tz(location: Location | LocationRef) -> ZoneInfo:
@@ -205,18 +193,31 @@ _OPEN_SLOT_FILTER = (
     Slot.is_blocked.is_(False),
 )
 _OPEN_SLOTS = select(Slot).where(*_OPEN_SLOT_FILTER).order_by(Slot.starts_at)
-# Times come out as stored (naive UTC on SQLite), unconverted: the listing
-# formats each slot once and caches it (api.views._slot_json_head).
-_OPEN_SLOT_ROWS = (
-    select(
-        Slot.id,
-        type_coerce(Slot.starts_at, DateTime(timezone=True)),
-        type_coerce(Slot.ends_at, DateTime(timezone=True)),
-        Slot.capacity - Slot.booked_count,
-    )
-    .where(*_OPEN_SLOT_FILTER)
-    .order_by(Slot.starts_at)
+# The API's listing reads all its slots as one text, "start|end|id|remaining" per slot
+# with the times as stored, comma-separated: one row, not one per slot. Row by row,
+# SQLite hands Python's GIL to another thread for every row, so that threads
+# serving other requests took turns with each slot of a listing.
+_SLOT_ENTRY = (
+    cast(Slot.starts_at, String)
+    + "|"
+    + cast(Slot.ends_at, String)
+    + "|"
+    + cast(Slot.id, String)
+    + "|"
+    + cast(Slot.capacity - Slot.booked_count, String)
 )
+
+
+def _open_slot_text(dialect: str) -> Select[tuple[str]]:
+    if dialect == "postgresql":
+        ordered = func.aggregate_strings(_SLOT_ENTRY, ",").aggregate_order_by(Slot.starts_at)
+        return select(ordered).where(*_OPEN_SLOT_FILTER)
+    # No ORDER BY inside group_concat before SQLite 3.44: open_slot_entries sorts.
+    entries = select(_SLOT_ENTRY.label("entry")).where(*_OPEN_SLOT_FILTER).subquery()
+    return select(func.aggregate_strings(entries.c.entry, ","))
+
+
+_OPEN_SLOT_TEXT = {dialect: _open_slot_text(dialect) for dialect in ("postgresql", "sqlite")}
 
 
 def _open_slot_params(
@@ -245,13 +246,31 @@ def next_open_slot(location: Location, after: datetime, now: datetime | None = N
     return db.session.scalars(_OPEN_SLOTS.limit(1), params).first()
 
 
-def open_slot_rows(
+def open_slot_entries(
     location_id: int, start: datetime, end: datetime, now: datetime | None = None
-) -> list[tuple[int, datetime, datetime, int]]:
-    """Like open_slots, as plain (id, starts_at, ends_at, remaining) rows: no ORM objects.
+) -> list[str]:
+    """Like open_slots, as "start|end|id|remaining" texts in time order, no ORM objects.
 
-    ``starts_at``/``ends_at`` are as the database returns them: aware on
-    PostgreSQL, naive UTC on SQLite.
+    Everything before the last "|" never changes for a slot (ids are never
+    reused), so callers may cache what they make of it; read it with
+    ``slot_entry_fields``.
     """
+    conn = connection()
     params = _open_slot_params(location_id, start, end, now)
-    return db.session.connection().execute(_OPEN_SLOT_ROWS, params).all()  # type: ignore[return-value]
+    text = conn.execute(_OPEN_SLOT_TEXT[conn.dialect.name], params).scalar()
+    entries = text.split(",") if text else []
+    if conn.dialect.name != "postgresql":
+        entries.sort()  # SQLite stores times as fixed-width UTC text: they sort as text
+    return entries
+
+
+def slot_entry_fields(entry: str) -> tuple[int, datetime, datetime, int]:
+    """(id, starts_at, ends_at, remaining) of an ``open_slot_entries`` text; times in UTC."""
+    starts_at, ends_at, slot_id, remaining = entry.split("|")
+    return int(slot_id), _utc(starts_at), _utc(ends_at), int(remaining)
+
+
+def _utc(stored: str) -> datetime:
+    """A time as the database gives it as text: naive UTC (SQLite) or with its offset."""
+    instant = datetime.fromisoformat(stored)
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)

@@ -1,7 +1,10 @@
-"""Editable texts: defaults ship as files here, live copies are ContentBlock rows."""
+"""Editable texts: defaults ship as files here, live copies are ContentBlock rows,
+read through each process's copy (``scheduler/staff_edits.py``: an edit reaches every
+worker within a second)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +14,7 @@ from sqlalchemy import select
 from scheduler.audit import audit
 from scheduler.extensions import db
 from scheduler.models import ContentBlock, Location
+from scheduler.staff_edits import staff_edits
 
 CONTENT_DIR = Path(__file__).parent
 LANGUAGES = ("en", "es")
@@ -33,6 +37,7 @@ PAGE_KEYS = ("preconsult_instructions", "privacy_notice")
 CONTENT_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 
 
+@functools.cache
 def default_text(key: str, language: str) -> str:
     return (CONTENT_DIR / f"{key}.{language}.txt").read_text(encoding="utf-8").strip()
 
@@ -43,20 +48,15 @@ def content_for(key: str, location: Location | None, language: str) -> str:
 
 
 def contents_for(keys: Iterable[str], location: Location | None, language: str) -> dict[str, str]:
-    """Several texts in one query: per key, the location's own, else the clinic-wide one."""
-    keys = tuple(keys)
-    scope = ContentBlock.location_id.is_(None)
-    if location is not None:
-        scope = scope | (ContentBlock.location_id == location.id)
-    rows = db.session.execute(
-        select(ContentBlock.key, ContentBlock.location_id, ContentBlock.body).where(
-            ContentBlock.key.in_(keys), ContentBlock.language == language, scope
-        )
-    ).all()
-    found: dict[str, str] = {}
-    for key, _location_id, body in sorted(rows, key=lambda row: row.location_id is not None):
-        found[key] = body  # location rows sort last and win
-    return {key: found.get(key) or default_text(key, language) for key in keys}
+    """Several texts: per key, the location's own, else the clinic-wide one, else the default."""
+    blocks = staff_edits().blocks
+    location_id = location.id if location is not None else None
+    return {
+        key: blocks.get((key, language, location_id))
+        or blocks.get((key, language, None))
+        or default_text(key, language)
+        for key in keys
+    }
 
 
 def lines_of(text: str) -> list[str]:

@@ -1,7 +1,9 @@
 """Putting texts in the outbox, and taking them out again, inside the caller's transaction.
 
 Nothing here commits: the booking operations call these before their own
-commit, so a booking and its texts are saved together or not at all.
+commit, so a booking and its texts are saved together or not at all. A
+booking's texts are one INSERT of several rows; the templates and the cadence
+come from the process's copy (``staff_edits``), not a query per booking.
 """
 
 from __future__ import annotations
@@ -11,15 +13,15 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.content import contents_for, default_text
+from scheduler.database import connection
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
     MessageKind,
-    MessageSchedule,
     MessageStatus,
     OutboundMessage,
     PhoneNumberState,
@@ -31,6 +33,7 @@ from scheduler.sms.texts import (
     fill_template,
 )
 from scheduler.sms.timing import SendingHours, scheduled_due_time, sending_time
+from scheduler.staff_edits import staff_edits
 
 log = logging.getLogger(__name__)
 # PostgreSQL channel a queued text is announced on, so dispatchers wake at once.
@@ -54,16 +57,26 @@ def _planned_texts(
     first = MessageKind.RESCHEDULED if moved else MessageKind.CONFIRMATION
     planned = [(first, now)]
     follow_up = now + timedelta(seconds=current_app.config["SMS_FOLLOW_UP_DELAY_SECONDS"])
-    schedules = db.session.scalars(
-        select(MessageSchedule).where(MessageSchedule.is_enabled).order_by(MessageSchedule.id)
-    ).all()
-    for schedule in schedules:
+    for schedule in staff_edits().schedules:
         due = scheduled_due_time(
             appt.slot.starts_at, schedule.hours_before, now, schedule.send_if_late
         )
         if due is not None:
             planned.append((MessageKind(schedule.kind), max(due, follow_up)))
     return planned
+
+
+# A booking's texts in one statement. On PostgreSQL, RETURNING makes the rows one
+# INSERT ... VALUES (...), (...) (SQLAlchemy's "insertmanyvalues"), not a pipeline of
+# statements, and the same statement announces the texts (delivered on commit, and only
+# then; one notification made several times in a transaction is delivered once).
+# SQLite's executemany is one call into the database already.
+_INSERT_TEXTS = {
+    "postgresql": insert(OutboundMessage.__table__).returning(
+        OutboundMessage.id, func.pg_notify(NOTIFY_CHANNEL, "")
+    ),
+    "sqlite": insert(OutboundMessage.__table__),
+}
 
 
 def _add_texts(
@@ -74,33 +87,34 @@ def _add_texts(
 ) -> None:
     patient = appt.patient
     location = appt.slot.location
+    visit = appt.slot.starts_at
     tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])  # the dispatcher's zone too
     hours = sending_hours()
     templates = contents_for(
         [TEMPLATE_OF_KIND[kind] for kind, _ in planned], location, patient.language
     )
     values = appointment_values(appt)
-    if db.session.get_bind().dialect.name == "postgresql":
-        # Delivered on commit, and only then.
-        db.session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")))
+    rows = []
     for kind, due in planned:
         key = TEMPLATE_OF_KIND[kind]
-        moment = sending_time(due, tz, hours, send_before=appt.slot.starts_at)
-        db.session.add(
-            OutboundMessage(
-                appointment=appt,
-                kind=stored_kind or kind,
-                to_phone=patient.phone,
-                language=patient.language,
-                body=_text_from(key, templates[key], values, patient.language),
-                status=MessageStatus.PENDING if moment else MessageStatus.SUPPRESSED,
-                status_reason=None if moment else "visit_before_sending_hours",
-                due_at=moment or due,
-                send_before=appt.slot.starts_at,
-                created_at=now,
-                updated_at=now,
-            )
+        moment = sending_time(due, tz, hours, send_before=visit)
+        rows.append(
+            {
+                "appointment_id": appt.id,
+                "kind": str(stored_kind or kind),
+                "to_phone": patient.phone,
+                "language": patient.language,
+                "body": _text_from(key, templates[key], values, patient.language),
+                "status": MessageStatus.PENDING if moment else MessageStatus.SUPPRESSED,
+                "status_reason": None if moment else "visit_before_sending_hours",
+                "due_at": moment or due,
+                "send_before": visit,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
+    conn = connection()
+    conn.execute(_INSERT_TEXTS[conn.dialect.name], rows)
 
 
 def _text_from(key: str, template: str, values: dict[str, str], language: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import string
 from collections.abc import Mapping
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_skeleton, format_time
@@ -91,7 +91,10 @@ def placeholders_in(template: str) -> list[str]:
     return names
 
 
+@functools.lru_cache(maxsize=512)
 def check_template(key: str, template: str) -> None:
+    """TemplateError unless the template uses only its key's placeholders (each template
+    text is checked once per process; a failed check is not remembered)."""
     allowed = TEMPLATE_FIELDS[key]
     unknown = sorted(set(placeholders_in(template)) - allowed)
     if unknown:
@@ -167,11 +170,22 @@ def longest_values(location: Location | None, language: str) -> dict[str, str]:
 
 
 def visit_date(local: datetime, language: str) -> str:
-    return format_skeleton("MMMEd", local, locale=language).translate(_PLAIN_SPACES)
+    return _day_text(local.date(), language)
 
 
 def visit_time(local: datetime, language: str) -> str:
-    return format_time(local, "short", locale=language).translate(_PLAIN_SPACES)
+    return _time_text(local.time(), language)
+
+
+# Visits fall on a few hundred days and times: each is formatted once per process.
+@functools.lru_cache(maxsize=4096)
+def _day_text(day: date, language: str) -> str:
+    return format_skeleton("MMMEd", day, locale=language).translate(_PLAIN_SPACES)
+
+
+@functools.lru_cache(maxsize=1024)
+def _time_text(wall_time: time, language: str) -> str:
+    return format_time(wall_time, "short", locale=language).translate(_PLAIN_SPACES)
 
 
 def clinic_values() -> dict[str, str]:

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+from scheduler.appointments import operations
 from scheduler.appointments.operations import (
     REFERENCE_ALPHABET,
     AppointmentNotChangeable,
@@ -18,6 +20,7 @@ from scheduler.appointments.operations import (
 from scheduler.extensions import db
 from scheduler.models import Appointment, AppointmentEvent, AuditEntry, Patient, Slot, utcnow
 from tests.factories import (
+    add_message_schedules,
     book,
     booking_request,
     cancel,
@@ -25,6 +28,7 @@ from tests.factories import (
     make_location,
     make_slot,
     move,
+    texts_of,
 )
 
 
@@ -194,3 +198,51 @@ def test_past_appointments_cannot_be_changed(app: Flask) -> None:
     with pytest.raises(AppointmentNotChangeable):
         cancel(appt)
     assert active_in(slot) == 1
+
+
+NOW = datetime(2027, 3, 8, 15, 0, tzinfo=UTC)  # a Monday, 9:00 in Chicago
+
+
+def test_a_keyed_request_drawing_a_taken_reference_draws_again(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form always sends a key: a reference drawn twice must not look like the key
+    sent twice (ON CONFLICT DO NOTHING answers both the same way)."""
+    first = book(booking_request(make_slot(starts_at=NOW + timedelta(days=3))), now=NOW)
+    draws = iter([first.reference, first.reference, "C01-XXXX"])
+    monkeypatch.setattr(operations, "new_reference", lambda code: next(draws))
+    slot = make_slot(starts_at=NOW + timedelta(days=4))
+    second = book(booking_request(slot, idempotency_key="form:x", first_name="Luz"), now=NOW)
+    assert second.reference == "C01-XXXX"
+    assert active_in(slot) == 1
+
+
+def test_a_booking_is_a_handful_of_statements_and_no_flush(app: Flask) -> None:
+    """The per-phone caps' count (under the phone's advisory lock on PostgreSQL), the
+    slot's UPDATE (returning the slot and its location), the patient, the
+    appointment, its history and audit entry (one statement on PostgreSQL), and its
+    three texts in one INSERT; on SQLite the write lock's BEGIN IMMEDIATE. No ORM
+    flush, no savepoint, no re-read."""
+    add_message_schedules()
+    app.extensions["staff_edits"].max_age_s = 3600  # no re-read of texts in the middle
+    slot = make_slot(starts_at=NOW + timedelta(days=5))
+    book(booking_request(make_slot(starts_at=NOW + timedelta(days=4))), now=NOW)  # warm
+    statements: list[str] = []
+    flushes: list[int] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    event.listen(db.session, "after_flush", lambda *args: flushes.append(1))
+    try:
+        appt = book(booking_request(slot, first_name="Luz", date_of_birth=None), now=NOW)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(texts_of(appt)) == 3
+    if db.engine.dialect.name == "sqlite":
+        expected = ["BEGIN", "SELECT", "UPDATE", "INSERT", "INSERT", "INSERT", "INSERT", "INSERT"]
+    else:  # the history row and the audit entry in one WITH ... INSERT
+        expected = ["SELECT", "SELECT", "UPDATE", "INSERT", "INSERT", "WITH", "INSERT"]
+    assert statements == expected
+    assert flushes == []

@@ -11,6 +11,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -18,8 +19,15 @@ from sqlalchemy import func, select
 
 from scheduler.appointments.errors import BookingError
 from scheduler.extensions import db
-from scheduler.models import Appointment, Slot
-from tests.factories import api_booking, make_appointment, make_slot, move
+from scheduler.models import Appointment, Patient, Slot
+from tests.factories import (
+    api_booking,
+    book,
+    booking_request,
+    make_appointment,
+    make_slot,
+    move,
+)
 
 CLIENTS = 50
 
@@ -106,3 +114,38 @@ def test_racing_reschedules_of_one_appointment_move_it_once(app: Flask) -> None:
         select(func.count(Appointment.id)).where(Appointment.status == "booked")
     )
     assert active == 1
+
+
+def test_racing_tries_of_one_keyed_request_book_once(app: Flask) -> None:
+    """A double click or a retried API call racing its first try: every try answers with
+    the one booking; the place is taken once and the person recorded once (no birth
+    date, so a second try that got as far as the patient would add a record)."""
+    now = datetime(2027, 3, 8, 15, 0, tzinfo=UTC)
+    slot = make_slot(starts_at=now + timedelta(days=3), capacity=3)
+    request = booking_request(slot, idempotency_key="form:double-click", date_of_birth=None)
+    tries = 10
+    barrier = threading.Barrier(tries)
+    booked: list[int] = []
+    errors: list[BaseException] = []
+
+    def one_try() -> None:
+        with app.app_context():
+            barrier.wait()
+            try:
+                booked.append(book(request, now=now).id)
+            except BaseException as error:  # reported below, not lost in the thread
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=one_try) for _ in range(tries)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len(booked) == tries and len(set(booked)) == 1
+    db.session.expire_all()
+    assert db.session.get(Slot, slot.id).booked_count == 1
+    assert db.session.scalar(select(func.count(Appointment.id))) == 1
+    assert db.session.scalar(select(func.count(Patient.id))) == 1
