@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -93,16 +94,7 @@ def profile_engine(database_url: str, args: argparse.Namespace) -> dict[str, Any
         raise SystemExit(f"only {len(places)} places for {needed} bookings")
     ids = iter(places)
 
-    def book(n: int) -> None:
-        answer = client.post("/api/v1/appointments", json=booking_body(next(ids), n))
-        if answer.status_code != 201:
-            raise SystemExit(f"booking answered {answer.status_code}: {answer.get_data(True)}")
-
-    def healthz(n: int) -> None:
-        if client.get("/healthz").status_code != 200:
-            raise SystemExit("healthz failed")
-
-    calls = {"healthz": healthz, "book": book}
+    calls = request_calls(client, ids)
     for call in calls.values():
         for n in range(args.warmup):
             call(n)
@@ -117,21 +109,56 @@ def profile_engine(database_url: str, args: argparse.Namespace) -> dict[str, Any
         for name, call in calls.items():
             statements.clear()
             flushes[0] = 0
-            if profiler and name == "book":
-                profiler.enable()
-            started = time.process_time()
-            for n in range(per_round):
-                call(done + n)
-            cpu_ms[name].append((time.process_time() - started) * 1000 / per_round)
-            if profiler and name == "book":
-                profiler.disable()
+            profiling = profiler if name == "book" else None
+            cpu_ms[name].append(cpu_ms_per_call(call, done, per_round, profiling))
             counts[name] += statements
             flush_counts[name] += flushes[0]
         done += per_round
     if profiler:
         profiler.dump_stats(f"{args.cprofile}.{make_engine_name(database_url)}")
-    total = per_round * args.rounds
-    result = {
+    result = summary(calls, cpu_ms, counts, flush_counts, per_round * args.rounds)
+    with app.app_context():
+        db.engine.dispose()
+    return result
+
+
+def request_calls(client: Any, places: Iterator[int]) -> dict[str, Any]:
+    """The two requests measured: a health check, and a booking of the next free place."""
+
+    def book(n: int) -> None:
+        answer = client.post("/api/v1/appointments", json=booking_body(next(places), n))
+        if answer.status_code != 201:
+            raise SystemExit(f"booking answered {answer.status_code}: {answer.get_data(True)}")
+
+    def healthz(n: int) -> None:
+        if client.get("/healthz").status_code != 200:
+            raise SystemExit("healthz failed")
+
+    return {"healthz": healthz, "book": book}
+
+
+def cpu_ms_per_call(call: Any, first: int, count: int, profiler: cProfile.Profile | None) -> float:
+    """CPU milliseconds per call over ``count`` calls, under ``profiler`` if given."""
+    if profiler:
+        profiler.enable()
+    started = time.process_time()
+    for n in range(count):
+        call(first + n)
+    elapsed = time.process_time() - started
+    if profiler:
+        profiler.disable()
+    return elapsed * 1000 / count
+
+
+def summary(
+    calls: dict[str, Any],
+    cpu_ms: dict[str, list[float]],
+    counts: dict[str, Counter[str]],
+    flush_counts: dict[str, int],
+    total: int,
+) -> dict[str, Any]:
+    """Per call: the median CPU per request over the rounds, statements and flushes each."""
+    return {
         name: {
             "cpu_ms": round(statistics.median(cpu_ms[name]), 3),
             "cpu_ms_rounds": [round(v, 3) for v in cpu_ms[name]],
@@ -141,9 +168,6 @@ def profile_engine(database_url: str, args: argparse.Namespace) -> dict[str, Any
         }
         for name in calls
     }
-    with app.app_context():
-        db.engine.dispose()
-    return result
 
 
 def make_engine_name(url: str) -> str:

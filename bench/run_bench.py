@@ -42,7 +42,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -948,7 +948,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.path.insert(0, str(ROOT))  # the in-process app used for data and checks
-    run_dir = RESULTS_DIR / datetime.now().strftime("%Y%m%d-%H%M%S")
+    started = datetime.now(UTC)
+    run_dir = RESULTS_DIR / started.strftime("%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     log(f"results and logs in {run_dir.relative_to(ROOT)}")
 
@@ -966,7 +967,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = print_report(reports)
     summary = {
-        "date": date.today().isoformat(),
+        "date": started.date().isoformat(),
         "cpus": os.cpu_count(),
         "args": vars(args),
         "engines": [

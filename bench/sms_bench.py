@@ -949,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return child_main()
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     machine = f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}"
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     log(f"sms bench run {run_id} on {machine}; load average {load}")

@@ -36,6 +36,7 @@ def build_app(config: Mapping[str, Any] | None = None) -> Flask:
     finish_config(app)
 
     if app.config["PROXY_FIX_X_FOR"] or app.config["PROXY_FIX_X_PROTO"]:
+        # Flask's documented way to add WSGI middleware; mypy sees a method being replaced.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app,
             x_for=app.config["PROXY_FIX_X_FOR"],

@@ -8,11 +8,11 @@ from typing import Any
 from flask_login import current_user
 from sqlalchemy import insert
 
-from scheduler.database import connection
+from scheduler.database import connection, table_of
 from scheduler.extensions import db
 from scheduler.models import AuditEntry, utcnow
 
-_INSERT_ENTRY = insert(AuditEntry.__table__)
+_INSERT_ENTRY = insert(table_of(AuditEntry))
 
 
 def audit_values(

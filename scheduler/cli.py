@@ -15,7 +15,7 @@ from sqlalchemy import select
 from scheduler.audit import audit
 from scheduler.availability.operations import roll_slots_forward
 from scheduler.database import unit_of_work
-from scheduler.extensions import db
+from scheduler.extensions import current_app_object, db
 from scheduler.jobs import run_scheduler
 from scheduler.models import StaffRole, StaffUser
 from scheduler.seed import seed_clinic
@@ -71,7 +71,7 @@ def dispatch_command(now_text: str | None) -> None:
     SMS_SHUTDOWN_WAIT_SECONDS for the database if it is away.
     """
     now = parse_instant(now_text) if now_text else None
-    with Dispatcher(current_app._get_current_object()) as dispatcher:  # type: ignore[attr-defined]
+    with Dispatcher(current_app_object()) as dispatcher:
         main = threading.current_thread() is threading.main_thread()
         previous = (
             signal.signal(signal.SIGTERM, lambda *_: dispatcher.request_stop()) if main else None
@@ -145,7 +145,7 @@ def create_user_command(email: str, role: str) -> None:
 @with_appcontext
 def scheduler_command() -> None:
     """Run the background jobs (APScheduler) in this process until stopped."""
-    run_scheduler(current_app._get_current_object())  # type: ignore[attr-defined]
+    run_scheduler(current_app_object())
 
 
 def register_commands(app: Flask) -> None:

@@ -28,11 +28,11 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import ColumnElement, Insert, Table, event, inspect, text
+from sqlalchemy import ColumnElement, Delete, Insert, Table, Update, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, CursorResult, Engine, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -292,6 +292,23 @@ def unit_of_work() -> Iterator[Session]:
             raise
 
 
+def rows_changed(
+    statement: Update | Delete,
+    synchronize_session: Literal[False, "auto", "evaluate", "fetch"] = False,
+) -> int:
+    """Run an UPDATE or DELETE in the session; how many rows it matched.
+
+    Without synchronisation (the default) objects already loaded keep their old
+    values: callers refresh what they read again. ``Session.execute`` is typed as
+    returning a ``Result``; for these statements it is a ``CursorResult``, which
+    has the count.
+    """
+    result = db.session.execute(
+        statement, execution_options={"synchronize_session": synchronize_session}
+    )
+    return cast(CursorResult[Any], result).rowcount
+
+
 # Namespaces of advisory locks, so that two kinds of lock on one name never wait on each other.
 LOCK_BOOKINGS_OF_PHONE = 1
 LOCK_TEXTS_TO_PHONE = 2
@@ -343,7 +360,12 @@ def insert_unless_taken(table: Table, dialect: str, returning: ColumnElement[Any
     return insert(table).on_conflict_do_nothing().returning(returning)
 
 
-def as_loaded(model: type[M], values: Mapping[str, Any], **related: Any) -> M:
+def table_of(model: type[Any]) -> Table:
+    """A model's table, typed as one (the declarative ``__table__`` is typed as any clause)."""
+    return cast(Table, model.__table__)
+
+
+def as_loaded(model: type[M], values: Mapping[Any, Any], **related: Any) -> M:
     """The ORM object of a row this transaction has just written or read with Core.
 
     The session's own object if it holds that row already (see ``update_held``);
@@ -364,7 +386,7 @@ def as_loaded(model: type[M], values: Mapping[str, Any], **related: Any) -> M:
     return obj
 
 
-def update_held(model: type[M], values: Mapping[str, Any]) -> M | None:
+def update_held(model: type[M], values: Mapping[Any, Any]) -> M | None:
     """The session's object of this row, if it holds one, brought up to date with
     ``values`` (but for attributes changed in memory and not flushed yet)."""
     session = db.session()
@@ -375,4 +397,4 @@ def update_held(model: type[M], values: Mapping[str, Any]) -> M | None:
     for name, value in values.items():
         if name not in changed_in_memory:
             set_committed_value(held, name, value)
-    return held  # type: ignore[no-any-return]
+    return held

@@ -14,7 +14,7 @@ from flask import Flask, current_app
 from flask_babel import gettext
 
 from scheduler.i18n import format_locale, page_language
-from scheduler.models import Location
+from scheduler.models import Location, utcnow
 
 DAY_PATTERNS = {"en": "EEEE, MMMM d", "es": "EEEE d 'de' MMMM"}
 # "..., Boerne, TX" or "..., San Antonio, TX 78229": the city and state at the end of an address.
@@ -33,6 +33,11 @@ def local_isoformat(instant: datetime, tz_name: str) -> str:
 
 def display_tz() -> ZoneInfo:
     return ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+
+
+def clinic_today() -> date:
+    """Today's date at the clinic (Central time), whatever the server's time zone."""
+    return utcnow().astimezone(display_tz()).date()
 
 
 def to_local(instant: datetime, tz: ZoneInfo | None = None) -> datetime:

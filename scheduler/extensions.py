@@ -1,6 +1,8 @@
 """Extensions, created unbound here and initialised in ``create_app``."""
 
-from flask import current_app, g
+from typing import TYPE_CHECKING, cast
+
+from flask import Flask, current_app, g
 from flask.wrappers import Response
 from flask_babel import Babel
 from flask_limiter import Limiter
@@ -11,6 +13,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.local import LocalProxy
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -28,11 +31,24 @@ class Base(DeclarativeBase):
 # Objects keep their values after commit: operations refresh explicitly what
 # another transaction may have changed, and views can answer without re-reading.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
+# The models' base class. Flask-SQLAlchemy builds ``db.Model`` at runtime from ``Base``
+# (adding table naming and the session binding), which a type checker cannot follow;
+# to it, the models derive from ``Base`` itself.
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 login_manager = LoginManager()
 babel = Babel()
+
+
+def current_app_object() -> Flask:
+    """The application itself behind the ``current_app`` proxy: for a thread to keep, or as
+    a signal's sender. (Flask types the proxy as the app, so mypy cannot see its method.)"""
+    return cast("LocalProxy[Flask]", current_app)._get_current_object()
 
 
 def counts_toward_booking_limit(response: Response) -> bool:

@@ -20,7 +20,6 @@ import signal
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import datetime
 
 import psycopg
 from apscheduler.schedulers.base import BaseScheduler
@@ -28,7 +27,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from flask import Flask, current_app
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from scheduler.availability.operations import roll_slots_forward
 from scheduler.database import sqlite_file_of
@@ -93,7 +92,7 @@ class DispatchJob:
     def wake(self, scheduler: BaseScheduler) -> None:
         self.again.set()
         if not self.running.is_set():
-            scheduler.modify_job(DISPATCH_JOB, next_run_time=datetime.now(scheduler.timezone))
+            scheduler.modify_job(DISPATCH_JOB, next_run_time=utcnow())
 
 
 def build_scheduler(app: Flask, dispatcher: Dispatcher) -> tuple[BlockingScheduler, DispatchJob]:
@@ -103,7 +102,7 @@ def build_scheduler(app: Flask, dispatcher: Dispatcher) -> tuple[BlockingSchedul
         dispatch,
         IntervalTrigger(seconds=app.config["SMS_DISPATCH_INTERVAL_SECONDS"]),
         id=DISPATCH_JOB,
-        next_run_time=datetime.now(scheduler.timezone),
+        next_run_time=utcnow(),
         # Each run sends everything due, so one catch-up run is enough (coalesce);
         # a slow run is never overlapped here (other processes are safe by claims);
         # a late run is always worth running.
@@ -137,10 +136,10 @@ def watch_outbox(app: Flask, wake: Callable[[], None], stop: threading.Event) ->
         _poll_sqlite(sqlite_path, wake, stop)
 
 
-def _listen_postgresql(url: object, wake: Callable[[], None], stop: threading.Event) -> None:
+def _listen_postgresql(url: URL, wake: Callable[[], None], stop: threading.Event) -> None:
     while not stop.is_set():
         try:
-            conninfo = url.render_as_string(hide_password=False)  # type: ignore[attr-defined]
+            conninfo = url.render_as_string(hide_password=False)
             with psycopg.connect(conninfo, autocommit=True) as conn:
                 conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 while not stop.is_set():

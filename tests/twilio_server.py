@@ -671,13 +671,8 @@ class FakeTwilio:
         listed: list[tuple[datetime | None, int, dict[str, Any]]] = []
         for message in stored:
             sent, resource = message.view(now)
-            if query.get("To") and resource["to"] != query["To"]:
-                continue
-            if query.get("From") and resource["from"] != query["From"]:
-                continue
-            if bounds and (sent is None or not all(_within(sent, b) for b in bounds)):
-                continue
-            listed.append((sent, message.number, resource))
+            if _passes_filters(sent, resource, query, bounds):
+                listed.append((sent, message.number, resource))
         # Most recently sent first; still queued (no date_sent yet) before them.
         listed.sort(key=lambda m: (m[0] is not None, -(m[0] or now).timestamp(), -m[1]))
         start = page * size
@@ -763,6 +758,20 @@ def _valid_param(name: str, value: str | None) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _passes_filters(
+    sent: datetime | None,
+    resource: dict[str, Any],
+    query: dict[str, str],
+    bounds: list[tuple[str, datetime | date]],
+) -> bool:
+    """Whether a message is listed under the query's To, From and DateSent filters."""
+    if query.get("To") and resource["to"] != query["To"]:
+        return False
+    if query.get("From") and resource["from"] != query["From"]:
+        return False
+    return not bounds or (sent is not None and all(_within(sent, b) for b in bounds))
 
 
 def _within(sent: datetime, bound: tuple[str, datetime | date]) -> bool:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import ColumnElement, and_, case, exists, func, select
+from sqlalchemy.orm import Mapped
 
 from scheduler.appointments.lifecycle import ActorKind
 from scheduler.availability.slots import local_day_bounds
@@ -49,7 +50,7 @@ def location_figures(location: Location, now: datetime, this_monday: date) -> Lo
     holds = Appointment.status.in_(HOLDS_SLOT)
     last_30_days = and_(Slot.starts_at >= month_ago, Slot.starts_at < now)
 
-    def count_where(*conditions: object) -> object:
+    def count_where(*conditions: ColumnElement[bool] | Mapped[bool]) -> ColumnElement[int]:
         return func.count(case((and_(*conditions), 1)))
 
     this_week, next_week_count, no_shows, settled, texted = db.session.execute(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import current_app
 from flask_babel import gettext
@@ -18,10 +18,12 @@ from wtforms import (
     HiddenField,
     IntegerField,
     RadioField,
-    SelectChoice,
     StringField,
     TelField,
 )
+
+# types-WTForms describes WTForms 3.2; SelectChoice came with 3.3.
+from wtforms.fields import SelectChoice  # type: ignore[attr-defined]
 from wtforms.utils import unset_value
 from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, Regexp
 
@@ -44,6 +46,7 @@ from scheduler.appointments.validation import (
     plausible_birth_date,
     strip_filter,
 )
+from scheduler.display import clinic_today
 
 # The box's one line, the line under it, and the full terms one tap away. What the
 # patient agreed to is stored with the booking, in the language it was shown in.
@@ -71,6 +74,14 @@ LANGUAGE_CHOICES = [
     SelectChoice("es", "Español"),
 ]
 BIRTH_DATE_PARTS = ("month", "day", "year")
+T = TypeVar("T")
+
+
+def validated(value: T | None) -> T:
+    """A required field's value on a form that validated (never None there)."""
+    if value is None:
+        raise ValueError("read a booking from a form that has not validated")
+    return value
 
 
 def sms_consent_text(clinic: str) -> str:
@@ -121,7 +132,7 @@ class BirthDateField(Field):
             self.data = None
             return
         try:
-            self.data = read(date.today())
+            self.data = read(clinic_today())
         except BirthDateError as error:
             self.data = None
             self.part_in_error = next(
@@ -186,7 +197,7 @@ class BookingFields(FlaskForm):
             person_name,
         ],
     )
-    phone = TelField(
+    phone = TelField(  # then validate_phone, below
         _l("Mobile phone"),
         filters=[strip_filter],
         validators=[
@@ -194,7 +205,6 @@ class BookingFields(FlaskForm):
             Length(
                 max=PHONE_MAX, message=_l("Enter a valid US mobile number, like (830) 555-0123.")
             ),
-            mobile_phone,
         ],
     )
     email = EmailField(
@@ -209,7 +219,8 @@ class BookingFields(FlaskForm):
             ),
         ],
     )
-    date_of_birth = BirthDateField(
+    # A Field: the API's form reads it as one ISO date (a DateField).
+    date_of_birth: Field = BirthDateField(
         _l("Date of birth"),
         validators=[InputRequired(_l("Enter your date of birth.")), plausible_birth_date],
     )
@@ -228,17 +239,26 @@ class BookingFields(FlaskForm):
         validators=[Optional()],
     )
 
+    # The phone in E.164, once validate_phone accepted it.
+    phone_e164: str | None = None
+
+    def validate_phone(self, field: Field) -> None:
+        """After the phone's own rules: a mobile number the service may text."""
+        if field.data:
+            self.phone_e164 = mobile_phone(field.data)
+
     @property
     def consent_text(self) -> str:
         """The consent sentence as shown (and read to callers), stored with a ticked box."""
         return sms_consent_text(current_app.config["CLINIC_NAME"])
 
     def to_booking_request(self, source: str, idempotency_key: str | None) -> BookingRequest:
+        """The booking the form asks for; the form must have validated."""
         return BookingRequest(
-            slot_id=self.slot_id.data,
-            first_name=self.first_name.data,
-            last_name=self.last_name.data,
-            phone=self.phone.e164,
+            slot_id=validated(self.slot_id.data),
+            first_name=validated(self.first_name.data),
+            last_name=validated(self.last_name.data),
+            phone=validated(self.phone_e164),
             email=self.email.data or None,
             date_of_birth=self.date_of_birth.data,
             language=self.language.data or "en",

@@ -23,7 +23,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from blinker import Namespace
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy import bindparam, insert, update
 
 from scheduler.appointments.errors import (
@@ -35,8 +35,8 @@ from scheduler.appointments.errors import (
 from scheduler.appointments.places import release_place
 from scheduler.audit import audit_values
 from scheduler.availability.slots import local_day_bounds
-from scheduler.database import connection
-from scheduler.extensions import db
+from scheduler.database import connection, rows_changed
+from scheduler.extensions import current_app_object, db
 from scheduler.models import (
     HOLDS_SLOT,
     Appointment,
@@ -139,7 +139,7 @@ def subscribe(app: Flask, subscriber: Subscriber) -> None:
 
 
 def publish(event: AppointmentChanged) -> None:
-    appointment_changed.send(current_app._get_current_object(), event=event)  # type: ignore[attr-defined]
+    appointment_changed.send(current_app_object(), event=event)
 
 
 Guard = Callable[[Appointment, datetime], str | None]
@@ -288,12 +288,11 @@ def change_status(
     conditions = [Appointment.id == appt.id, Appointment.status.in_(transition.sources)]
     if expected_version is not None:
         conditions.append(Appointment.version == expected_version)
-    changed = db.session.execute(
+    changed = rows_changed(
         update(Appointment)
         .where(*conditions)
         .values(status=target, updated_at=now, version=Appointment.version + 1),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    )
     db.session.refresh(appt)
     if changed != 1:
         if expected_version is not None and appt.version != expected_version:

@@ -32,12 +32,19 @@ class ManageLinkError(Exception):
         self.reason = reason  # invalid, expired or stale
 
 
+def _secret_key() -> str | bytes:
+    key = current_app.secret_key
+    if key is None:  # create_app always sets one
+        raise RuntimeError("the app has no SECRET_KEY: manage links cannot be signed")
+    return key
+
+
 def _signer() -> TimestampSigner:
-    return TimestampSigner(current_app.secret_key, salt=TOKEN_SALT)  # type: ignore[arg-type]
+    return TimestampSigner(_secret_key(), salt=TOKEN_SALT)
 
 
 def _json_serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.secret_key, salt=SALT)  # type: ignore[arg-type]
+    return URLSafeTimedSerializer(_secret_key(), salt=SALT)
 
 
 def manage_token(appt: Appointment) -> str:
@@ -47,7 +54,8 @@ def manage_token(appt: Appointment) -> str:
     if memo.get("manage_token_for") != signed_for:
         memo["manage_token"] = _signer().sign(appt.manage_nonce).decode()
         memo["manage_token_for"] = signed_for
-    return memo["manage_token"]  # type: ignore[no-any-return]
+    token: str = memo["manage_token"]
+    return token
 
 
 def _nonce_of(reference: str, token: str, max_age: int) -> str:

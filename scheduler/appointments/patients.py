@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, select, update
 
 from scheduler.appointments.lifecycle import Actor
 from scheduler.audit import audit, audit_now
-from scheduler.database import as_loaded, connection, insert_unless_taken
+from scheduler.database import as_loaded, connection, insert_unless_taken, rows_changed
 from scheduler.extensions import db
 from scheduler.models import Appointment, Patient
 
@@ -158,12 +158,11 @@ def merge_patients(keep: Patient, duplicate: Patient, actor: Actor, now: datetim
     """
     if keep.id == duplicate.id:
         raise SamePatient("A record cannot be merged into itself.")
-    moved = db.session.execute(
+    moved = rows_changed(
         update(Appointment)
         .where(Appointment.patient_id == duplicate.id)
         .values(patient_id=keep.id),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    )
     if keep.email is None and duplicate.email:
         keep.email = duplicate.email
     removed_id = duplicate.id

@@ -15,7 +15,7 @@ from sqlalchemy import bindparam, select, update
 
 from scheduler.appointments.errors import SlotFull, SlotNotBookable, SlotNotFound
 from scheduler.availability.operations import current_booking_window
-from scheduler.database import as_loaded, connection, update_held
+from scheduler.database import as_loaded, connection, table_of, update_held
 from scheduler.models import Location, Slot, UTCDateTime
 
 # What a booking needs of the slot's location (the reference's code, the texts' name,
@@ -23,7 +23,7 @@ from scheduler.models import Location, Slot, UTCDateTime
 LOCATION_FIELDS = ("code", "name", "slug", "timezone")
 _slot_location = Location.__table__.alias("slot_location")
 _TAKE_PLACE = (
-    update(Slot.__table__)
+    update(table_of(Slot))
     .where(
         Slot.id == bindparam("slot_id"),
         Slot.booked_count < Slot.capacity,
@@ -51,7 +51,7 @@ _SLOT_STATE = (
     .where(Slot.id == bindparam("slot_id"))
 )
 _RELEASE_PLACE = (
-    update(Slot.__table__)
+    update(table_of(Slot))
     .where(Slot.id == bindparam("slot_id"), Slot.booked_count > 0)
     .values(booked_count=Slot.booked_count - 1)
     .returning(Slot.id, Slot.booked_count)

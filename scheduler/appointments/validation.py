@@ -14,10 +14,10 @@ from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from werkzeug.datastructures import MultiDict
 from wtforms import Field, Form
+from wtforms.form import BaseForm
 from wtforms.validators import NumberRange, ValidationError
 
-from scheduler.display import display_tz
-from scheduler.models import utcnow
+from scheduler.display import clinic_today
 
 NAME_MAX = 60
 PHONE_MAX = 32
@@ -111,7 +111,13 @@ def person_name(form: Form, field: Field) -> None:
 class IntRange(NumberRange):
     """NumberRange for integers of any size (WTForms' own overflows turning 10**400 into float)."""
 
-    def __call__(self, form: Form, field: Field) -> None:
+    min: int
+    max: int
+
+    def __init__(self, min: int, max: int, message: str | None = None) -> None:
+        super().__init__(min, max, message)
+
+    def __call__(self, form: BaseForm, field: Field) -> None:
         data = field.data
         if isinstance(data, int) and not (self.min <= data <= self.max):
             message = self.message or f"Must be between {self.min} and {self.max}."
@@ -176,13 +182,10 @@ def accepted_phone(raw: str) -> str | None:
         return None
 
 
-def mobile_phone(form: Form, field: Field) -> None:
-    """Sets ``field.e164``; a missing value is left to the field's required rule."""
-    field.e164 = None
-    if not field.data:
-        return
+def mobile_phone(raw: str) -> str:
+    """The E.164 number if the service may text it, else a ValidationError saying why."""
     try:
-        field.e164 = normalise_phone(field.data, accepted_regions())
+        return normalise_phone(raw, accepted_regions())
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
 
@@ -190,7 +193,7 @@ def mobile_phone(form: Form, field: Field) -> None:
 def plausible_birth_date(form: Form, field: Field) -> None:
     if field.data is None:
         return
-    today = utcnow().astimezone(display_tz()).date()  # the clinic's date, not the server's
+    today = clinic_today()
     if field.data > today:
         raise ValidationError(str(BIRTH_DATE_FUTURE_MESSAGE))
     if field.data.year < today.year - OLDEST_AGE_YEARS:

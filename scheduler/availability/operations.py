@@ -30,7 +30,7 @@ from scheduler.availability.slots import (
     local_day_bounds,
     slots_between,
 )
-from scheduler.database import connection, unit_of_work
+from scheduler.database import connection, rows_changed, unit_of_work
 from scheduler.extensions import db
 from scheduler.models import Appointment, Location, Slot, UTCDateTime, utcnow
 from scheduler.staff_edits import LocationRef, staff_edits
@@ -78,7 +78,7 @@ def slot_specs_for(location: Location, first_day: date, last_day: date) -> list[
         for r in location.opening_rules
     ]
     exceptions = [
-        DatedException(e.day, e.kind, e.start_time, e.end_time, e.slot_minutes, e.capacity)  # type: ignore[arg-type]
+        DatedException(e.day, e.kind, e.start_time, e.end_time, e.slot_minutes, e.capacity)
         for e in location.exceptions
         if first_day <= e.day <= last_day
     ]
@@ -135,10 +135,9 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
     unused_ids = [s.id for s in gone if s.id not in referenced and not s.is_blocked]
     if unused_ids:
         never_booked = ~exists().where(Appointment.slot_id == Slot.id)
-        result.removed = db.session.execute(
+        result.removed = rows_changed(
             delete(Slot).where(Slot.id.in_(unused_ids), Slot.booked_count == 0, never_booked),
-            execution_options={"synchronize_session": False},
-        ).rowcount
+        )
     for slot in gone:
         if slot.id in referenced and not slot.is_blocked:
             slot.is_blocked, slot.block_reason = True, OUTSIDE_HOURS
@@ -208,7 +207,7 @@ _SLOT_ENTRY = (
 )
 
 
-def _open_slot_text(dialect: str) -> Select[tuple[str]]:
+def _open_slot_text(dialect: str) -> Select[str]:
     if dialect == "postgresql":
         ordered = func.aggregate_strings(_SLOT_ENTRY, ",").aggregate_order_by(Slot.starts_at)
         return select(ordered).where(*_OPEN_SLOT_FILTER)

@@ -64,10 +64,10 @@ def texts_notice(appt: Appointment, now: datetime) -> TextsNotice:
         .order_by(OutboundMessage.id)
     ).all()
     latest: dict[MessageKind, OutboundMessage] = {}
-    for row in rows:  # a resent text ("instructions#2") stands for its kind
-        base = row.kind.split("#")[0]
+    for message in rows:  # a resent text ("instructions#2") stands for its kind
+        base = message.kind.split("#")[0]
         if base in MessageKind.__members__.values():
-            latest[MessageKind(base)] = row
+            latest[MessageKind(base)] = message
     texts = []
     for kind in KIND_ORDER:
         row = latest.get(kind)

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
@@ -27,7 +28,12 @@ from flask_babel import ngettext
 from flask_limiter import RateLimitExceeded
 from werkzeug.wrappers import Response as BaseResponse
 
-from scheduler.appointments.forms import SMS_CONSENT_SUMMARY, SMS_CONSENT_TERMS, BookingForm
+from scheduler.appointments.forms import (
+    SMS_CONSENT_SUMMARY,
+    SMS_CONSENT_TERMS,
+    BookingForm,
+    validated,
+)
 from scheduler.appointments.ics import appointment_ics
 from scheduler.appointments.lifecycle import PATIENT_WEB
 from scheduler.appointments.links import (
@@ -122,7 +128,7 @@ def slot_or_404(slot_id: int, location: Location | None = None) -> Slot:
     return slot
 
 
-def slot_page_from_query(location: Location, url_for_slot: dict[str, str]) -> SlotPage:
+def slot_page_from_query(location: Location, url_for_slot: dict[str, Any]) -> SlotPage:
     """The page the ?from= date asks for; without one, the first page that has a free slot."""
     page = slot_page(location, first_day_from_query(location), url_for_slot)
     if page.days or "from" in request.args:
@@ -157,7 +163,7 @@ class SlotPage:
     next_page: date | None
 
 
-def slot_page(location: Location, first_day: date, url_for_slot: dict[str, str]) -> SlotPage:
+def slot_page(location: Location, first_day: date, url_for_slot: dict[str, Any]) -> SlotPage:
     tz = location_tz(location)
     page_days = current_app.config["BOOKING_PAGE_DAYS"]
     last_day = first_day + timedelta(days=page_days - 1)
@@ -221,7 +227,7 @@ def alternatives_near(location: Location, instant: datetime) -> list[Slot]:
 
 def error_summary(form: BookingForm) -> list[tuple[str, str]]:
     """Each field error with the id of the box to fix, in the order of the form."""
-    items = []
+    items: list[tuple[str, str]] = []
     for field in form:
         if not field.errors or field.name in ("slot_id", "csrf_token", "submission_id"):
             continue
@@ -303,7 +309,7 @@ def book(slug: str, slot_id: int) -> str | BaseResponse | tuple[str, int]:
     problem = None
     slot_unavailable = False
     if form.validate_on_submit():
-        chosen = slot_or_404(form.slot_id.data, location)
+        chosen = slot_or_404(validated(form.slot_id.data), location)
         try:
             with unit_of_work():
                 appt = book_appointment(

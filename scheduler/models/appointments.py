@@ -6,7 +6,7 @@ from datetime import date, datetime
 from sqlalchemy import Boolean, Date, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from scheduler.extensions import db
+from scheduler.extensions import Model
 from scheduler.models.locations import Slot
 from scheduler.models.types import UTCDateTime, utcnow
 
@@ -35,7 +35,7 @@ HOLDS_SLOT = frozenset(
 CHANGEABLE = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED})
 
 
-class Patient(db.Model):
+class Patient(Model):
     __tablename__ = "patients"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -62,7 +62,7 @@ class Patient(db.Model):
         return f"{self.first_name} {self.last_name}"
 
 
-class Appointment(db.Model):
+class Appointment(Model):
     __tablename__ = "appointments"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -102,7 +102,7 @@ class Appointment(db.Model):
         return self.status in CHANGEABLE
 
 
-class AppointmentEvent(db.Model):
+class AppointmentEvent(Model):
     """One step of an appointment's status history; rows are only ever added."""
 
     __tablename__ = "appointment_events"

@@ -5,11 +5,11 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from scheduler.extensions import db
+from scheduler.extensions import Model
 from scheduler.models.types import UTCDateTime, utcnow
 
 
-class ContentBlock(db.Model):
+class ContentBlock(Model):
     """Text staff edit without a deploy (pre-consult instructions, later SMS texts).
 
     A row with ``location_id`` NULL is the clinic-wide default; a row for a

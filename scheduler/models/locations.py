@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time
+from typing import Literal
 
 from sqlalchemy import (
     Boolean,
@@ -15,11 +16,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from scheduler.extensions import db
+from scheduler.extensions import Model
 from scheduler.models.types import UTCDateTime, utcnow
 
 
-class Location(db.Model):
+class Location(Model):
     __tablename__ = "locations"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -52,7 +53,7 @@ class Location(db.Model):
         return f"<Location {self.slug}>"
 
 
-class OpeningRule(db.Model):
+class OpeningRule(Model):
     """A weekly opening session in local wall time (9:00 stays 9:00 across DST)."""
 
     __tablename__ = "opening_rules"
@@ -74,7 +75,7 @@ class OpeningRule(db.Model):
     location: Mapped[Location] = relationship(back_populates="opening_rules")
 
 
-class ScheduleException(db.Model):
+class ScheduleException(Model):
     """A dated change to the weekly rules: a closure or an extra session.
 
     A closure without times closes the whole day; with times, just those hours.
@@ -96,7 +97,7 @@ class ScheduleException(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     location_id: Mapped[int] = mapped_column(ForeignKey("locations.id"), index=True)
     day: Mapped[date] = mapped_column(Date)
-    kind: Mapped[str] = mapped_column(String(10))
+    kind: Mapped[Literal["closed", "extra"]] = mapped_column(String(10))
     start_time: Mapped[time | None] = mapped_column(Time)
     end_time: Mapped[time | None] = mapped_column(Time)
     slot_minutes: Mapped[int | None] = mapped_column(Integer)
@@ -106,7 +107,7 @@ class ScheduleException(db.Model):
     location: Mapped[Location] = relationship(back_populates="exceptions")
 
 
-class Slot(db.Model):
+class Slot(Model):
     """A bookable start time, materialised from the rules (see availability.operations).
 
     ``booked_count`` is moved only by conditional UPDATEs in the same

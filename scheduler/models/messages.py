@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from scheduler.extensions import db
+from scheduler.extensions import Model
 from scheduler.models.appointments import Appointment
 from scheduler.models.types import UTCDateTime, utcnow
 
@@ -54,7 +54,7 @@ class MessageKind(enum.StrEnum):
     CANCELLATION = "cancellation"
 
 
-class MessageSchedule(db.Model):
+class MessageSchedule(Model):
     """When a timed text goes out: so many hours before the visit (the cadence, as data).
 
     ``send_if_late``: a booking made after the moment still gets the text at
@@ -75,7 +75,7 @@ class MessageSchedule(db.Model):
     is_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
-class OutboundMessage(db.Model):
+class OutboundMessage(Model):
     """One text in the outbox, written in the same transaction as the change that causes it."""
 
     __tablename__ = "outbound_messages"
@@ -123,7 +123,7 @@ class OutboundMessage(db.Model):
     )
 
 
-class MessageAttempt(db.Model):
+class MessageAttempt(Model):
     """One try at handing a text to the provider, whatever came of it."""
 
     __tablename__ = "message_attempts"
@@ -146,7 +146,7 @@ class MessageAttempt(db.Model):
     message: Mapped[OutboundMessage] = relationship(back_populates="attempt_log")
 
 
-class PhoneNumberState(db.Model):
+class PhoneNumberState(Model):
     """What we know about a number: opted out (STOP) or unreachable (for staff to fix)."""
 
     __tablename__ = "phone_number_states"
@@ -164,7 +164,7 @@ class PhoneNumberState(db.Model):
         return self.opted_out_at is not None
 
 
-class StatusReport(db.Model):
+class StatusReport(Model):
     """A delivery report from the provider, kept until it could be applied to its text.
 
     A report can arrive before the dispatcher has recorded the provider's id
@@ -181,7 +181,7 @@ class StatusReport(db.Model):
     applied: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class InboundMessage(db.Model):
+class InboundMessage(Model):
     """A text a patient sent us; the provider's MessageSid makes a retried webhook count once."""
 
     __tablename__ = "inbound_messages"

@@ -11,7 +11,7 @@ from flask_login import UserMixin
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from scheduler.extensions import db
+from scheduler.extensions import Model
 from scheduler.models.types import UTCDateTime, utcnow
 
 
@@ -20,7 +20,7 @@ class StaffRole(enum.StrEnum):
     SCHEDULER = "scheduler"  # all calendar and appointment work
 
 
-class StaffUser(UserMixin, db.Model):
+class StaffUser(UserMixin, Model):
     __tablename__ = "staff_users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -49,7 +49,7 @@ class StaffUser(UserMixin, db.Model):
         self.session_nonce = secrets.token_hex(8)
 
 
-class AppointmentNote(db.Model):
+class AppointmentNote(Model):
     """A private staff note on an appointment; never shown to the patient or texted."""
 
     __tablename__ = "appointment_notes"
@@ -63,7 +63,7 @@ class AppointmentNote(db.Model):
     author: Mapped[StaffUser] = relationship()
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     """Who did what, when, to which appointment or setting. Rows are only ever added.
 
     ``details`` holds what changed (statuses, times, setting values), never a

@@ -129,7 +129,7 @@ class PooledTwilioHttpClient(TwilioHttpClient):
 
     def __init__(self, pool_size: int, connect_timeout: float, read_timeout: float) -> None:
         super().__init__(pool_connections=True, max_retries=0)
-        self.timeout = (connect_timeout, read_timeout)  # type: ignore[assignment]
+        self.timeout = (connect_timeout, read_timeout)
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
         assert self.session is not None
         self.session.mount("https://", adapter)

@@ -39,7 +39,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from scheduler.database import serialized_writes
+from scheduler.database import rows_changed, serialized_writes
 from scheduler.extensions import db
 from scheduler.models import (
     InboundMessage,
@@ -148,6 +148,20 @@ class DispatchReport:
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def recorded(self, outcome: str) -> None:
+        """An attempt's outcome, written to its text: counted, and added to its total."""
+        self.count(outcome)
+        if outcome == "sent":
+            self.sent += 1
+        elif outcome == "reconciled":
+            self.reconciled += 1
+        elif outcome in ("retry", "ambiguous"):
+            self.retrying += 1
+        elif outcome == "suppressed":
+            self.suppressed += 1
+        else:
+            self.failed += 1
 
 
 def worker_name() -> str:
@@ -322,11 +336,7 @@ class Dispatcher:
                     retry_in = min(retry_in * 2, WRITE_RETRY_MOST_SECONDS)
             stopping = self.stopping.is_set()
             if self.expired_seen.is_set() and not self._unwritten and not stopping:
-                self.expired_seen.clear()
-                taken = self._safely(self.take_back_expired, self.clock(), moment, tz)
-                if taken:
-                    report.taken_back += taken
-                    more = True
+                more = self._take_back_expired_leases(moment, tz, report) or more
             moment = now or self.clock()
             free = self.concurrency - len(in_flight)
             if (
@@ -347,18 +357,42 @@ class Dispatcher:
             if not in_flight and self._waited_long_enough():
                 self._give_up_unwritten(report)
                 break
-            timeout = None
-            if self._unwritten:
-                timeout = max(0.0, retry_at - time.monotonic())
-                if self._stop_deadline is not None:
-                    timeout = min(timeout, max(0.0, self._stop_deadline - time.monotonic()))
-            if in_flight:
-                done, in_flight = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._record_or_hold(future.result(), report, now)
-            else:
-                time.sleep(timeout or 0.0)
+            in_flight = self._wait_for_sends(in_flight, retry_at, report, now)
         return report
+
+    def _take_back_expired_leases(
+        self, moment: datetime, tz: ZoneInfo, report: DispatchReport
+    ) -> bool:
+        """After the heartbeat saw another dispatcher's lease run out: take its texts back.
+        Whether any came back (they can be claimed again)."""
+        self.expired_seen.clear()
+        taken = self._safely(self.take_back_expired, self.clock(), moment, tz)
+        if not taken:
+            return False
+        report.taken_back += taken
+        return True
+
+    def _wait_for_sends(
+        self,
+        in_flight: set[Future[AttemptResult]],
+        retry_at: float,
+        report: DispatchReport,
+        now: datetime | None,
+    ) -> set[Future[AttemptResult]]:
+        """Wait until a send finishes (its outcome is recorded) or, with outcomes held, until
+        it is time to write them again or to give up; the sends still in flight."""
+        timeout = None
+        if self._unwritten:
+            timeout = max(0.0, retry_at - time.monotonic())
+            if self._stop_deadline is not None:
+                timeout = min(timeout, max(0.0, self._stop_deadline - time.monotonic()))
+        if not in_flight:
+            time.sleep(timeout or 0.0)
+            return in_flight
+        done, pending = wait(in_flight, timeout=timeout, return_when=FIRST_COMPLETED)
+        for future in done:
+            self._record_or_hold(future.result(), report, now)
+        return pending
 
     def _safely(self, step: Callable[..., T], *args: Any) -> T | None:
         """A claim or take-back; None (nothing done) when the database is away."""
@@ -543,8 +577,8 @@ class Dispatcher:
                     return AttemptResult(text, started, self.clock(), failure=failure)
         try:
             accepted = self.backend.send(text.to_phone, text.body, status_callback)
-        except SendFailure as failure:
-            return AttemptResult(text, started, self.clock(), failure=failure, unchecked=unchecked)
+        except SendFailure as refused:
+            return AttemptResult(text, started, self.clock(), failure=refused, unchecked=unchecked)
         except Exception as exc:  # a bug before the request went out: retry, keep the detail
             log.exception("sending text %s failed unexpectedly", text.id)
             failure = SendFailure(FailureKind.TRANSIENT, f"{type(exc).__name__}: {exc}")
@@ -556,47 +590,7 @@ class Dispatcher:
     ) -> None:
         text, failure = result.text, result.failure
         finished = result.finished_at
-        due_base = now or finished
-        values: dict[str, object] = {
-            "updated_at": finished,
-            "claimed_by": None,
-            "lease_until": None,
-        }
-        sid = None
-        if result.found is not None:
-            outcome = "reconciled"
-            sid = result.found.sid
-            values |= {
-                "status": FOUND_STATUS.get(result.found.status, MessageStatus.SENT),
-                "status_reason": None,
-                "provider_sid": sid,
-                "sent_at": result.found.sent_at or finished,
-                "error_code": result.found.error_code,
-                "error_message": None,
-                "in_doubt_since": None,
-            }
-        elif result.accepted is not None:
-            outcome = "sent"
-            sid = result.accepted.sid
-            values |= {
-                "status": MessageStatus.SENT,
-                "status_reason": None,
-                "provider_sid": sid,
-                "sent_at": finished,
-                "error_code": None,
-                "error_message": None,
-                "in_doubt_since": None,
-            }
-            if result.unchecked:
-                values["possible_duplicate"] = True
-        else:
-            assert failure is not None
-            outcome, more = self._after_failure(text, failure, due_base)
-            values |= more
-            if failure.kind is FailureKind.AMBIGUOUS:
-                values["in_doubt_since"] = text.in_doubt_since or result.started_at
-                if result.unchecked:
-                    values["possible_duplicate"] = True
+        outcome, sid, values = self._new_row_values(result, now or finished)
         mine = and_(OM.status == MessageStatus.SENDING, OM.claimed_by == self.worker)
         if sid is not None:
             # Taken back meanwhile (the database was away longer than the lease) and not
@@ -610,10 +604,7 @@ class Dispatcher:
             if outcome == "failed" and failure and failure.error_code in UNREACHABLE_CODES:
                 mark_unreachable(text.to_phone, failure.error_code, finished)
 
-            updated = db.session.execute(
-                update(OM).where(OM.id == text.id, mine).values(**values),
-                execution_options={"synchronize_session": False},
-            ).rowcount
+            updated = rows_changed(update(OM).where(OM.id == text.id, mine).values(**values))
             db.session.execute(
                 insert(MessageAttempt).values(
                     message_id=text.id,
@@ -632,17 +623,54 @@ class Dispatcher:
                 apply_stored_reports(sid, finished)
             db.session.commit()
         self._release(text.id)
-        report.count(outcome)
-        if outcome == "sent":
-            report.sent += 1
-        elif outcome == "reconciled":
-            report.reconciled += 1
-        elif outcome in ("retry", "ambiguous"):
-            report.retrying += 1
-        elif outcome == "suppressed":
-            report.suppressed += 1
-        else:
-            report.failed += 1
+        report.recorded(outcome)
+
+    def _new_row_values(
+        self, result: AttemptResult, due_base: datetime
+    ) -> tuple[str, str | None, dict[str, object]]:
+        """The attempt's outcome, the provider's id of the text (None after a failure) and
+        the row's new values. A failed text comes due again from ``due_base``."""
+        finished = result.finished_at
+        values: dict[str, object] = {
+            "updated_at": finished,
+            "claimed_by": None,
+            "lease_until": None,
+        }
+        if result.found is not None:
+            sid = result.found.sid
+            values |= {
+                "status": FOUND_STATUS.get(result.found.status, MessageStatus.SENT),
+                "status_reason": None,
+                "provider_sid": sid,
+                "sent_at": result.found.sent_at or finished,
+                "error_code": result.found.error_code,
+                "error_message": None,
+                "in_doubt_since": None,
+            }
+            return "reconciled", sid, values
+        if result.accepted is not None:
+            sid = result.accepted.sid
+            values |= {
+                "status": MessageStatus.SENT,
+                "status_reason": None,
+                "provider_sid": sid,
+                "sent_at": finished,
+                "error_code": None,
+                "error_message": None,
+                "in_doubt_since": None,
+            }
+            if result.unchecked:
+                values["possible_duplicate"] = True
+            return "sent", sid, values
+        failure = result.failure
+        assert failure is not None
+        outcome, more = self._after_failure(result.text, failure, due_base)
+        values |= more
+        if failure.kind is FailureKind.AMBIGUOUS:
+            values["in_doubt_since"] = result.text.in_doubt_since or result.started_at
+            if result.unchecked:
+                values["possible_duplicate"] = True
+        return outcome, None, values
 
     def _after_failure(
         self, text: ClaimedText, failure: SendFailure, now: datetime
@@ -762,13 +790,12 @@ def suppress_unsendable(now: datetime, tz: ZoneInfo) -> int:
     next_moment = next_sending_moment(now, tz, sending_hours())
     opted_out = select(PhoneNumberState.phone).where(PhoneNumberState.opted_out_at.is_not(None))
     with serialized_writes():
-        dropped = db.session.execute(
+        dropped = rows_changed(
             update(OM)
             .where(OM.status == MessageStatus.PENDING, OM.to_phone.in_(opted_out))
             .values(status=MessageStatus.SUPPRESSED, status_reason="opted_out", updated_at=now),
-            execution_options={"synchronize_session": False},
-        ).rowcount
-        dropped += db.session.execute(
+        )
+        dropped += rows_changed(
             update(OM)
             .where(
                 OM.status == MessageStatus.PENDING,
@@ -776,8 +803,7 @@ def suppress_unsendable(now: datetime, tz: ZoneInfo) -> int:
                 OM.send_before <= next_moment,
             )
             .values(status=MessageStatus.SUPPRESSED, status_reason="visit_passed", updated_at=now),
-            execution_options={"synchronize_session": False},
-        ).rowcount
+        )
         db.session.commit()
     return dropped
 
@@ -788,13 +814,7 @@ def purge_old_messages(now: datetime, retention_days: int) -> int:
     old = select(OM.id).where(OM.created_at < cutoff, OM.status.in_(FINAL_STATUSES))
     with serialized_writes():
         db.session.execute(delete(MessageAttempt).where(MessageAttempt.message_id.in_(old)))
-        purged = db.session.execute(
-            delete(OM).where(OM.id.in_(old.scalar_subquery())),
-            execution_options={"synchronize_session": False},
-        ).rowcount
-        purged += db.session.execute(
-            delete(InboundMessage).where(InboundMessage.received_at < cutoff),
-            execution_options={"synchronize_session": False},
-        ).rowcount
+        purged = rows_changed(delete(OM).where(OM.id.in_(old.scalar_subquery())))
+        purged += rows_changed(delete(InboundMessage).where(InboundMessage.received_at < cutoff))
         db.session.commit()
     return purged

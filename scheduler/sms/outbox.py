@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.content import contents_for, default_text
-from scheduler.database import connection
+from scheduler.database import connection, rows_changed, table_of
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
@@ -72,10 +72,10 @@ def _planned_texts(
 # then; one notification made several times in a transaction is delivered once).
 # SQLite's executemany is one call into the database already.
 _INSERT_TEXTS = {
-    "postgresql": insert(OutboundMessage.__table__).returning(
+    "postgresql": insert(table_of(OutboundMessage)).returning(
         OutboundMessage.id, func.pg_notify(NOTIFY_CHANNEL, "")
     ),
-    "sqlite": insert(OutboundMessage.__table__),
+    "sqlite": insert(table_of(OutboundMessage)),
 }
 
 
@@ -164,12 +164,11 @@ def cancel_pending_texts_of_patient(patient_id: int, reason: str, now: datetime)
 
 
 def _cancel_pending(which: ColumnElement[bool], reason: str, now: datetime) -> int:
-    return db.session.execute(
+    return rows_changed(
         update(OutboundMessage)
         .where(which, OutboundMessage.status == MessageStatus.PENDING)
         .values(status=MessageStatus.CANCELLED, status_reason=reason, updated_at=now),
-        execution_options={"synchronize_session": False},
-    ).rowcount
+    )
 
 
 def _upsert_number_state(phone: str, now: datetime, **values: object) -> None:

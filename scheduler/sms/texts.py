@@ -20,7 +20,7 @@ from flask import current_app
 
 from scheduler.appointments.links import manage_url
 from scheduler.display import phone_display
-from scheduler.models import Appointment, Location, MessageKind
+from scheduler.models import Appointment, Location, MessageKind, utcnow
 from scheduler.sms.segments import gsm_safe, segment_count
 from scheduler.urls import public_url
 
@@ -222,7 +222,8 @@ def appointment_values(appt: Appointment) -> dict[str, str]:
 def sample_values(location: Location | None, language: str) -> dict[str, str]:
     """Values of a made-up visit, for previews while editing a template."""
     tz = ZoneInfo(location.timezone if location else current_app.config["DISPLAY_TIMEZONE"])
-    local = datetime.combine(datetime.now(tz).date() + timedelta(days=8), time(9, 30), tzinfo=tz)
+    visit_day = utcnow().astimezone(tz).date() + timedelta(days=8)
+    local = datetime.combine(visit_day, time(9, 30), tzinfo=tz)
     slug = location.slug if location else "kerrville"
     reference = f"{location.code if location else 'KRV'}-7K3Q"
     return {

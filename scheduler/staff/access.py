@@ -12,7 +12,7 @@ import posixpath
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 from flask import Flask, abort, request, session
@@ -29,7 +29,8 @@ MIN_PASSWORD_LENGTH = 12
 # Checked when the email is unknown, so a wrong email takes as long as a wrong password.
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16), method="scrypt")
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @login_manager.user_loader
@@ -50,18 +51,18 @@ def require_login() -> Response | None:
         return None
     session.permanent = True  # idle expiry: PERMANENT_SESSION_LIFETIME, renewed per request
     if not current_user.is_authenticated:
-        return login_manager.unauthorized()  # type: ignore[no-any-return]
+        return login_manager.unauthorized()
     return None
 
 
-def admin_required(view: F) -> F:
+def admin_required(view: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if not current_user.is_admin:
             abort(403, description="Only an administrator can do this.")
         return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def hash_password(password: str) -> str:

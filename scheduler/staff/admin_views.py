@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from typing import Any
 
 from flask import abort, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -58,7 +59,7 @@ def users() -> str | Response | tuple[str, int]:
                 db.session.flush()
                 audit("staff.create", "staff_user", user.id, email, role=user.role)
         except IntegrityError:
-            form.email.errors.append("There is already an account with this email.")
+            form.email.errors = [*form.email.errors, "There is already an account with this email."]
         else:
             flash(f"Account created for {email}.", "success")
             return redirect(url_for("staff.users"))
@@ -101,7 +102,7 @@ def edit_user(user_id: int) -> Response:
     if user.id == current_user.id and form.role.data != user.role:
         flash("You cannot change your own role.", "error")
         return redirect(url_for("staff.users"))
-    changed: dict[str, object] = {}
+    changed: dict[str, Any] = {}
     if form.role.data != user.role:
         changed["role"] = {"from": user.role, "to": form.role.data}
         user.role = form.role.data
@@ -178,7 +179,7 @@ def edit_text(key: str, language: str) -> str | Response | tuple[str, int]:
         body = (form.body.data or "").strip().replace("\r\n", "\n")
         preview = preview_of(key, body, language, location)
         if not preview["ok"]:
-            form.body.errors.append(str(preview["error"]))
+            form.body.errors = [*form.body.errors, str(preview["error"])]
         else:
             with unit_of_work():
                 save_content(key, language, location, body, utcnow())

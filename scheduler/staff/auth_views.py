@@ -25,7 +25,7 @@ def fresh_session() -> None:
 
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
-def login() -> str | Response:
+def login() -> Response | tuple[str, int]:
     default = url_for("staff.index")
     if current_user.is_authenticated:
         return redirect(safe_next(request.args.get("next"), default))
@@ -39,7 +39,7 @@ def login() -> str | Response:
             with unit_of_work():
                 user.last_login_at = utcnow()
             return redirect(safe_next(request.args.get("next"), default))
-        form.password.errors.append(LOGIN_FAILED)
+        form.password.errors = [*form.password.errors, LOGIN_FAILED]
     return render_template("staff/login.html", form=form), 200 if not form.errors else 401
 
 

@@ -13,12 +13,14 @@ from wtforms import (
     HiddenField,
     IntegerField,
     PasswordField,
-    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
     TimeField,
 )
+
+# types-WTForms describes WTForms 3.2; SelectChoice came with 3.3.
+from wtforms.fields import SelectChoice  # type: ignore[attr-defined]
 from wtforms.validators import (
     DataRequired,
     Email,

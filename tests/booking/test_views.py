@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from flask import Flask
@@ -206,6 +206,16 @@ def test_bad_fields_are_refused_on_the_form(client: FlaskClient, field: str, val
 def test_us_dates_are_accepted_on_the_form(client: FlaskClient) -> None:
     slot = make_slot()
     assert submit(client, slot, date_of_birth="07/14/1955").status_code == 303
+
+
+@pytest.mark.clock(datetime(2026, 12, 31, 23, 30, tzinfo=CHICAGO))
+def test_a_two_digit_year_is_read_against_the_clinics_year_not_the_servers(
+    client: FlaskClient,
+) -> None:
+    """At 23:30 on New Year's Eve in Texas it is already 2027 on a server in UTC: "27" is 1927."""
+    slot = make_slot(capacity=2)
+    assert submit(client, slot, date_of_birth="4/15/27").status_code == 303
+    assert db.session.scalar(select(Patient.date_of_birth)) == date(1927, 4, 15)
 
 
 def test_post_without_csrf_token_is_refused(client: FlaskClient) -> None:
