@@ -11,6 +11,7 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
 from scheduler.appointments.validation import MAX_ID
@@ -36,8 +37,9 @@ from scheduler.sms.texts import (
     sample_values,
 )
 from scheduler.staff.access import admin_required, hash_password, new_staff_user
+from scheduler.staff.accounts import clear_totp
 from scheduler.staff.blueprint import bp
-from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
+from scheduler.staff.forms import SelectChoice, SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
 
 EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 # Something that reads as a placeholder ({last_name}) in a text that takes none.
@@ -63,17 +65,32 @@ def users() -> str | Response | tuple[str, int]:
         else:
             flash(f"Account created for {email}.", "success")
             return redirect(url_for("staff.users"))
-    accounts = db.session.scalars(select(StaffUser).order_by(StaffUser.email)).all()
+    accounts = db.session.scalars(
+        select(StaffUser).options(selectinload(StaffUser.locations)).order_by(StaffUser.email)
+    ).all()
     status = 422 if form.errors else 200
     return render_template(
         "staff/users.html",
         form=form,
         accounts=accounts,
         toggle_form=SlotBlockForm(),
-        account_forms={
-            a.id: StaffAccountForm(obj=a, formdata=None, prefix=f"a{a.id}") for a in accounts
-        },
+        account_forms={a.id: account_form(a, submitted=False) for a in accounts},
     ), status
+
+
+def account_form(user: StaffUser, submitted: bool = True) -> StaffAccountForm:
+    """The admin's form for one account (as saved, or as submitted); its location choices
+    are every location there is."""
+    if submitted:
+        form = StaffAccountForm(prefix=f"a{user.id}")
+    else:
+        form = StaffAccountForm(obj=user, formdata=None, prefix=f"a{user.id}")
+        form.locations.data = [loc.id for loc in user.locations]
+    form.locations.choices = [
+        SelectChoice(loc.id, loc.name)
+        for loc in db.session.scalars(select(Location).order_by(Location.position, Location.id))
+    ]
+    return form
 
 
 @bp.post("/users/<int:user_id>/<any(enable, disable):action>")
@@ -95,7 +112,7 @@ def toggle_user(user_id: int, action: str) -> Response:
 @admin_required
 def edit_user(user_id: int) -> Response:
     user = row_or_404(StaffUser, user_id, "No such account.")
-    form = StaffAccountForm(prefix=f"a{user.id}")
+    form = account_form(user)
     if not form.validate_on_submit():
         flash("; ".join(e for errors in form.errors.values() for e in errors), "error")
         return redirect(url_for("staff.users"))
@@ -109,11 +126,37 @@ def edit_user(user_id: int) -> Response:
     if form.password.data:
         user.password_hash = hash_password(form.password.data)
         changed["password"] = "changed"
+    chosen = set(form.locations.data or [])
+    if chosen != {loc.id for loc in user.locations}:
+        names = {loc.id: loc.name for loc in db.session.scalars(select(Location))}
+        changed["locations"] = {
+            "from": sorted(loc.name for loc in user.locations),
+            "to": sorted(names[i] for i in chosen),
+        }
+        user.locations = list(db.session.scalars(select(Location).where(Location.id.in_(chosen))))
     if changed:
         with unit_of_work():
             user.sign_out_everywhere()
             audit("staff.edit", "staff_user", user.id, user.email, **changed)
         flash(f"{user.email}: saved.", "success")
+    return redirect(url_for("staff.users"))
+
+
+@bp.post("/users/<int:user_id>/two-step-off")
+@admin_required
+def reset_user_totp(user_id: int) -> Response:
+    """For someone who lost their phone and their recovery codes: they sign in with the
+    password alone, then set two-step sign-in up again."""
+    user = row_or_404(StaffUser, user_id, "No such account.")
+    form = SlotBlockForm()
+    if not form.validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    if user.has_totp:
+        with unit_of_work():
+            clear_totp(user)
+            user.sign_out_everywhere()
+            audit("staff.totp_reset", "staff_user", user.id, user.email)
+        flash(f"Two-step sign-in is off for {user.email}; they can set it up again.", "success")
     return redirect(url_for("staff.users"))
 
 

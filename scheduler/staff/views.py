@@ -2,6 +2,7 @@
 
 from scheduler.staff import (  # noqa: F401  (each registers its routes on bp)
     access,
+    account_views,
     admin_views,
     appointment_views,
     auth_views,
