@@ -15,12 +15,12 @@ from sqlalchemy import select
 from scheduler.audit import audit
 from scheduler.availability.operations import roll_slots_forward
 from scheduler.database import unit_of_work
+from scheduler.display import display_tz
 from scheduler.extensions import current_app_object, db
 from scheduler.jobs import run_scheduler
 from scheduler.models import StaffRole, StaffUser
 from scheduler.seed import seed_clinic
 from scheduler.sms.dispatch import Dispatcher
-from scheduler.display import display_tz
 from scheduler.staff.access import check_password_problem, new_staff_user
 from scheduler.staff.accounts import AccountError, set_password
 
@@ -144,11 +144,7 @@ def read_password(from_stdin: bool) -> str:
     """The password, typed twice without echo, or the first line of standard input."""
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    return str(
-        click.prompt(
-            "Password", hide_input=True, confirmation_prompt="Password again"
-        )
-    )
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt="Password again"))
 
 
 @users_group.command("list")
@@ -178,7 +174,8 @@ def list_users_command() -> None:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
     if not users:
         click.echo("no accounts yet: flask --app wsgi users create --email ...")
 

@@ -158,11 +158,14 @@ def use_recovery_code(user: StaffUser, code: str, now: datetime | None = None) -
 
 
 def recovery_codes_left(user: StaffUser) -> int:
-    return db.session.scalar(
-        select(func.count(RecoveryCode.id)).where(
-            RecoveryCode.staff_user_id == user.id, RecoveryCode.used_at.is_(None)
+    return (
+        db.session.scalar(
+            select(func.count(RecoveryCode.id)).where(
+                RecoveryCode.staff_user_id == user.id, RecoveryCode.used_at.is_(None)
+            )
         )
-    ) or 0
+        or 0
+    )
 
 
 @dataclass(frozen=True)

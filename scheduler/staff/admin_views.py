@@ -39,7 +39,13 @@ from scheduler.sms.texts import (
 from scheduler.staff.access import admin_required, hash_password, new_staff_user
 from scheduler.staff.accounts import clear_totp
 from scheduler.staff.blueprint import bp
-from scheduler.staff.forms import SelectChoice, SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
+from scheduler.staff.forms import (
+    SelectChoice,
+    SlotBlockForm,
+    StaffAccountForm,
+    StaffUserForm,
+    TemplateForm,
+)
 
 EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 # Something that reads as a placeholder ({last_name}) in a text that takes none.

@@ -37,17 +37,17 @@ from scheduler.staff.blueprint import bp
 from scheduler.staff.calendar import calendar_for
 from scheduler.staff.calendar_views import date_from_query
 from scheduler.staff.forms import ActionForm, MergeForm, NoteForm
-from scheduler.staff.scopes import (
-    location_ids_for,
-    may_act_at,
-    require_patient,
-    visible_locations,
-)
 from scheduler.staff.operations import (
     add_note,
     mark_appointment,
     marks_possible,
     resend_instructions,
+)
+from scheduler.staff.scopes import (
+    location_ids_for,
+    may_act_at,
+    require_patient,
+    visible_locations,
 )
 
 SEARCH_LIMIT = 100

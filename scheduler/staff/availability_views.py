@@ -24,7 +24,6 @@ from scheduler.lookups import row_or_404
 from scheduler.models import Location, OpeningRule, ScheduleException, Slot
 from scheduler.staff.access import admin_required, safe_next
 from scheduler.staff.blueprint import bp
-from scheduler.staff.scopes import may_act_at
 from scheduler.staff.forms import (
     WEEKDAY_NAMES,
     WEEKDAYS,
@@ -33,6 +32,7 @@ from scheduler.staff.forms import (
     OpeningRuleForm,
     SlotBlockForm,
 )
+from scheduler.staff.scopes import may_act_at
 
 
 def location_or_404(slug: str) -> Location:

@@ -22,7 +22,6 @@ from wtforms import (
 
 # types-WTForms describes WTForms 3.2; SelectChoice came with 3.3.
 from wtforms.fields import SelectChoice  # type: ignore[attr-defined]
-from wtforms.widgets import CheckboxInput, ListWidget
 from wtforms.validators import (
     DataRequired,
     Email,
@@ -31,6 +30,7 @@ from wtforms.validators import (
     Optional,
     ValidationError,
 )
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from scheduler.appointments.validation import MAX_ID, IntRange
 from scheduler.models import StaffRole

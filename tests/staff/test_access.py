@@ -49,9 +49,7 @@ DEFAULT_VALUES = {
 }
 
 
-def staff_routes(
-    app: Flask, values: dict[str, Any] | None = None
-) -> list[tuple[str, str, str]]:
+def staff_routes(app: Flask, values: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
     """(endpoint, method, concrete path) for every staff route in the URL map."""
     values = {**DEFAULT_VALUES, **(values or {})}
     routes = []
