@@ -14,7 +14,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
-from scheduler.appointments.validation import MAX_ID
 from scheduler.audit import audit
 from scheduler.availability.operations import active_locations
 from scheduler.content import (
@@ -27,7 +26,7 @@ from scheduler.content import (
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
-from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
+from scheduler.models import ContentBlock, Location, StaffUser, utcnow
 from scheduler.sms.segments import segment_count
 from scheduler.sms.texts import (
     TEMPLATE_FIELDS,
@@ -50,7 +49,6 @@ from scheduler.staff.forms import (
 EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 # Something that reads as a placeholder ({last_name}) in a text that takes none.
 PLACEHOLDER = re.compile(r"\{[^{}\s]*\}")
-AUDIT_PAGE = 200
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -254,19 +252,6 @@ def preview_text(key: str, language: str) -> Response:
         abort(404, description="No such text.")
     body = request.form.get("body", "")[:1600]
     return jsonify(preview_of(key, body, language, _scope(request.args.get("location"))))
-
-
-@bp.get("/audit")
-@admin_required
-def audit_log() -> str:
-    before = request.args.get("before", type=int)
-    if before is not None and not 1 <= before <= MAX_ID:
-        abort(400, description="No such page of the log.")
-    statement = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE)
-    if before:
-        statement = statement.where(AuditEntry.id < before)
-    entries = db.session.scalars(statement).all()
-    return render_template("staff/audit.html", entries=entries, page_size=AUDIT_PAGE)
 
 
 def feed_token_hash(token: str) -> str:

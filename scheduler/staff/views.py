@@ -5,6 +5,7 @@ from scheduler.staff import (  # noqa: F401  (each registers its routes on bp)
     account_views,
     admin_views,
     appointment_views,
+    audit_views,
     auth_views,
     availability_views,
     calendar_views,
