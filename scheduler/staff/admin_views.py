@@ -20,7 +20,9 @@ from scheduler.content import (
     LANGUAGES,
     PAGE_KEYS,
     SMS_TEMPLATE_KEYS,
+    blocks_of,
     contents_for,
+    lines_of,
     save_content,
 )
 from scheduler.database import unit_of_work
@@ -45,6 +47,7 @@ from scheduler.staff.forms import (
     StaffUserForm,
     TemplateForm,
 )
+from scheduler.staff.words import TEXT_NAMES, TEXT_PURPOSES, text_name
 
 EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
 # Something that reads as a placeholder ({last_name}) in a text that takes none.
@@ -171,6 +174,8 @@ def texts() -> str:
     overrides = {(r.key, r.location_id, r.language) for r in rows}
     return render_template(
         "staff/texts.html",
+        names=TEXT_NAMES,
+        purposes=TEXT_PURPOSES,
         keys=EDITABLE_KEYS,
         languages=LANGUAGES,
         locations=active_locations(),
@@ -188,7 +193,11 @@ def _scope(slug: str | None) -> Location | None:
 
 
 def preview_of(key: str, body: str, language: str, location: Location | None) -> dict[str, object]:
-    """The text as a patient would get it for a sample visit, with its length."""
+    """The text as a patient would get it for a sample visit, with its length.
+
+    A page (the instructions, the privacy notice) comes as ``blocks``, the headings,
+    lists and paragraphs patients see on /prepare/<slug> and /privacy.
+    """
     if key not in TEMPLATE_FIELDS:
         unknown = PLACEHOLDER.findall(body)
         if unknown:
@@ -198,7 +207,14 @@ def preview_of(key: str, body: str, language: str, location: Location | None) ->
                 "error": f"Unknown placeholder {names}: the instructions take no placeholders; "
                 "write the text as patients should read it.",
             }
-        return {"ok": True, "text": body, "characters": len(body), "segments": None}
+        blocks = [("list", lines_of(body))] if key == "preconsult_instructions" else blocks_of(body)
+        return {
+            "ok": True,
+            "text": body,
+            "blocks": blocks,
+            "characters": len(body),
+            "segments": None,
+        }
     try:
         text = fill_template(key, body, sample_values(location, language))
         check_text_size(key, body, location, language)
@@ -235,6 +251,9 @@ def edit_text(key: str, language: str) -> str | Response | tuple[str, int]:
     preview = preview_of(key, form.body.data or "", language, location)
     return render_template(
         "staff/text_edit.html",
+        name=text_name(key),
+        purpose=TEXT_PURPOSES.get(key, ""),
+        is_page=key in PAGE_KEYS,
         key=key,
         language=language,
         location=location,

@@ -113,9 +113,11 @@ def export_csv() -> Response:
             "export.csv", "location", location.id, location.name, first=str(first), last=str(last)
         )
     filename = f"{location.slug}-{first.isoformat()}-{view}.csv"
+    # The byte order mark tells Excel on Windows the file is UTF-8 ("García-Ramírez", not
+    # "GarcÃ­a-RamÃ­rez"); other spreadsheets and csv readers (utf-8-sig) take it in stride.
     return Response(
-        out.getvalue(),
-        mimetype="text/csv",
+        "\ufeff" + out.getvalue(),
+        content_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
