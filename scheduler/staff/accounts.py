@@ -153,7 +153,14 @@ def use_recovery_code(user: StaffUser, code: str, now: datetime | None = None) -
         .values(used_at=now or utcnow())
     )
     if used:
-        audit("staff.recovery_code_used", "staff_user", user.id, user.email)
+        audit(
+            "staff.recovery_code_used",
+            "staff_user",
+            user.id,
+            user.email,
+            actor_id=user.id,
+            actor_label=user.email,
+        )
     return used == 1
 
 

@@ -81,8 +81,18 @@ def pending_user() -> tuple[StaffUser, str] | None:
     return user, str(pending.get("next", url_for("staff.index")))
 
 
+def pending_account_key() -> str:
+    """Codes tried for one account count together, from whatever address they come."""
+    pending = session.get(PENDING)
+    account = pending.get("id") if isinstance(pending, dict) else None
+    return f"second-factor:{account}"
+
+
 @bp.route("/login/code", methods=["GET", "POST"])
 @limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
+@limiter.limit(
+    lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"], key_func=pending_account_key
+)
 def login_code() -> Response | tuple[str, int]:
     """The second step: a code from the authenticator app, or one recovery code."""
     if current_user.is_authenticated:

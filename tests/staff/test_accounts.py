@@ -17,6 +17,7 @@ from werkzeug.security import check_password_hash
 from scheduler.extensions import db, limiter
 from scheduler.models import AuditEntry, RecoveryCode, StaffUser
 from tests.conftest import Clock
+from tests.factories import seeded_clinic
 from tests.staff.conftest import CSRF, PASSWORD, csrf_token, make_staff, post, sign_in
 
 NEW_PASSWORD = "a different long passphrase"
@@ -264,3 +265,36 @@ def test_the_code_step_is_rate_limited_like_sign_in(clock: Clock, app: Flask) ->
     statuses = [enter_code(client, "000000").status_code for _ in range(6)]
     assert statuses[:5] == [401] * 5 and statuses[5] == 429
     assert enter_code(client, pyotp.TOTP(user.totp_secret).now()).status_code == 429
+    # From another address, the same account's codes are still counted together.
+    other = app.test_client()
+    other.environ_base["REMOTE_ADDR"] = "198.51.100.7"
+    assert sign_in(other, user).status_code == 302
+    assert enter_code(other, pyotp.TOTP(user.totp_secret).now()).status_code == 429
+
+
+def test_admins_scope_accounts_to_locations_on_the_users_page(
+    app: Flask, admin_client: FlaskClient, scheduler_user: StaffUser
+) -> None:
+    boerne, kerrville, _ = seeded_clinic()
+    prefix = f"a{scheduler_user.id}"
+    response = post(
+        admin_client,
+        f"/staff/users/{scheduler_user.id}",
+        {f"{prefix}-role": "scheduler", f"{prefix}-locations": [str(boerne.id), str(kerrville.id)]},
+    )
+    assert response.status_code == 302
+    assert [loc.name for loc in fresh(scheduler_user).locations] == ["Boerne", "Kerrville"]
+    page = admin_client.get("/staff/users").get_data(as_text=True)
+    assert f'<input checked id="{prefix}-locations-0"' in page
+    log = admin_client.get("/staff/audit").get_data(as_text=True)
+    assert "Admin changed front@clinic.test&#39;s account." in log
+    assert "locations: all → Boerne, Kerrville" in log
+    # Unticking every location gives every location back; an unknown location is refused.
+    post(admin_client, f"/staff/users/{scheduler_user.id}", {f"{prefix}-role": "scheduler"})
+    assert fresh(scheduler_user).locations == []
+    refused = post(
+        admin_client,
+        f"/staff/users/{scheduler_user.id}",
+        {f"{prefix}-role": "scheduler", f"{prefix}-locations": "999"},
+    )
+    assert refused.status_code == 302 and fresh(scheduler_user).locations == []
