@@ -81,7 +81,15 @@ def provisioning_uri(user: StaffUser) -> str:
 
 def qr_svg(uri: str) -> str:
     """The QR code of ``uri`` as inline SVG (no file, no external service)."""
-    return segno.make(uri, error="m").svg_inline(scale=5, dark="#111", light="#fff", border=2)
+    return str(
+        segno.make(uri, error="m").svg_inline(
+            scale=5,
+            dark="#111",
+            light="#fff",
+            border=2,
+            title="QR code: scan it with the authenticator app",
+        )
+    )
 
 
 def grouped_secret(secret: str) -> str:

@@ -171,3 +171,23 @@ def test_every_action_the_code_audits_has_words(app: Flask) -> None:
         elif "{" not in action:
             expanded.add(action)
     assert actions and expanded <= SENTENCES.keys(), expanded - SENTENCES.keys()
+
+
+def test_a_day_of_the_filter_is_a_central_day_across_the_dst_change(
+    app: Flask, ana: FlaskClient
+) -> None:
+    """Sunday Nov 1, 2026 has 25 hours in Texas: 05:00 UTC that day to 06:00 UTC the next."""
+    instants = {
+        "last minute of Oct 31": datetime(2026, 11, 1, 4, 59, tzinfo=UTC),
+        "first minute of Nov 1": datetime(2026, 11, 1, 5, 0, tzinfo=UTC),
+        "1:30 CST, the second one": datetime(2026, 11, 1, 7, 30, tzinfo=UTC),
+        "last minute of Nov 1": datetime(2026, 11, 2, 5, 59, tzinfo=UTC),
+        "first minute of Nov 2": datetime(2026, 11, 2, 6, 0, tzinfo=UTC),
+    }
+    with unit_of_work():
+        for label, at in instants.items():
+            audit("feed.new", "location", None, label, actor_label="system", at=at)
+    shown = " ".join(sentences(log_of(ana, **{"from": "2026-11-01", "to": "2026-11-01"})))
+    inside = {"first minute of Nov 1", "1:30 CST, the second one", "last minute of Nov 1"}
+    for label in instants:
+        assert (label in shown) == (label in inside), label
