@@ -58,7 +58,7 @@ def change_password() -> str | Response | tuple[str, int]:
                     user, form.current_password.data or "", form.new_password.data or ""
                 )
         except AccountError as error:
-            field = form.current_password if "current" in str(error).lower() else form.new_password
+            field = form[error.field] if error.field in form else form.new_password
             field.errors = [*field.errors, str(error)]
         else:
             stay_signed_in(user)

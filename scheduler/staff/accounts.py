@@ -30,7 +30,11 @@ RECOVERY_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
 
 class AccountError(Exception):
-    """Something the person must change; the message says what."""
+    """Something the person must change; the message says what, ``field`` which answer."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def set_password(user: StaffUser, password: str, actor_label: str | None = None) -> None:
@@ -40,7 +44,7 @@ def set_password(user: StaffUser, password: str, actor_label: str | None = None)
     """
     problem = check_password_problem(password)
     if problem:
-        raise AccountError(problem)
+        raise AccountError(problem, "new_password")
     user.password_hash = hash_password(password)
     user.sign_out_everywhere()
     audit("staff.password", "staff_user", user.id, user.email, actor_label=actor_label)
@@ -49,9 +53,9 @@ def set_password(user: StaffUser, password: str, actor_label: str | None = None)
 def change_own_password(user: StaffUser, current: str, new: str) -> None:
     """The signed-in person's own change: the current password first."""
     if not check_password_hash(user.password_hash, current):
-        raise AccountError("That is not your current password.")
+        raise AccountError("That is not your current password.", "current_password")
     if hmac.compare_digest(current, new):
-        raise AccountError("Choose a password other than the current one.")
+        raise AccountError("Choose a password other than the current one.", "new_password")
     set_password(user, new)
 
 

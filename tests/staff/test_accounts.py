@@ -69,12 +69,12 @@ def test_staff_change_their_own_password_and_other_sessions_end(
 
 
 @pytest.mark.parametrize(
-    ("current", "new", "again", "message"),
+    ("current", "new", "again", "message", "field"),
     [
-        ("not my password at all", NEW_PASSWORD, None, "not your current password"),
-        (PASSWORD, "too short", None, "at least 12 characters"),
-        (PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "x", "not the same"),
-        (PASSWORD, PASSWORD, None, "other than the current one"),
+        ("not my password at all", NEW_PASSWORD, None, "not your current password", "current"),
+        (PASSWORD, "too short", None, "at least 12 characters", "new"),
+        (PASSWORD, NEW_PASSWORD, NEW_PASSWORD + "x", "not the same", "confirm"),
+        (PASSWORD, PASSWORD, None, "other than the current one", "new"),
     ],
 )
 def test_a_password_change_needs_the_current_password_and_keeps_the_rules(
@@ -85,10 +85,12 @@ def test_a_password_change_needs_the_current_password_and_keeps_the_rules(
     new: str,
     again: str | None,
     message: str,
+    field: str,
 ) -> None:
     response = change_password(staff_client, current, new, again)
     assert response.status_code == 422
-    assert message in response.get_data(as_text=True)
+    error = re.search(r'<p class="error" id="([a-z_]+)_password-error">([^<]+)', response.text)
+    assert error and error.group(1) == field and message in error.group(2)
     assert check_password_hash(fresh(scheduler_user).password_hash, PASSWORD)
     assert staff_client.get("/staff/dashboard").status_code == 200
 
