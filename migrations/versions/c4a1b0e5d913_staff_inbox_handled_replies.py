@@ -1,0 +1,43 @@
+"""staff inbox: patients' free-text replies marked handled (by whom, when, version)
+
+Revision ID: c4a1b0e5d913
+Revises: 35f08b94d658
+Create Date: 2026-12-02 14:05:00.000000
+
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision = 'c4a1b0e5d913'
+down_revision = '35f08b94d658'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('handled_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('handled_by_id', sa.Integer(), nullable=True))
+        batch_op.add_column(
+            sa.Column('version', sa.Integer(), server_default='1', nullable=False)
+        )
+        batch_op.create_foreign_key(
+            'fk_inbound_messages_handled_by_id_staff_users',
+            'staff_users',
+            ['handled_by_id'],
+            ['id'],
+        )
+        batch_op.create_index(
+            'ix_inbound_messages_action_handled_at', ['action', 'handled_at'], unique=False
+        )
+
+
+def downgrade():
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbound_messages_action_handled_at')
+        batch_op.drop_constraint('fk_inbound_messages_handled_by_id_staff_users', type_='foreignkey')
+        batch_op.drop_column('version')
+        batch_op.drop_column('handled_by_id')
+        batch_op.drop_column('handled_at')
