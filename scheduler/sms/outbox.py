@@ -32,7 +32,12 @@ from scheduler.sms.texts import (
     appointment_values,
     fill_template,
 )
-from scheduler.sms.timing import SendingHours, scheduled_due_time, sending_time
+from scheduler.sms.timing import (
+    SendingHours,
+    next_sending_moment,
+    scheduled_due_time,
+    sending_time,
+)
 from scheduler.staff_edits import staff_edits
 
 log = logging.getLogger(__name__)
@@ -144,6 +149,42 @@ def queue_appointment_texts(appt: Appointment, now: datetime, moved: bool = Fals
 def queue_text_again(appt: Appointment, kind: MessageKind, stored_kind: str, now: datetime) -> None:
     """One more text of a kind (staff resending instructions), stored under its own kind."""
     _add_texts(appt, [(kind, now)], now, stored_kind=stored_kind)
+
+
+# A staff reply still waiting this long after it was due (the dispatcher was down)
+# no longer goes out: an answer that late would confuse more than help.
+STAFF_REPLY_GOOD_FOR = timedelta(days=1)
+
+
+def queue_staff_reply(appt: Appointment, body: str, stored_kind: str, now: datetime) -> datetime:
+    """A text staff wrote to the patient, due now or at the next opening of sending hours
+    (a reply written at 22:00 waits for the morning); returns when it is due.
+
+    Consent, opt-out and the per-number cap are the caller's to check first; the
+    dispatcher checks opt-out and the cap again when the text goes out.
+    """
+    tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+    due = next_sending_moment(now, tz, sending_hours())
+    conn = connection()
+    conn.execute(
+        _INSERT_TEXTS[conn.dialect.name],
+        [
+            {
+                "appointment_id": appt.id,
+                "kind": stored_kind,
+                "to_phone": appt.patient.phone,
+                "language": appt.patient.language,
+                "body": body,
+                "status": MessageStatus.PENDING,
+                "status_reason": None,
+                "due_at": due,
+                "send_before": due + STAFF_REPLY_GOOD_FOR,
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
+    )
+    return due
 
 
 def queue_cancellation_text(appt: Appointment, now: datetime) -> None:
