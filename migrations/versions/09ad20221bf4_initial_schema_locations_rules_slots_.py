@@ -5,9 +5,8 @@ Revises:
 Create Date: 2026-11-23 18:03:06.071016
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '09ad20221bf4'

@@ -5,9 +5,8 @@ Revises: 7a1f3c9e2b10
 Create Date: 2026-12-02 06:14:51.430056
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '35f08b94d658'

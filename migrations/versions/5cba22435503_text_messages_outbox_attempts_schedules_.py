@@ -5,9 +5,8 @@ Revises: 09ad20221bf4
 Create Date: 2026-11-23 18:36:49.660638
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5cba22435503'

@@ -5,9 +5,8 @@ Revises: 35f08b94d658
 Create Date: 2026-12-02 14:05:00.000000
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'c4a1b0e5d913'

@@ -35,9 +35,9 @@ from scheduler.models import (
 )
 from scheduler.sms.caps import WINDOW, may_reply
 from scheduler.sms.outbox import queue_staff_reply, sending_hours
-from scheduler.sms.timing import next_sending_moment
 from scheduler.sms.reply_warnings import ReplyWarning, reply_warnings
 from scheduler.sms.segments import segment_count
+from scheduler.sms.timing import next_sending_moment
 from scheduler.staff.scopes import location_ids_for
 
 FREE_TEXT = "other"  # InboundMessage.action of a reply that is no keyword
@@ -310,4 +310,3 @@ def answer_patient(
         for message in unread_replies_of(appt):
             handled += set_handled(message, True, message.version, user, now)
     return QueuedReply(due_at=due, segments=count.segments, handled=handled)
-

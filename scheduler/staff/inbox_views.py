@@ -13,6 +13,7 @@ from scheduler.database import unit_of_work
 from scheduler.display import local_datetime
 from scheduler.extensions import db
 from scheduler.models import Appointment, InboundMessage, Location, utcnow
+from scheduler.sms.outbox import sending_hours
 from scheduler.staff.access import safe_next
 from scheduler.staff.appointment_views import appointment_or_404, appointment_page
 from scheduler.staff.blueprint import bp
@@ -33,7 +34,6 @@ from scheduler.staff.inbox import (
     warnings_for,
 )
 from scheduler.staff.scopes import location_ids_for, require_location
-from scheduler.sms.outbox import sending_hours
 
 
 @bp.context_processor
@@ -158,4 +158,3 @@ def reply(appointment_id: int) -> str | Response | tuple[str, int]:
     else:
         flash("The reply is on its way to the patient.", "success")
     return redirect(url_for("staff.appointment", appointment_id=appt.id) + "#texts")
-
