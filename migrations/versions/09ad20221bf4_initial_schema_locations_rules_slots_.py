@@ -5,8 +5,9 @@ Revises:
 Create Date: 2026-11-23 18:03:06.071016
 
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 # revision identifiers, used by Alembic.
 revision = '09ad20221bf4'

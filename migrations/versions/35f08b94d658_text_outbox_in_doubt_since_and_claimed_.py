@@ -5,8 +5,9 @@ Revises: 7a1f3c9e2b10
 Create Date: 2026-12-02 06:14:51.430056
 
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 # revision identifiers, used by Alembic.
 revision = '35f08b94d658'

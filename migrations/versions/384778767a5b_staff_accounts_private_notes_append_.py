@@ -5,8 +5,8 @@ Revises: 5cba22435503
 Create Date: 2026-11-23 18:57:41.775593
 
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
 
 # Same statements as scheduler.models.staff.APPEND_ONLY_SQL, copied so this revision never changes.
 APPEND_ONLY_SQL = {

@@ -5,8 +5,9 @@ Revises: 09ad20221bf4
 Create Date: 2026-11-23 18:36:49.660638
 
 """
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
+
 
 # revision identifiers, used by Alembic.
 revision = '5cba22435503'

@@ -69,7 +69,7 @@ def _scope_condition(user: StaffUser) -> ColumnElement[bool]:
     return Slot.location_id.in_(sorted(allowed))
 
 
-def _free_text(user: StaffUser) -> Select[tuple[InboundMessage]]:
+def _free_text(user: StaffUser) -> Select[InboundMessage]:
     base = select(InboundMessage).where(InboundMessage.action == FREE_TEXT)
     if location_ids_for(user) is None:
         return base
