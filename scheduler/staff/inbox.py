@@ -20,7 +20,7 @@ from sqlalchemy.orm import joinedload
 
 from scheduler.appointments.errors import BookingError
 from scheduler.audit import audit
-from scheduler.database import rows_changed
+from scheduler.database import LOCK_TEXTS_TO_PHONE, lock_for_transaction, rows_changed
 from scheduler.display import display_tz
 from scheduler.extensions import db
 from scheduler.models import (
@@ -33,12 +33,11 @@ from scheduler.models import (
     Slot,
     StaffUser,
 )
-from scheduler.sms.caps import WINDOW, may_reply
+from scheduler.sms.caps import WINDOW, texts_to_number_since
 from scheduler.sms.outbox import queue_staff_reply, sending_hours
 from scheduler.sms.reply_warnings import ReplyWarning, reply_warnings
 from scheduler.sms.segments import segment_count
 from scheduler.sms.timing import next_sending_moment
-from scheduler.staff.scopes import location_ids_for
 
 FREE_TEXT = "other"  # InboundMessage.action of a reply that is no keyword
 UNMATCHED = "unmatched"  # the inbox's name for replies about no visit
@@ -46,6 +45,7 @@ INBOX_LIMIT = 200
 # A staff reply: at most this many SMS segments (3 x 153 GSM-7 characters, 3 x 67 UCS-2).
 MAX_REPLY_SEGMENTS = 3
 STAFF_REPLY_KINDS = f"{MessageKind.STAFF_REPLY}#%"
+Scope = frozenset[int] | None
 
 
 class StaleReply(BookingError):
@@ -56,37 +56,40 @@ class ReplyRefused(BookingError):
     """A rule stops this answer from going out; the message says which, and what to do."""
 
 
-def sees_unmatched(user: StaffUser) -> bool:
+# Below, ``allowed`` is an account's scope, ``scopes.location_ids_for(user)``: the ids of
+# the locations it sees, or None for every location (and the replies about no visit).
+
+
+def sees_unmatched(allowed: Scope) -> bool:
     """Replies about no visit belong to no location: only accounts that see all see them."""
-    return location_ids_for(user) is None
+    return allowed is None
 
 
-def _scope_condition(user: StaffUser) -> ColumnElement[bool]:
-    """Replies this account may see (the query joins Appointment and Slot outer)."""
-    allowed = location_ids_for(user)
+def _scope_condition(allowed: Scope) -> ColumnElement[bool]:
+    """Replies the scope covers (the query joins Appointment and Slot, outer)."""
     if allowed is None:
         return true()
     return Slot.location_id.in_(sorted(allowed))
 
 
-def _free_text(user: StaffUser) -> Select[InboundMessage]:
+def _free_text(allowed: Scope) -> Select[InboundMessage]:
     base = select(InboundMessage).where(InboundMessage.action == FREE_TEXT)
-    if location_ids_for(user) is None:
+    if allowed is None:
         return base
     return (
         base.join(Appointment, InboundMessage.appointment_id == Appointment.id)
         .join(Slot, Appointment.slot_id == Slot.id)
-        .where(_scope_condition(user))
+        .where(_scope_condition(allowed))
     )
 
 
-def unread_count(user: StaffUser) -> int:
+def unread_count(allowed: Scope) -> int:
     """Replies nobody has handled, of the locations the account sees: one COUNT."""
-    query = _free_text(user).where(InboundMessage.handled_at.is_(None))
+    query = _free_text(allowed).where(InboundMessage.handled_at.is_(None))
     return db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
-def unread_by_location(user: StaffUser) -> dict[int | None, int]:
+def unread_by_location(allowed: Scope) -> dict[int | None, int]:
     """Unhandled replies per location id (None: unmatched), for the inbox's tabs."""
     rows = db.session.execute(
         select(Slot.location_id, func.count(InboundMessage.id))
@@ -96,14 +99,14 @@ def unread_by_location(user: StaffUser) -> dict[int | None, int]:
         .where(
             InboundMessage.action == FREE_TEXT,
             InboundMessage.handled_at.is_(None),
-            _scope_condition(user),
+            _scope_condition(allowed),
         )
         .group_by(Slot.location_id)
     ).all()
     return {location_id: count for location_id, count in rows}
 
 
-def inbox_replies(user: StaffUser, location_id: int | str | None) -> list[InboundMessage]:
+def inbox_replies(allowed: Scope, location_id: int | str | None) -> list[InboundMessage]:
     """Replies of one location (``UNMATCHED``: about no visit; None: all the account
     sees), unhandled first, newest first; at most ``INBOX_LIMIT``."""
     query = (
@@ -117,7 +120,7 @@ def inbox_replies(user: StaffUser, location_id: int | str | None) -> list[Inboun
             .joinedload(Slot.location),
             joinedload(InboundMessage.handled_by),
         )
-        .where(InboundMessage.action == FREE_TEXT, _scope_condition(user))
+        .where(InboundMessage.action == FREE_TEXT, _scope_condition(allowed))
         .order_by(
             InboundMessage.handled_at.is_not(None),
             InboundMessage.received_at.desc(),
@@ -132,10 +135,9 @@ def inbox_replies(user: StaffUser, location_id: int | str | None) -> list[Inboun
     return list(db.session.scalars(query).unique())
 
 
-def reply_visible_to(user: StaffUser, message: InboundMessage) -> bool:
+def reply_visible(allowed: Scope, message: InboundMessage) -> bool:
     if message.action != FREE_TEXT:
         return False
-    allowed = location_ids_for(user)
     if allowed is None:
         return True
     return message.appointment is not None and message.appointment.slot.location_id in allowed
@@ -254,7 +256,9 @@ def refusal_for(appt: Appointment, body: str, now: datetime) -> str | None:
     if opted_out:
         return "This number replied STOP: it gets no texts until it sends START. Call instead."
     cap = current_app.config["SMS_MAX_PER_NUMBER_PER_DAY"]
-    if not may_reply(patient.phone, now) or _waiting_replies(patient.phone, now) >= cap:
+    lock_for_transaction(LOCK_TEXTS_TO_PHONE, patient.phone)
+    texts = texts_to_number_since(patient.phone, now - WINDOW)
+    if texts + _waiting_replies(patient.phone, now) >= cap:
         return (
             f"This number has had its {cap} texts for the last 24 hours (the limit per number):"
             " call the patient instead, or answer tomorrow."

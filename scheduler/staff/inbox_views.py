@@ -26,7 +26,7 @@ from scheduler.staff.inbox import (
     inbox_replies,
     normalized_reply,
     reply_digest,
-    reply_visible_to,
+    reply_visible,
     sees_unmatched,
     set_handled,
     unread_by_location,
@@ -43,7 +43,7 @@ def inbox_badge() -> dict[str, object]:
     def inbox_unread() -> int:
         if not current_user or not current_user.is_authenticated:
             return 0
-        return unread_count(current_user)
+        return unread_count(location_ids_for(current_user))
 
     return {"inbox_unread": inbox_unread}
 
@@ -57,11 +57,12 @@ def visible_locations() -> list[Location]:
 @bp.get("/inbox")
 def inbox() -> str:
     """Free-text replies of one location (or all the account sees), unhandled first."""
+    allowed = location_ids_for(current_user)
     locations = visible_locations()
     asked = request.args.get("location", "")[:40]
     chosen: int | str | None = None
     if asked == UNMATCHED:
-        if not sees_unmatched(current_user):
+        if not sees_unmatched(allowed):
             abort(404, description="No such location.")
         chosen = UNMATCHED
     elif asked:
@@ -69,15 +70,15 @@ def inbox() -> str:
         if found is None:
             abort(404, description="No such location.")
         chosen = found.id
-    counts = unread_by_location(current_user)
+    counts = unread_by_location(allowed)
     return render_template(
         "staff/inbox.html",
-        replies=inbox_replies(current_user, chosen),
+        replies=inbox_replies(allowed, chosen),
         locations=locations,
         asked=asked,
         counts=counts,
         total=sum(counts.values()),
-        show_unmatched=sees_unmatched(current_user),
+        show_unmatched=sees_unmatched(allowed),
         handled_form=HandledForm(),
     )
 
@@ -93,7 +94,7 @@ def reply_or_404(message_id: int) -> InboundMessage:
         if 1 <= message_id <= MAX_ID
         else None
     )
-    if message is None or not reply_visible_to(current_user, message):
+    if message is None or not reply_visible(location_ids_for(current_user), message):
         abort(404, description="No such reply.")
     return message
 
