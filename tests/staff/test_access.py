@@ -41,6 +41,7 @@ def staff_routes(app: Flask) -> list[tuple[str, str, str]]:
         "exception_id": 1,
         "user_id": 1,
         "patient_id": 1,
+        "message_id": 1,
         "action": "block",
         "key": "sms_reminder",
         "language": "en",
