@@ -1,4 +1,5 @@
-"""staff inbox: patients' free-text replies marked handled (by whom, when, version)
+"""staff inbox: patients' free-text replies marked handled (by whom, when, version);
+the author of a text staff wrote
 
 Revision ID: c4a1b0e5d913
 Revises: 35f08b94d658
@@ -33,7 +34,17 @@ def upgrade():
         )
 
 
+    with op.batch_alter_table('outbound_messages', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('author_id', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(
+            'fk_outbound_messages_author_id_staff_users', 'staff_users', ['author_id'], ['id']
+        )
+
+
 def downgrade():
+    with op.batch_alter_table('outbound_messages', schema=None) as batch_op:
+        batch_op.drop_constraint('fk_outbound_messages_author_id_staff_users', type_='foreignkey')
+        batch_op.drop_column('author_id')
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
         batch_op.drop_index('ix_inbound_messages_action_handled_at')
         batch_op.drop_constraint('fk_inbound_messages_handled_by_id_staff_users', type_='foreignkey')

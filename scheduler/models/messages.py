@@ -119,8 +119,11 @@ class OutboundMessage(Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who wrote it, for a text staff wrote (a reply to the patient); None for the service's.
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
 
     appointment: Mapped[Appointment] = relationship()
+    author: Mapped[StaffUser | None] = relationship()
     attempt_log: Mapped[list[MessageAttempt]] = relationship(
         back_populates="message", order_by="MessageAttempt.id", passive_deletes=True
     )

@@ -156,7 +156,9 @@ def queue_text_again(appt: Appointment, kind: MessageKind, stored_kind: str, now
 STAFF_REPLY_GOOD_FOR = timedelta(days=1)
 
 
-def queue_staff_reply(appt: Appointment, body: str, stored_kind: str, now: datetime) -> datetime:
+def queue_staff_reply(
+    appt: Appointment, body: str, stored_kind: str, author_id: int, now: datetime
+) -> datetime:
     """A text staff wrote to the patient, due now or at the next opening of sending hours
     (a reply written at 22:00 waits for the morning); returns when it is due.
 
@@ -179,6 +181,7 @@ def queue_staff_reply(appt: Appointment, body: str, stored_kind: str, now: datet
                 "status_reason": None,
                 "due_at": due,
                 "send_before": due + STAFF_REPLY_GOOD_FOR,
+                "author_id": author_id,
                 "created_at": now,
                 "updated_at": now,
             }

@@ -294,7 +294,7 @@ def answer_patient(
     kind = f"{MessageKind.STAFF_REPLY}#{(earlier or 0) + 1}"
     try:
         with db.session.begin_nested():
-            due = queue_staff_reply(appt, text, kind, now)
+            due = queue_staff_reply(appt, text, kind, user.id, now)
     except IntegrityError:
         raise ReplyRefused(
             "A colleague answered this patient at the same moment: reload to see it."

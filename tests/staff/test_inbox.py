@@ -283,6 +283,9 @@ def test_answering_queues_a_text_through_the_outbox_and_marks_the_reply_handled(
     [text] = staff_replies(appt)
     assert (text.kind, text.status, text.to_phone) == ("staff_reply#1", "pending", phone)
     assert text.body == "Yes, of course. See you Thursday!"
+    assert text.author_id == scheduler_user.id
+    thread = sent.get_data(as_text=True)
+    assert "reply by front@clinic.test · pending" in thread
     assert abs(text.due_at - utcnow()) < timedelta(minutes=1)
     assert inbound("Can I bring my wife?").handled_by_id == scheduler_user.id
     [entry] = audits("appointment.text_reply")
