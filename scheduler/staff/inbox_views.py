@@ -14,11 +14,13 @@ from scheduler.display import local_datetime
 from scheduler.extensions import db
 from scheduler.models import Appointment, InboundMessage, Location, utcnow
 from scheduler.sms.outbox import sending_hours
+from scheduler.sms.segments import segment_count
 from scheduler.staff.access import safe_next
 from scheduler.staff.appointment_views import appointment_or_404, appointment_page
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import HandledForm, ReplyForm
 from scheduler.staff.inbox import (
+    MAX_REPLY_SEGMENTS,
     UNMATCHED,
     ReplyRefused,
     StaleReply,
@@ -124,6 +126,26 @@ def mark_reply(message_id: int) -> Response:
             flash(f"The reply was already marked {state}{by}.", "success")
     default = url_for("staff.inbox")
     return redirect(safe_next(request.form.get("return_to"), default))
+
+
+@bp.post("/appointments/<int:appointment_id>/reply/check")
+def check_reply(appointment_id: int) -> tuple[dict[str, object], int]:
+    """The reply editor's live check as the staff member types (the send re-checks all)."""
+    appt = appointment_or_404(appointment_id)
+    require_location(current_user, appt.slot.location_id)
+    form = ReplyForm()
+    if not form.validate_on_submit():
+        return {"ok": False, "error": "A reply is 1,000 characters at most."}, 400
+    body = normalized_reply(form.body.data or "")
+    count = segment_count(body)
+    return {
+        "ok": True,
+        "characters": count.characters,
+        "segments": count.segments,
+        "encoding": count.encoding,
+        "too_long": count.segments > MAX_REPLY_SEGMENTS,
+        "warnings": [warning.message for warning in warnings_for(appt, body)],
+    }, 200
 
 
 @bp.post("/appointments/<int:appointment_id>/reply")

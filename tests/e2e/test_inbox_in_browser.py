@@ -88,6 +88,9 @@ def test_reading_and_answering_a_reply_in_the_inbox(
 
     page.goto(live_server + f"/staff/appointments/{appt.id}")
     page.locator("#reply-body").fill("Born 4/2/1956? See you for the MILD procedure.")
+    live = page.locator("#reply-live")
+    live.get_by_text("It names the procedure").wait_for()  # the live check, as staff type
+    assert "1 text message (GSM-7)" in live.inner_text()
     page.get_by_role("button", name="Send reply").click()
     page.wait_for_load_state()
     assert page.locator("#reply-warnings").is_visible()

@@ -456,3 +456,25 @@ def test_the_inbox_reads_in_a_fixed_number_of_statements(
     assert first.status_code == second.status_code == 200
     assert second.get_data(as_text=True).count("another question") == 4
     assert len(statements) == few
+
+
+@pytest.mark.clock
+def test_the_live_check_counts_text_messages_and_warns_as_staff_type(
+    staff_client: FlaskClient,
+) -> None:
+    appt = make_appointment(make_slot(days_ahead=2))
+    path = f"/staff/appointments/{appt.id}/reply/check"
+    plain = post(staff_client, path, {"body": "See you soon"}).get_json()
+    assert plain == {
+        "ok": True,
+        "characters": 12,
+        "segments": 1,
+        "encoding": "GSM-7",
+        "too_long": False,
+        "warnings": [],
+    }
+    risky = post(staff_client, path, {"body": "ciática " * 30}).get_json()
+    assert risky["encoding"] == "UCS-2" and risky["segments"] == 4 and risky["too_long"]
+    assert risky["warnings"] == ["It names a diagnosis (“ciatica”)."]
+    assert post(staff_client, path, {"body": "x" * 1001}).status_code == 400
+    assert staff_replies(appt) == []
