@@ -20,6 +20,7 @@ from scheduler.staff.appointment_views import appointment_or_404, appointment_pa
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import HandledForm, ReplyForm
 from scheduler.staff.inbox import (
+    INBOX_LIMIT,
     MAX_REPLY_SEGMENTS,
     UNMATCHED,
     ReplyRefused,
@@ -81,7 +82,7 @@ def inbox() -> str:
         counts=counts,
         total=sum(counts.values()),
         show_unmatched=sees_unmatched(allowed),
-        handled_form=HandledForm(),
+        limit=INBOX_LIMIT,
     )
 
 
