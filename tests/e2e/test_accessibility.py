@@ -265,6 +265,7 @@ STAFF_PAGES = [
     "/staff/calendar?view=day&location=boerne",
     "/staff/appointments",
     "/staff/appointments?q=Garza",
+    "/staff/inbox",
     "/staff/dashboard",
     "/staff/texts",
     "/staff/texts/privacy_notice/es",
