@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.content import contents_for, default_text
@@ -197,8 +197,20 @@ def queue_cancellation_text(appt: Appointment, now: datetime) -> None:
 
 
 def cancel_pending_texts(appointment_id: int, reason: str, now: datetime) -> int:
-    """Texts of an appointment that has changed never go out; returns how many were stopped."""
-    return _cancel_pending(OutboundMessage.appointment_id == appointment_id, reason, now)
+    """Texts of an appointment that has changed never go out; returns how many were stopped.
+
+    Staff's replies still go: a person wrote them, after reading the patient's words,
+    and "see you soon" waiting for the morning is not made wrong by a move (a STOP, or
+    consent withdrawn, stops them as it stops every text).
+    """
+    return _cancel_pending(
+        and_(
+            OutboundMessage.appointment_id == appointment_id,
+            OutboundMessage.author_id.is_(None),
+        ),
+        reason,
+        now,
+    )
 
 
 def cancel_pending_texts_of_patient(patient_id: int, reason: str, now: datetime) -> int:

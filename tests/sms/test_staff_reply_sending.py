@@ -16,7 +16,7 @@ from scheduler.models import MessageStatus, OutboundMessage
 from scheduler.sms.dispatch import Dispatcher
 from scheduler.sms.replies import Inbound, handle_inbound
 from scheduler.staff.inbox import answer_patient
-from tests.factories import CHICAGO, make_appointment, make_slot, new_phone
+from tests.factories import CHICAGO, cancel, make_appointment, make_slot, new_phone
 from tests.sms.conftest import twilio_settings
 from tests.staff.conftest import make_staff
 from tests.twilio_server import FakeTwilio
@@ -76,3 +76,17 @@ def test_a_stop_before_the_morning_suppresses_the_waiting_reply(
     assert text.status in (MessageStatus.CANCELLED, MessageStatus.SUPPRESSED)
     assert text.status_reason == "opted_out"
     assert not any(r.body == "See you Friday." for r in twilio.requests)
+
+
+@pytest.mark.clock(NIGHT)
+def test_a_reply_waiting_for_the_morning_still_goes_when_the_visit_is_cancelled(
+    app: Flask, twilio: FakeTwilio
+) -> None:
+    appt = make_appointment(make_slot(days_ahead=3))
+    with unit_of_work():
+        answer_patient(appt, "Sorry to hear. Call us to book again.", make_staff(), NIGHT)
+    cancel(appt)
+    assert reply_text().status == MessageStatus.PENDING
+    with Dispatcher(app) as dispatcher:
+        dispatcher.dispatch_due(MORNING + timedelta(seconds=1))
+    assert reply_text().status == MessageStatus.SENT
