@@ -329,6 +329,17 @@ def test_a_reply_written_at_night_waits_for_the_morning_and_the_page_says_so(
     assert "8:00 AM" in done.get_data(as_text=True)
 
 
+@pytest.mark.clock(datetime(2027, 3, 13, 22, 30, tzinfo=CHICAGO))  # the night clocks go forward
+def test_a_reply_written_on_the_night_of_the_dst_change_goes_at_8_central_daylight_time(
+    staff_client: FlaskClient,
+) -> None:
+    appt = make_appointment(make_slot(days_ahead=3))
+    post(staff_client, f"/staff/appointments/{appt.id}/reply", {"body": "Noted, thank you."})
+    [text] = staff_replies(appt)
+    assert text.due_at == datetime(2027, 3, 14, 13, 0, tzinfo=UTC)  # 8:00 CDT, UTC-5
+    assert text.due_at.astimezone(CHICAGO).hour == 8
+
+
 @pytest.mark.clock
 def test_no_reply_to_a_number_that_said_stop_or_a_patient_without_consent(
     staff_client: FlaskClient,
