@@ -305,7 +305,18 @@ def test_the_reply_can_leave_the_patients_reply_unread(staff_client: FlaskClient
     text_in(phone, "Where do I park?")
     post(staff_client, f"/staff/appointments/{appt.id}/reply", {"body": "Behind the building."})
     assert len(staff_replies(appt)) == 1
-    assert inbound("Where do I park?").handled_at is None
+    message = inbound("Where do I park?")
+    assert message.handled_at is None
+    # Marked handled from the thread itself, back to the thread.
+    page = staff_client.get(f"/staff/appointments/{appt.id}").get_data(as_text=True)
+    assert f'action="/staff/inbox/{message.id}/handled"' in page
+    done = post(
+        staff_client,
+        f"/staff/inbox/{message.id}/handled",
+        {"version": "1", "handled": "yes", "return_to": f"/staff/appointments/{appt.id}#texts"},
+    )
+    assert done.headers["Location"].endswith(f"/staff/appointments/{appt.id}")
+    assert inbound("Where do I park?").handled_at is not None
 
 
 @pytest.mark.clock(TUESDAY_NIGHT)
