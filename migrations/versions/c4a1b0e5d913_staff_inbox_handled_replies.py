@@ -34,6 +34,20 @@ def upgrade():
         )
 
 
+    # Free-text replies received before the inbox were filed under no visit: file each
+    # under the sender's first visit after it (what it was most likely about). They stay
+    # unread: nobody has read them yet.
+    op.execute(
+        "UPDATE inbound_messages SET appointment_id = ("
+        " SELECT a.id FROM appointments a"
+        " JOIN patients p ON p.id = a.patient_id"
+        " JOIN slots s ON s.id = a.slot_id"
+        " WHERE p.phone = inbound_messages.from_phone"
+        " AND s.starts_at > inbound_messages.received_at"
+        " ORDER BY s.starts_at, a.id LIMIT 1)"
+        " WHERE action = 'other' AND appointment_id IS NULL"
+    )
+
     with op.batch_alter_table('outbound_messages', schema=None) as batch_op:
         batch_op.add_column(sa.Column('author_id', sa.Integer(), nullable=True))
         batch_op.create_foreign_key(
