@@ -54,6 +54,7 @@ def appointment_detail(appt: Appointment) -> AppointmentDetail:
     # since it was booked; never replies about another appointment on the same number.
     replies = db.session.scalars(
         select(InboundMessage)
+        .options(joinedload(InboundMessage.handled_by))
         .where(
             InboundMessage.from_phone == appt.patient.phone,
             or_(

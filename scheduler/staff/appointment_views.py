@@ -115,8 +115,10 @@ def appointment_page(appt: Appointment, **extra: Any) -> str:
         number=detail.number,
         moved_to=detail.moved_to,
         marks=marks_possible(appt, utcnow()),
-        form=ActionForm(version=appt.version),
-        note_form=NoteForm(version=appt.version),
+        # Never filled from the request: the reply view renders this page with its own
+        # form's words, which must not land in the note box (both are called "body").
+        form=ActionForm(formdata=None, version=appt.version),
+        note_form=NoteForm(formdata=None, version=appt.version),
         **{
             "reply_form": ReplyForm(formdata=None),
             "reply_warnings": [],

@@ -16,6 +16,7 @@ from scheduler.models import InboundMessage, OutboundMessage, utcnow
 from scheduler.sms.replies import Inbound, handle_inbound
 from tests.e2e.a11y import axe_violations, scrolls_sideways
 from tests.e2e.inbox_steps import answer_first_unread_reply
+from tests.e2e.test_booking_in_browser import shot
 from tests.factories import make_appointment, make_slot, new_phone, seeded_clinic
 from tests.staff.conftest import PASSWORD, make_staff
 
@@ -64,6 +65,7 @@ def test_reading_and_answering_a_reply_in_the_inbox(
         problems += [f"{path}: {v}" for v in axe_violations(page, "serious")]
         assert not scrolls_sideways(page), path
     page.goto(live_server + "/staff/inbox")
+    shot(page, "inbox-1-all")
     thanks = page.locator("li.inbox-item", has_text="Thanks!")
     thanks.get_by_role("button", name="Mark handled").click()
     page.wait_for_load_state()
@@ -94,5 +96,6 @@ def test_reading_and_answering_a_reply_in_the_inbox(
     page.get_by_role("button", name="Send reply").click()
     page.wait_for_load_state()
     assert page.locator("#reply-warnings").is_visible()
+    shot(page, "inbox-2-reply-warning")
     problems += [f"reply warning: {v}" for v in axe_violations(page, "serious")]
     assert problems == [], "\n".join(problems)

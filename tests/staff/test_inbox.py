@@ -421,6 +421,7 @@ def test_health_details_ask_for_a_confirmation_first(staff_client: FlaskClient) 
     assert warned.status_code == 200
     assert "Check before sending" in html and "Send anyway" in html
     assert "It names a diagnosis (“stenosis”)" in html
+    assert html.count(body) == 1  # in the reply box only, not in the note box
     assert "It names the procedure (“MILD”)" in html
     assert "the patient&#39;s date of birth (“4/2/1956”)" in html
     assert f'value="{reply_digest(body)}"' in html
