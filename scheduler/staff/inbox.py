@@ -215,13 +215,14 @@ def reply_digest(body: str) -> str:
 
 
 def _waiting_replies(phone: str, now: datetime) -> int:
-    """Staff replies to the number still queued (the cap counts them before they go)."""
+    """Staff replies to the number still queued: the cap counts them before they go (those
+    being sent, and sent, are in ``texts_to_number_since`` already)."""
     return (
         db.session.scalar(
             select(func.count(OutboundMessage.id)).where(
                 OutboundMessage.to_phone == phone,
                 OutboundMessage.kind.like(STAFF_REPLY_KINDS),
-                OutboundMessage.status.in_((MessageStatus.PENDING, MessageStatus.SENDING)),
+                OutboundMessage.status == MessageStatus.PENDING,
                 OutboundMessage.created_at >= now - WINDOW,
             )
         )
