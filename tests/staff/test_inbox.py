@@ -5,10 +5,12 @@ through the outbox under consent, STOP, sending hours and the per-number cap."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select
@@ -35,7 +37,7 @@ from scheduler.staff.inbox import (
     unread_count,
 )
 from tests.factories import CHICAGO, make_appointment, make_location, make_slot, new_phone
-from tests.staff.conftest import post
+from tests.staff.conftest import CSRF, PASSWORD, make_staff, post
 
 _sids = iter(range(1, 1_000_000))
 TUESDAY_NIGHT = datetime(2027, 4, 13, 22, 0, tzinfo=CHICAGO)
@@ -501,3 +503,53 @@ def test_the_live_check_counts_text_messages_and_warns_as_staff_type(
     assert risky["warnings"] == ["It names a diagnosis (“ciatica”)."]
     assert post(staff_client, path, {"body": "x" * 1001}).status_code == 400
     assert staff_replies(appt) == []
+
+
+def test_colleagues_marking_the_same_reply_at_the_same_moment_all_see_it_handled(
+    app: Flask, live_server: str
+) -> None:
+    """Real concurrent requests (threads of a live server): none errs, one audit entry."""
+    app.config["SESSION_COOKIE_SECURE"] = False  # plain HTTP to 127.0.0.1 (requests is strict)
+    phone = new_phone()
+    make_appointment(make_slot(days_ahead=2), phone=phone)
+    text_in(phone, "On my way")
+    message_id = inbound("On my way").id
+    sessions = []
+    for n in range(4):
+        user = make_staff(f"desk{n}@clinic.test")
+        session = requests.Session()
+        token = CSRF.search(session.get(live_server + "/staff/login", timeout=30).text)
+        assert token is not None
+        signed = session.post(
+            live_server + "/staff/login",
+            data={"email": user.email, "password": PASSWORD, "csrf_token": token.group(1)},
+            timeout=30,
+        )
+        assert signed.status_code == 200 and "/staff/login" not in signed.url
+        page_token = CSRF.search(session.get(live_server + "/staff/inbox", timeout=30).text)
+        assert page_token is not None
+        sessions.append((session, page_token.group(1)))
+    barrier = threading.Barrier(len(sessions))
+    pages: list[tuple[int, str]] = []
+
+    def mark(session: requests.Session, token: str) -> None:
+        barrier.wait()
+        response = session.post(
+            f"{live_server}/staff/inbox/{message_id}/handled",
+            data={"csrf_token": token, "version": "1", "handled": "yes"},
+            timeout=30,
+        )
+        pages.append((response.status_code, response.text))
+
+    threads = [threading.Thread(target=mark, args=pair) for pair in sessions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [status for status, _ in pages] == [200] * len(sessions)
+    marked = [text for _, text in pages if "The reply is marked handled." in text]
+    already = [text for _, text in pages if "already marked handled by desk" in text]
+    assert (len(marked), len(already)) == (1, len(sessions) - 1)
+    db.session.remove()
+    assert len(audits("inbox.reply_handled")) == 1
+    assert inbound("On my way").version == 2
