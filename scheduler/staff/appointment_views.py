@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -36,7 +37,8 @@ from scheduler.staff.access import safe_next
 from scheduler.staff.blueprint import bp
 from scheduler.staff.calendar import calendar_for
 from scheduler.staff.calendar_views import date_from_query
-from scheduler.staff.forms import ActionForm, MergeForm, NoteForm
+from scheduler.staff.forms import ActionForm, MergeForm, NoteForm, ReplyForm
+from scheduler.staff.inbox import reply_waits_until
 from scheduler.staff.operations import (
     add_note,
     mark_appointment,
@@ -114,7 +116,13 @@ def merge_patient(patient_id: int) -> Response:
 
 @bp.get("/appointments/<int:appointment_id>")
 def appointment(appointment_id: int) -> str:
-    detail = appointment_detail(appointment_or_404(appointment_id))
+    return appointment_page(appointment_or_404(appointment_id))
+
+
+def appointment_page(appt: Appointment, **extra: Any) -> str:
+    """The appointment's page; ``extra`` (the reply form and its warnings) as the inbox's
+    reply view fills them."""
+    detail = appointment_detail(appt)
     appt = detail.appointment
     return render_template(
         "staff/appointment.html",
@@ -124,8 +132,16 @@ def appointment(appointment_id: int) -> str:
         number=detail.number,
         moved_to=detail.moved_to,
         marks=marks_possible(appt, utcnow()),
-        form=ActionForm(version=appt.version),
-        note_form=NoteForm(version=appt.version),
+        # Never filled from the request: the reply view renders this page with its own
+        # form's words, which must not land in the note box (both are called "body").
+        form=ActionForm(formdata=None, version=appt.version),
+        note_form=NoteForm(formdata=None, version=appt.version),
+        **{
+            "reply_form": ReplyForm(formdata=None),
+            "reply_warnings": [],
+            "reply_waits_until": reply_waits_until(utcnow()),
+            **extra,
+        },
     )
 
 

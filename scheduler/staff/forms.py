@@ -174,3 +174,18 @@ class StaffUserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
     role = SelectField("Role", choices=[SelectChoice(r.value, r.value.title()) for r in StaffRole])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=12, max=200)])
+
+
+class ReplyForm(FlaskForm):
+    """Staff's answer to a patient's text; ``warned_for`` names the text staff were warned
+    about (health details) and chose to send anyway."""
+
+    body = TextAreaField("Reply to the patient by text", validators=[Length(max=1000)])
+    warned_for = HiddenField()
+    mark_handled = BooleanField("Mark the patient's unread replies handled", default=True)
+
+
+class HandledForm(ActionForm):
+    """Mark a patient's reply handled ("yes") or back to unread ("no")."""
+
+    handled = HiddenField(validators=[DataRequired()])

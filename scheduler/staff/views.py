@@ -10,6 +10,7 @@ from scheduler.staff import (  # noqa: F401  (each registers its routes on bp)
     availability_views,
     calendar_views,
     export_views,
+    inbox_views,
 )
 from scheduler.staff.blueprint import bp
 

@@ -310,6 +310,21 @@ def _patient_merged(who: str, e: AuditEntry, _: Context) -> Sentence:
     )
 
 
+def _text_reply(who: str, e: AuditEntry, _: Context) -> Sentence:
+    d = e.details
+    size = f"{d.get('characters', '?')} characters, {d.get('segments', '?')} segment(s)"
+    return Sentence(f"{who} answered {e.target_label} by text", [size])
+
+
+def _reply_marked(state: str) -> Describe:
+    def describe(who: str, e: AuditEntry, _: Context) -> Sentence:
+        label = e.target_label
+        about = "a reply about no visit" if label.startswith("reply") else f"a reply about {label}"
+        return Sentence(f"{who} marked {about} {state}")
+
+    return describe
+
+
 SENTENCES: dict[str, Describe] = {
     "appointment.booked": _appointment("booked"),
     "appointment.cancelled": _appointment("cancelled"),
@@ -321,6 +336,9 @@ SENTENCES: dict[str, Describe] = {
     "appointment.place_freed": _appointment("freed the place of"),
     "appointment.note": _appointment("added a private note to"),
     "appointment.resend_instructions": _appointment("sent the pre-visit instructions again for"),
+    "appointment.text_reply": _text_reply,
+    "inbox.reply_handled": _reply_marked("handled"),
+    "inbox.reply_unhandled": _reply_marked("unread"),
     "availability.closure_added": _closure,
     "availability.extra_session_added": _extra,
     "availability.exception_deleted": _exception_deleted,

@@ -265,6 +265,7 @@ STAFF_PAGES = [
     "/staff/calendar?view=week",
     "/staff/calendar?view=day&location=boerne",
     "/staff/appointments?q=Garza",
+    "/staff/inbox?location=unmatched",
     "/staff/texts/privacy_notice/es",
     "/staff/texts/preconsult_instructions/en",
     "/staff/texts/sms_confirmation/en",

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from scheduler.extensions import db
-from scheduler.models import Location, ScheduleException, StaffUser
+from scheduler.models import InboundMessage, Location, ScheduleException, StaffUser
 from tests.conftest import Clock, make_app
 from tests.factories import make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import PASSWORD, csrf_token, make_staff, sign_in
@@ -32,7 +32,15 @@ ADMIN_ONLY = {
 }
 # Route arguments that name something at one location: a scoped account gets 404 on
 # every route taking one that belongs to another location.
-LOCATION_ARGUMENTS = {"appointment_id", "slot_id", "slug", "rule_id", "exception_id", "patient_id"}
+LOCATION_ARGUMENTS = {
+    "appointment_id",
+    "slot_id",
+    "slug",
+    "rule_id",
+    "exception_id",
+    "patient_id",
+    "message_id",
+}
 DEFAULT_VALUES = {
     "appointment_id": 1,
     "slot_id": 1,
@@ -42,6 +50,7 @@ DEFAULT_VALUES = {
     "exception_id": 1,
     "user_id": 1,
     "patient_id": 1,
+    "message_id": 1,
     "action": "block",
     "key": "sms_reminder",
     "language": "en",
@@ -217,8 +226,18 @@ def location_objects(location: Location) -> dict[str, Any]:
     appt = make_appointment(slot)
     exception = ScheduleException(day=date(2031, 1, 7), kind="closed", reason="test")
     location.exceptions.append(exception)
+    reply = InboundMessage(
+        provider_sid=f"SM{location.slug.replace('-', ''):0>32}",
+        from_phone=appt.patient.phone,
+        to_phone="+12105550100",
+        body="Running 10 minutes late",
+        action="other",
+        appointment_id=appt.id,
+    )
+    db.session.add(reply)
     db.session.commit()
     return {
+        "message_id": reply.id,
         "appointment_id": appt.id,
         "slot_id": make_slot(location, days_ahead=5).id,
         "slug": location.slug,
