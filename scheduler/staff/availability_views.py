@@ -17,7 +17,7 @@ from scheduler.availability.changes import (
     parse_ids,
     set_slot_blocked,
 )
-from scheduler.availability.operations import OUTSIDE_HOURS, active_location
+from scheduler.availability.operations import active_location
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
@@ -296,8 +296,12 @@ def block_slot(slot_id: int, action: str) -> Response:
     if not form.validate_on_submit():
         abort(400, description="This form has expired. Reload the page and try again.")
     blocking = action == "block"
-    if not blocking and slot.block_reason == OUTSIDE_HOURS:
-        flash("This slot is outside the opening hours; change the hours to open it.", "error")
+    if not blocking and slot.blocked_by_schedule:
+        flash(
+            f"This slot is closed by the schedule ({slot.block_reason}): remove the closure "
+            "or change the opening hours to open it.",
+            "error",
+        )
         return redirect(url_for("staff.calendar"))
     reason = (form.reason.data or "Blocked by staff").strip() if blocking else ""
     with unit_of_work():
