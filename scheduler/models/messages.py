@@ -52,6 +52,7 @@ class MessageKind(enum.StrEnum):
     INSTRUCTIONS = "instructions"
     REMINDER = "reminder"
     CANCELLATION = "cancellation"
+    CLOSURE_NOTICE = "closure_notice"  # the visit's time was closed: choose another
 
 
 class MessageSchedule(Model):

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import and_, func, select
 
-from scheduler.availability.closures import ClosureBookings, closure_bookings
+from scheduler.availability.closures import ClosureBookings, closure_bookings, closures_on
 from scheduler.availability.slots import local_day_bounds
+from scheduler.display import time_of_day
 from scheduler.extensions import db
 from scheduler.models import (
     HOLDS_SLOT,
@@ -88,7 +89,8 @@ class DayBoard:
 
 
 def wall_label(local: datetime) -> str:
-    return f"{local.hour}:{local.minute:02d}"
+    """A row's time as the desk reads it: "9:30 AM"."""
+    return time_of_day(local.time())
 
 
 def day_board(locations: list[Location], day: date, now: datetime, tz: ZoneInfo) -> DayBoard:
@@ -114,7 +116,7 @@ def day_board(locations: list[Location], day: date, now: datetime, tz: ZoneInfo)
         earlier=earlier,
         rows=rows,
         closed=closed,
-        closures=closure_bookings(_closures_of(locations, day), columns),
+        closures=closure_bookings(closures_on([loc.id for loc in locations], day), columns),
     )
 
 
@@ -124,31 +126,6 @@ def _board_cell(cell: SlotCell | None) -> BoardCell:
     holding = [a for a in cell.appointments if a.status in HOLDS_SLOT]
     gone = [a for a in cell.appointments if a.status not in HOLDS_SLOT]
     return BoardCell(cell.slot, holding, gone)
-
-
-def _closures_of(locations: list[Location], day: date) -> list[ScheduleException]:
-    if not locations:
-        return []
-    return list(
-        db.session.scalars(
-            select(ScheduleException)
-            .where(
-                ScheduleException.location_id.in_([loc.id for loc in locations]),
-                ScheduleException.day == day,
-                ScheduleException.kind == "closed",
-            )
-            .order_by(ScheduleException.location_id, ScheduleException.start_time)
-        )
-    )
-
-
-@dataclass
-class WeekCount:
-    slot: Slot
-
-    @property
-    def label(self) -> str:
-        return f"{self.slot.booked_count}/{self.slot.capacity}"
 
 
 @dataclass
@@ -207,50 +184,24 @@ def board_version(location_ids: list[int], day: date, tz: ZoneInfo) -> str:
     closure notice is queued.
     """
     start, end = local_day_bounds(day, tz)
-    in_day = and_(
-        Slot.location_id.in_(location_ids), Slot.starts_at >= start, Slot.starts_at < end
-    )
-    slots = select(
-        func.count(Slot.id),
-        func.coalesce(func.sum(Slot.booked_count), 0),
-        func.coalesce(func.sum(case((Slot.is_blocked, 1), else_=0)), 0),
-        func.coalesce(func.max(Slot.id), 0),
-    ).where(in_day)
-    appointments = (
-        select(
-            func.count(Appointment.id),
-            func.max(Appointment.updated_at),
-            func.coalesce(func.max(Appointment.id), 0),
-        )
+    in_day = and_(Slot.location_id.in_(location_ids), Slot.starts_at >= start, Slot.starts_at < end)
+    figures = [
+        select(func.count(Slot.id)).where(in_day),
+        select(func.coalesce(func.sum(Slot.booked_count), 0)).where(in_day),
+        select(func.count(Slot.id)).where(in_day, Slot.is_blocked.is_(True)),
+        select(func.coalesce(func.max(Slot.id), 0)).where(in_day),
+        select(func.count(Appointment.id)).join(Slot, Slot.id == Appointment.slot_id).where(in_day),
+        select(func.max(Appointment.updated_at))
         .join(Slot, Slot.id == Appointment.slot_id)
-        .where(in_day)
-    )
-    notices = (
+        .where(in_day),
         select(func.count(OutboundMessage.id))
         .join(Appointment, Appointment.id == OutboundMessage.appointment_id)
         .join(Slot, Slot.id == Appointment.slot_id)
-        .where(in_day, OutboundMessage.kind.like("closure_notice%"))
-    )
-    closures = select(func.count(ScheduleException.id)).where(
-        ScheduleException.location_id.in_(location_ids), ScheduleException.day == day
-    )
-    slot_row = slots.subquery()
-    appt_row = appointments.subquery()
-    row = db.session.execute(
-        select(
-            *slot_row.c,
-            *appt_row.c,
-            notices.scalar_subquery(),
-            closures.scalar_subquery(),
-        )
-    ).one()
+        .where(in_day, OutboundMessage.kind == "closure_notice"),
+        select(func.count(ScheduleException.id)).where(
+            ScheduleException.location_id.in_(location_ids), ScheduleException.day == day
+        ),
+    ]
+    row = db.session.execute(select(*(f.scalar_subquery() for f in figures))).one()
     text = "|".join(str(value) for value in row)
     return hashlib.sha256(f"{sorted(location_ids)}|{day}|{text}".encode()).hexdigest()[:16]
-
-
-def slot_time(slot: Slot, tz: ZoneInfo) -> time:
-    return slot.starts_at.astimezone(tz).time()
-
-
-def one_day(day: date) -> timedelta:
-    return timedelta(days=1) if day else timedelta(0)
