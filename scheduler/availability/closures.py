@@ -67,6 +67,11 @@ class ClosureBookings:
         """Bookings still in the closed time that no closure notice went to yet."""
         return [b for b in self.waiting if b.notice is None and b.appointment.status in _NOTIFIABLE]
 
+    @property
+    def to_text(self) -> list[AffectedBooking]:
+        """Of those, the ones who agreed to texts."""
+        return [b for b in self.to_notify if b.appointment.patient.sms_consent]
+
 
 _NOTIFIABLE = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED})
 

@@ -269,7 +269,13 @@ def add_exception(slug: str) -> str | Response | tuple[str, int]:
         reason=form.reason.data or "",
     )
     what = "Extra session" if extra else "Closure"
-    return answer(outcome, location, what, exception_form=form, orphan_form="exception")
+    result = answer(outcome, location, what, exception_form=form, orphan_form="exception")
+    if outcome.saved and outcome.orphans and not extra:
+        # The kept bookings are on that day's board, with the action that texts them.
+        return redirect(
+            url_for("staff.calendar", view="day", date=str(form.day.data), location=location.slug)
+        )
+    return result
 
 
 @bp.post("/locations/<slug>/exceptions/<int:exception_id>/delete")

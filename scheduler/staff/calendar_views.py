@@ -149,8 +149,7 @@ def calendar_version() -> Response:
     _, shown = shown_locations(visible_locations())
     version = board_version([loc.id for loc in shown], day, display_tz())
     response = jsonify(version=version, poll_seconds=POLL_SECONDS)
-    response.set_etag(version)
-    response.headers["Cache-Control"] = "no-cache"
+    response.set_etag(version)  # the board sends it back as If-None-Match
     return response.make_conditional(request)
 
 
@@ -173,12 +172,12 @@ def week_page(
 @bp.post("/closures/<int:closure_id>/notify")
 def notify_closure(closure_id: int) -> Response:
     """Send everyone a closure left without their visit a link to choose a new time."""
+    if not FlaskForm().validate_on_submit():  # the CSRF token
+        abort(400, description="This form has expired. Reload the page and try again.")
     closure = row_or_404(ScheduleException, closure_id, "No such closure.")
     if closure.kind != "closed":
         abort(404, description="No such closure.")
     require_location(current_user, closure.location_id)
-    if not FlaskForm().validate_on_submit():  # the CSRF token
-        abort(400, description="This form has expired. Reload the page and try again.")
     with unit_of_work():
         outcome = send_closure_notices(closure, utcnow())
     sent = outcome.references("sms", "sent")

@@ -39,6 +39,7 @@ def staff_routes(app: Flask) -> list[tuple[str, str, str]]:
         "slug": "boerne",
         "rule_id": 1,
         "exception_id": 1,
+        "closure_id": 1,
         "user_id": 1,
         "patient_id": 1,
         "action": "block",
