@@ -120,8 +120,8 @@ def day_page(
     )
 
 
-def board_url(day: date, chosen: str | None, **selection: int) -> str:
-    return url_for("staff.calendar", view="day", date=day.isoformat(), location=chosen, **selection)
+def board_url(day: date, chosen: str | None) -> str:
+    return url_for("staff.calendar", view="day", date=day.isoformat(), location=chosen)
 
 
 def selection(board: DayBoard) -> tuple[Appointment | None, BoardCell | None]:

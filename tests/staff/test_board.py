@@ -450,3 +450,32 @@ def test_the_boards_and_the_notice_keep_to_the_accounts_locations(
     )
     assert post(staff_client, f"/staff/closures/{closure.id}/notify").status_code == 404
     assert texts_of(there).get("closure_notice") is None
+
+
+def test_the_manage_link_of_a_closed_visit_asks_for_a_new_time_in_the_patients_language(
+    clinic: list[Location], staff_client: FlaskClient, client: FlaskClient
+) -> None:
+    from scheduler.appointments.links import manage_token
+
+    thursday = days_from_today(2)
+    kerrville = clinic[1]
+    english = make_appointment(slot_of(kerrville, thursday, time(14)))
+    spanish = make_appointment(slot_of(kerrville, thursday, time(15)), language="es")
+    untouched = make_appointment(slot_of(kerrville, thursday, time(9)))
+    close_afternoon(staff_client, kerrville, thursday, [english.id, spanish.id])
+    closure = db.session.scalar(select(ScheduleException))
+    assert closure is not None
+    post(staff_client, f"/staff/closures/{closure.id}/notify")
+
+    def manage_page(appt: Appointment) -> str:
+        response = client.get(f"/manage/{appt.reference}/{manage_token(appt)}")
+        assert response.status_code == 200
+        return response.get_data(as_text=True)
+
+    page = manage_page(english)
+    assert "The clinic is closed at the time of your visit." in page
+    assert "text asking you to choose a new time" in page
+    page = manage_page(spanish)
+    assert "La clínica está cerrada a la hora de su cita." in page
+    assert "mensaje para elegir otra hora" in page
+    assert 'id="closed-notice"' not in manage_page(untouched)
