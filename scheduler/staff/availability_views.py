@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -46,6 +47,14 @@ def location_or_404(slug: str) -> Location:
     return location
 
 
+def day_from_query() -> date | None:
+    """The day the board asked to close (``?day=``), to start the closure form with."""
+    try:
+        return date.fromisoformat(request.args.get("day", ""))
+    except ValueError:
+        return None
+
+
 def page(location: Location, **forms: object) -> str:
     editing = forms.get("editing")
     edit_id = request.args.get("edit", type=int)
@@ -59,7 +68,8 @@ def page(location: Location, **forms: object) -> str:
         location=location,
         weekdays=dict(WEEKDAYS),
         rule_form=rule_form,
-        exception_form=forms.get("exception_form") or ExceptionForm(formdata=None),
+        exception_form=forms.get("exception_form")
+        or ExceptionForm(formdata=None, data={"day": day_from_query()}),
         editing=editing,
         orphans=forms.get("orphans", []),
         orphan_ids=forms.get("orphan_ids", ""),

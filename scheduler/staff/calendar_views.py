@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from flask import abort, flash, jsonify, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
@@ -38,8 +38,13 @@ from scheduler.staff.scopes import location_ids_for, require_location
 VIEWS = ("day", "week")
 # Dates outside these years are typing mistakes (and would overflow date arithmetic).
 FIRST_YEAR, LAST_YEAR = 2000, 2100
-# How often an open day board asks whether it changed (seconds).
+# How often an open day board asks whether it changed (seconds); BOARD_POLL_SECONDS
+# in the config changes it (the browser tests poll every second).
 POLL_SECONDS = 20
+
+
+def poll_seconds() -> int:
+    return int(current_app.config.get("BOARD_POLL_SECONDS", POLL_SECONDS))
 
 
 def today() -> date:
@@ -109,7 +114,7 @@ def day_page(
         now=now,
         status_label=status_label,
         version=board_version([loc.id for loc in shown], day, display_tz()),
-        poll_seconds=POLL_SECONDS,
+        poll_seconds=poll_seconds(),
         show_earlier=request.args.get("earlier") == "1"
         or any(cell is row_cell for row in board.earlier for row_cell in row.cells),
         time_of_day=time_of_day,
@@ -148,7 +153,7 @@ def calendar_version() -> Response:
     day = date_from_query()
     _, shown = shown_locations(visible_locations())
     version = board_version([loc.id for loc in shown], day, display_tz())
-    response = jsonify(version=version, poll_seconds=POLL_SECONDS)
+    response = jsonify(version=version, poll_seconds=poll_seconds())
     response.set_etag(version)  # the board sends it back as If-None-Match
     return response.make_conditional(request)
 

@@ -85,7 +85,9 @@ def test_the_day_board_shows_patients_with_chips_and_free_places_not_forms(
     html = board(staff_client, tomorrow)
     grid = grid_of(html)
     assert grid.count("<form") == 0  # no block forms, no reason boxes
-    assert '<th scope="col">Boerne</th><th scope="col">Kerrville</th>' in grid
+    assert grid.index('"loc-name">Boerne<') < grid.index('"loc-name">Kerrville<')
+    hours = f"/staff/locations/kerrville/availability?day={tomorrow.isoformat()}#closures"
+    assert hours in grid
     assert "Rosa Garza" in grid and "Luz Ibarra" in grid
     assert 'class="chip status-booked">booked<' in grid
     assert 'class="chip status-cancelled">cancelled<' in grid  # struck through, compact
@@ -437,7 +439,7 @@ def test_the_boards_and_the_notice_keep_to_the_accounts_locations(
         "scheduler.staff.scopes.location_ids_for", lambda user: frozenset({boerne.id})
     )
     html = board(staff_client, tomorrow)
-    assert '<th scope="col">Boerne</th>' in html and "Kerrville" not in grid_of(html)
+    assert '"loc-name">Boerne<' in html and "Kerrville" not in grid_of(html)
     assert "Hidden Garza" not in html
     assert staff_client.get("/staff/calendar?location=kerrville").status_code == 404
     week = staff_client.get("/staff/calendar?view=week").get_data(as_text=True)
