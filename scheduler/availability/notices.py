@@ -19,7 +19,6 @@ from sqlalchemy import select
 
 from scheduler.audit import audit
 from scheduler.availability.closures import NOTICE_KIND, AffectedBooking, bookings_of_closure
-from scheduler.display import local_date
 from scheduler.extensions import db
 from scheduler.models import MessageKind, OutboundMessage, PhoneNumberState, ScheduleException
 from scheduler.sms.outbox import queue_text_again
@@ -87,7 +86,7 @@ def notify_closure(closure: ScheduleException, now: datetime) -> NoticeOutcome:
         "location",
         location.id,
         location.name,
-        day=local_date(closure.day),
+        day=closure.day.isoformat(),
         reason=closure.reason,
         closure_id=closure.id,
         **{

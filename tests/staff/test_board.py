@@ -481,3 +481,47 @@ def test_the_manage_link_of_a_closed_visit_asks_for_a_new_time_in_the_patients_l
     assert "La clínica está cerrada a la hora de su cita." in page
     assert "mensaje para elegir otra hora" in page
     assert 'id="closed-notice"' not in manage_page(untouched)
+
+
+@pytest.mark.parametrize(
+    ("sunday", "labels"),
+    [
+        # Fall back: 1:00 and 1:30 happen twice; each is one slot, at its first occurrence.
+        (
+            date(2027, 11, 7),
+            ["12:00 AM", "12:30 AM", "1:00 AM", "1:30 AM", "2:00 AM", "2:30 AM", "3:00 AM"],
+        ),
+        # Spring forward: 2:00 and 2:30 never happen.
+        (date(2027, 3, 14), ["12:00 AM", "12:30 AM", "1:00 AM", "1:30 AM", "3:00 AM"]),
+    ],
+)
+def test_the_boards_on_dst_nights_show_each_wall_time_once(
+    clinic: list[Location], staff_client: FlaskClient, sunday: date, labels: list[str]
+) -> None:
+    from scheduler.availability.operations import sync_slots
+    from scheduler.database import unit_of_work
+
+    boerne = clinic[0]
+    boerne.exceptions.append(
+        ScheduleException(
+            day=sunday,
+            kind="extra",
+            start_time=time(0),
+            end_time=time(3, 30),
+            slot_minutes=30,
+            capacity=1,
+        )
+    )
+    db.session.commit()
+    with unit_of_work():
+        sync_slots(boerne, sunday, sunday)
+    grid = grid_of(board(staff_client, sunday, location="boerne", earlier=1))
+    shown = re.findall(r'<th scope="row" class="time">([^<]+)</th>', grid)
+    assert shown == labels
+    version = staff_client.get(f"/staff/calendar/version?date={sunday.isoformat()}&location=boerne")
+    assert version.status_code == 200
+    week = staff_client.get(
+        f"/staff/calendar?view=week&date={sunday.isoformat()}&location=boerne"
+    ).get_data(as_text=True)
+    rows = re.findall(r'<th scope="row" class="time">([^<]+)</th>', week)
+    assert rows == labels  # that week has no other slots (beyond the rolled horizon)
