@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 
 from scheduler.availability.notices import ALREADY, NO_CONSENT, OPTED_OUT
 from scheduler.availability.notices import notify_closure as send_closure_notices
-from scheduler.availability.operations import active_locations
+from scheduler.availability.operations import active_locations, current_booking_window
 from scheduler.database import unit_of_work
 from scheduler.display import display_tz, time_of_day
 from scheduler.lookups import row_or_404
@@ -115,6 +115,7 @@ def day_page(
         status_label=status_label,
         version=board_version([loc.id for loc in shown], day, display_tz()),
         poll_seconds=poll_seconds(),
+        bookable_from=current_booking_window(now).earliest,
         show_earlier=request.args.get("earlier") == "1"
         or any(cell is row_cell for row in board.earlier for row_cell in row.cells),
         time_of_day=time_of_day,

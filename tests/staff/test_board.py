@@ -187,6 +187,10 @@ def test_the_panel_of_a_free_place_books_a_caller_and_blocks_with_a_reason(
     html = board(staff_client, tomorrow, slot=slot.id)
     assert "Closed: Doctor at conference" in grid_of(html)
     assert "Unblock this time" in html
+    # A place inside the minimum notice (two hours) is not offered for booking.
+    soon = slot_of(clinic[0], days_from_today(0), time(11))
+    html = board(staff_client, days_from_today(0), slot=soon.id)
+    assert "Too soon to book" in html and "Book a caller here" not in html
     # The booking form comes back to the board.
     form = staff_client.get(f"/staff/book/{slot.id}?return_to=/staff/calendar%3Fview%3Dday")
     assert 'name="return_to" value="/staff/calendar?view=day"' in form.get_data(as_text=True)
