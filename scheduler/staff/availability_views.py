@@ -63,13 +63,21 @@ def page(location: Location, **forms: object) -> str:
     rule_form = forms.get("rule_form") or (
         OpeningRuleForm(obj=editing, formdata=None) if editing else OpeningRuleForm(formdata=None)
     )
+    given = forms.get("exception_form")
+    exception_form = (
+        given
+        if isinstance(given, ExceptionForm)
+        else ExceptionForm(formdata=None, data={"day": day_from_query()})
+    )
+    for closure_field in exception_form:  # ids of their own: the hours form has start_time too
+        if closure_field.type != "CSRFTokenField":
+            closure_field.id = f"closure-{closure_field.name}"
     return render_template(
         "staff/availability.html",
         location=location,
         weekdays=dict(WEEKDAYS),
         rule_form=rule_form,
-        exception_form=forms.get("exception_form")
-        or ExceptionForm(formdata=None, data={"day": day_from_query()}),
+        exception_form=exception_form,
         editing=editing,
         orphans=forms.get("orphans", []),
         orphan_ids=forms.get("orphan_ids", ""),

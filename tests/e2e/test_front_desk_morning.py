@@ -143,6 +143,8 @@ def close_the_afternoon_and_text_both(page: Any, clicks: Clicks) -> None:
     board = page.locator("#board")
     assert board.get_by_text("Closed: Doctor at conference").first.is_visible()
     assert board.locator(".closure .affected li").count() == 2
+    heading = "San Antonio closed 2:00 PM–5:00 PM: Doctor at conference"
+    assert board.get_by_role("heading", name=heading).is_visible()
     fits_the_tablet(page)
     shot(page, "morning-2-closure")
     clicks.click(page.get_by_role("button", name="Text 2 patients a link to choose a new time"))
