@@ -97,7 +97,10 @@ def answer(
         return page(location, **listed, **forms), 409
     message = f"{what} saved: {outcome.created} slots added, {outcome.removed} removed."
     if outcome.orphans:
-        message += f" {len(outcome.orphans)} kept appointments need a call to reschedule."
+        message += (
+            f" {len(outcome.orphans)} kept appointments need a new time: text them a link"
+            " from that day's board, or call them."
+        )
     flash(message, "success")
     return redirect(url_for("staff.availability", slug=location.slug))
 
