@@ -167,6 +167,32 @@ def test_the_panel_of_a_patient_holds_every_action_and_they_return_to_the_board(
         {"version": 2, "body": "Brought his MRI", "return_to": back},
     )
     assert response.location.endswith(back)
+    # Cancelling from the panel asks first, then comes back to the board.
+    later = slot_of(clinic[0], days_from_today(1), time(9))
+    luz = make_appointment(later, first_name="Luz")
+    tomorrow_back = f"/staff/calendar?view=day&date={days_from_today(1).isoformat()}"
+    asked = post(
+        staff_client,
+        f"/staff/appointments/{luz.id}/cancel",
+        {"version": luz.version, "return_to": tomorrow_back},
+    )
+    question = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Cancel Luz Garza" in question
+    assert f'name="return_to" value="{tomorrow_back}"'.replace("&", "&amp;") in question
+    assert status_of(luz) == "booked"
+    done = post(
+        staff_client,
+        f"/staff/appointments/{luz.id}/cancel",
+        {"version": luz.version, "return_to": tomorrow_back, "confirm": "yes"},
+    )
+    assert done.location.endswith(tomorrow_back) and status_of(luz) == "cancelled"
+    # A return_to outside the workspace is ignored.
+    resent = post(
+        staff_client,
+        f"/staff/appointments/{appt.id}/resend-instructions",
+        {"version": 2, "return_to": "https://evil.example/"},
+    )
+    assert resent.location.endswith(f"/staff/appointments/{appt.id}")
 
 
 def test_the_panel_of_a_free_place_books_a_caller_and_blocks_with_a_reason(
