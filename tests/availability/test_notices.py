@@ -16,6 +16,7 @@ from scheduler.availability.operations import sync_slots
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.models import AuditEntry, Location, ScheduleException, Slot, utcnow
+from scheduler.sms.dispatch import Dispatcher
 from tests.factories import (
     add_weekly_hours,
     cancel,
@@ -26,6 +27,8 @@ from tests.factories import (
     move,
     texts_of,
 )
+from tests.sms.conftest import twilio_settings
+from tests.twilio_server import FakeTwilio
 
 pytestmark = pytest.mark.clock  # Tuesday 13 April 2027, 10:07 Central
 
@@ -63,6 +66,13 @@ def close(
             "availability.closure_added",
         )
     return closure
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[FakeTwilio]:
+    """The suite's own Twilio-compatible server."""
+    with FakeTwilio() as server:
+        yield server
 
 
 @pytest.fixture
@@ -139,3 +149,36 @@ def test_texts_asked_for_after_sending_hours_wait_for_the_morning(location: Loca
         notices.notify_closure(closure, late)
     message = texts_of(appt)["closure_notice"]
     assert message.due_at == local_instant(day, time(8))
+
+
+def test_closure_texts_go_out_through_twilio_within_the_per_number_cap(
+    app: Flask, location: Location, fake_twilio: FakeTwilio
+) -> None:
+    """Dispatched like any text: sent through the provider, or held back by the cap."""
+    day = days_from_today(2)
+    rosa = make_appointment(slot_at(location, day, time(14)), first_name="Rosa")
+    luz = make_appointment(slot_at(location, day, time(15)), first_name="Luz")
+    # Luz booked a second visit from the same phone: her number got more texts today.
+    make_appointment(
+        slot_at(location, day + timedelta(days=1), time(9)),
+        first_name="Luz",
+        phone=luz.patient.phone,
+    )
+    closure = close(location, day, time(14), time(17), [rosa.id, luz.id])
+    app.config.update(twilio_settings(fake_twilio))
+    with Dispatcher(app) as dispatcher:  # the booking texts go out first
+        dispatcher.dispatch_due()
+    rosas = sum(1 for r in fake_twilio.requests if r.to == rosa.patient.phone)
+    luzs = sum(1 for r in fake_twilio.requests if r.to == luz.patient.phone)
+    assert rosas >= 1 and luzs > rosas
+    app.config["SMS_MAX_PER_NUMBER_PER_DAY"] = rosas + 1
+    with unit_of_work():
+        notices.notify_closure(closure, utcnow())
+    with Dispatcher(app) as dispatcher:
+        dispatcher.dispatch_due()
+    db.session.expire_all()
+    assert texts_of(rosa)["closure_notice"].status == "sent"
+    to_rosa = [r for r in fake_twilio.requests if r.to == rosa.patient.phone][-1]
+    assert f"/manage/{rosa.reference}/" in to_rosa.body
+    luz_text = texts_of(luz)["closure_notice"]
+    assert luz_text.status == "suppressed" and luz_text.status_reason == "number_daily_cap"
