@@ -16,7 +16,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, select
 
-from scheduler.availability.closures import ClosureBookings, closure_bookings, closures_on
+from scheduler.availability.closures import (
+    NOTICE_KIND,
+    ClosureBookings,
+    closure_bookings,
+    closures_on,
+)
 from scheduler.availability.slots import local_day_bounds
 from scheduler.display import time_of_day
 from scheduler.extensions import db
@@ -64,7 +69,7 @@ class BoardCell:
 
 @dataclass
 class BoardRow:
-    starts_at: datetime  # the earliest slot of the row (UTC)
+    starts_at: datetime  # the row's start, in local time
     label: str  # local wall time, "9:30"
     is_past: bool
     cells: list[BoardCell]
@@ -142,7 +147,6 @@ class WeekBoard:
     days: list[date]  # the days any shown location is open
     locations: list[Location]
     rows: list[WeekRow]
-    booked: dict[tuple[int, date], int]  # (location id, day): appointments holding a place
 
 
 def week_board(locations: list[Location], first_day: date, tz: ZoneInfo) -> WeekBoard:
@@ -151,7 +155,6 @@ def week_board(locations: list[Location], first_day: date, tz: ZoneInfo) -> Week
     open_days = sorted({d for c in columns for d, cells in c.days.items() if cells})
     index_of_day = {d: n for n, d in enumerate(open_days)}
     rows: dict[tuple[int, int], WeekRow] = {}
-    booked: dict[tuple[int, date], int] = defaultdict(int)
     for n, column in enumerate(columns):
         for d, cells in column.days.items():
             for cell in cells:
@@ -166,13 +169,11 @@ def week_board(locations: list[Location], first_day: date, tz: ZoneInfo) -> Week
                     )
                     rows[key] = row
                 row.cells[n][index_of_day[d]] = cell.slot
-                booked[(column.location.id, d)] += cell.slot.booked_count
     return WeekBoard(
         first_day=first_day,
         days=open_days,
         locations=locations,
         rows=sorted(rows.values(), key=lambda r: r.minutes),
-        booked=dict(booked),
     )
 
 
@@ -181,7 +182,7 @@ def board_version(location_ids: list[int], day: date, tz: ZoneInfo) -> str:
 
     It changes when a slot is added, removed, blocked or opened, or an appointment
     is booked or changes status (every change bumps its ``updated_at``), or a
-    closure notice is queued.
+    closure text is queued or changes status.
     """
     start, end = local_day_bounds(day, tz)
     in_day = and_(Slot.location_id.in_(location_ids), Slot.starts_at >= start, Slot.starts_at < end)
@@ -197,7 +198,11 @@ def board_version(location_ids: list[int], day: date, tz: ZoneInfo) -> str:
         select(func.count(OutboundMessage.id))
         .join(Appointment, Appointment.id == OutboundMessage.appointment_id)
         .join(Slot, Slot.id == Appointment.slot_id)
-        .where(in_day, OutboundMessage.kind == "closure_notice"),
+        .where(in_day, OutboundMessage.kind == NOTICE_KIND),
+        select(func.max(OutboundMessage.updated_at))  # a closure text sent, or failed
+        .join(Appointment, Appointment.id == OutboundMessage.appointment_id)
+        .join(Slot, Slot.id == Appointment.slot_id)
+        .where(in_day, OutboundMessage.kind == NOTICE_KIND),
         select(func.count(ScheduleException.id)).where(
             ScheduleException.location_id.in_(location_ids), ScheduleException.day == day
         ),
