@@ -382,6 +382,20 @@ def test_a_closure_shows_its_reason_texts_the_patients_once_and_shows_who_moved(
     # Without keeping them, nothing is saved and they are listed.
     refused = close_afternoon(staff_client, kerrville, thursday, [], "Doctor at conference")
     assert refused.status_code == 409
+    # The list comes with one button that keeps them and saves the closure as typed.
+    question = refused.get_data(as_text=True)
+    keep_form = question[
+        question.index("Nothing is saved yet") : question.index("Keep them and save")
+    ]
+    for field_value in (
+        'name="start_time" value="14:00"',
+        'name="end_time" value="17:00"',
+        'name="reason" value="Doctor at conference"',
+        'name="kind" value="closed"',
+        f'name="day" value="{thursday.isoformat()}"',
+        f'name="keep_ids" value="{",".join(str(i) for i in sorted(keep))}"',
+    ):
+        assert field_value in keep_form, field_value
     response = close_afternoon(staff_client, kerrville, thursday, keep, "Doctor at conference")
     # A closure with bookings leads to that day's board, where they are.
     assert response.status_code == 302
