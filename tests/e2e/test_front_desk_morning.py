@@ -252,3 +252,33 @@ def test_the_boards_have_no_serious_or_critical_axe_violations(
         fits_the_tablet(page)
         problems += [f"{path}: {v}" for v in axe_violations(page, "serious")]
     assert problems == [], "\n".join(problems)
+
+
+@pytest.mark.clock
+def test_the_board_works_without_javascript(app: Flask, live_server: str, browser: Any) -> None:
+    """Progressive enhancement: picking, the panel and its actions are plain links and forms."""
+    boerne, kerrville, _ = seeded_clinic()
+    roll_slots_forward()
+    booked_yesterday(slot_at(kerrville, time(10, 30)), first_name="Rosa", last_name="Treviño")
+    booked_yesterday(slot_at(boerne, time(8, 30)), first_name="Early", last_name="Bird")
+    desk = make_staff("desk@freedomspine.com")
+    context = browser.new_context(
+        viewport={"width": TABLET_WIDTH, "height": 1180}, java_script_enabled=False
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    page.goto(live_server + "/staff/login")
+    page.get_by_label("Email").fill(desk.email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(re.compile(r"/staff/$"))
+    # The earlier hours open and close without a script (<details>).
+    assert not page.get_by_text("Early Bird").is_visible()
+    page.locator("details.earlier summary").click()
+    assert page.get_by_text("Early Bird").is_visible()
+    page.get_by_role("link", name=re.compile(r"^Rosa Treviño, booked")).click()
+    page.get_by_role("button", name="Mark Rosa Treviño arrived").click()
+    page.wait_for_load_state()
+    assert "Rosa Treviño is marked arrived." in page.locator("main").inner_text()
+    fits_the_tablet(page)
+    context.close()
