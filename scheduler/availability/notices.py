@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from scheduler.audit import audit
 from scheduler.availability.closures import NOTICE_KIND, AffectedBooking, bookings_of_closure
 from scheduler.extensions import db
-from scheduler.models import MessageKind, OutboundMessage, PhoneNumberState, ScheduleException
+from scheduler.models import MessageKind, PhoneNumberState, ScheduleException
 from scheduler.sms.outbox import queue_text_again
 
 # What a channel did for one booking.
@@ -46,7 +47,11 @@ def text_reschedule_link(booking: AffectedBooking, now: datetime) -> str:
     )
     if number is not None and number.is_opted_out:
         return OPTED_OUT
-    queue_text_again(appt, MessageKind.CLOSURE_NOTICE, NOTICE_KIND, now)
+    try:
+        with db.session.begin_nested():  # a colleague's click at the same moment queued it
+            queue_text_again(appt, MessageKind.CLOSURE_NOTICE, NOTICE_KIND, now)
+    except IntegrityError:
+        return ALREADY
     return SENT
 
 
@@ -77,6 +82,8 @@ def notify_closure(closure: ScheduleException, now: datetime) -> NoticeOutcome:
     outcome = NoticeOutcome()
     for booking in bookings.waiting:
         appt = booking.appointment
+        if not appt.is_changeable:  # arrived, completed, no-show: nothing to move
+            continue
         for name, channel in CHANNELS.items():
             result = NOT_AHEAD if appt.slot.starts_at <= now else channel(booking, now)
             outcome.results.setdefault(name, {}).setdefault(result, []).append(appt.reference)
@@ -96,16 +103,3 @@ def notify_closure(closure: ScheduleException, now: datetime) -> NoticeOutcome:
         },
     )
     return outcome
-
-
-def notice_texts(appointment_ids: list[int]) -> dict[int, OutboundMessage]:
-    """The closure texts of these appointments, by appointment."""
-    if not appointment_ids:
-        return {}
-    rows = db.session.scalars(
-        select(OutboundMessage).where(
-            OutboundMessage.appointment_id.in_(appointment_ids),
-            OutboundMessage.kind == NOTICE_KIND,
-        )
-    )
-    return {row.appointment_id: row for row in rows}

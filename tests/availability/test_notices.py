@@ -182,3 +182,16 @@ def test_closure_texts_go_out_through_twilio_within_the_per_number_cap(
     assert f"/manage/{rosa.reference}/" in to_rosa.body
     luz_text = texts_of(luz)["closure_notice"]
     assert luz_text.status == "suppressed" and luz_text.status_reason == "number_daily_cap"
+
+
+def test_two_clicks_at_once_queue_one_text(location: Location) -> None:
+    """The second click read no text yet, but the first one's is there when it writes."""
+    day = days_from_today(2)
+    appt = make_appointment(slot_at(location, day, time(14)))
+    closure = close(location, day, time(14), time(17), [appt.id])
+    [stale] = bookings_of_closure(closure).bookings  # read before the first click wrote
+    with unit_of_work():
+        notices.notify_closure(closure, utcnow())
+    with unit_of_work():
+        assert notices.text_reschedule_link(stale, utcnow()) == notices.ALREADY
+    assert texts_of(appt)["closure_notice"].status == "pending"
