@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import contains_eager, joinedload
 
 from scheduler.audit import audit
-from scheduler.availability.operations import OUTSIDE_HOURS, location_tz, sync_slots
+from scheduler.availability.operations import location_tz, sync_slots
 from scheduler.extensions import db
 from scheduler.models import CHANGEABLE, HOLDS_SLOT, Appointment, Location, Slot, utcnow
 
@@ -88,7 +88,7 @@ def change_availability(
             select(Slot.id).where(
                 Slot.location_id == location.id,
                 Slot.is_blocked.is_(True),
-                Slot.block_reason == OUTSIDE_HOURS,
+                Slot.blocked_by_schedule.is_(True),
             )
         )
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
@@ -32,7 +32,14 @@ from scheduler.availability.slots import (
 )
 from scheduler.database import connection, rows_changed, unit_of_work
 from scheduler.extensions import db
-from scheduler.models import Appointment, Location, Slot, UTCDateTime, utcnow
+from scheduler.models import (
+    Appointment,
+    Location,
+    ScheduleException,
+    Slot,
+    UTCDateTime,
+    utcnow,
+)
 from scheduler.staff_edits import LocationRef, staff_edits
 
 
@@ -44,8 +51,10 @@ class SyncResult:
     orphaned: list[Slot] = field(default_factory=list)
 
 
-# Why sync_slots blocked a slot: it left the opening hours but appointments point at it.
+# Why sync_slots blocked a slot: it left the opening hours but appointments point at it
+# (a closure's own reason, where one closed it and staff typed a reason).
 OUTSIDE_HOURS = "Outside opening hours"
+CLOSED = "Closed"
 SLUG_PATTERN = re.compile(r"^[a-z0-9-]{1,40}$")
 
 
@@ -122,8 +131,8 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
         if spec is None:
             gone.append(slot)
             continue
-        if slot.is_blocked and slot.block_reason == OUTSIDE_HOURS:
-            slot.is_blocked, slot.block_reason = False, ""
+        if slot.is_blocked and slot.blocked_by_schedule:
+            slot.is_blocked, slot.block_reason, slot.blocked_by_schedule = False, "", False
         if spec.capacity != slot.capacity and spec.capacity >= slot.booked_count:
             slot.capacity = spec.capacity
     referenced = set(
@@ -139,8 +148,9 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
             delete(Slot).where(Slot.id.in_(unused_ids), Slot.booked_count == 0, never_booked),
         )
     for slot in gone:
-        if slot.id in referenced and not slot.is_blocked:
-            slot.is_blocked, slot.block_reason = True, OUTSIDE_HOURS
+        if slot.id in referenced and (slot.blocked_by_schedule or not slot.is_blocked):
+            slot.is_blocked, slot.blocked_by_schedule = True, True
+            slot.block_reason = schedule_block_reason(location, slot, tz)
         if slot.booked_count > 0:
             result.orphaned.append(slot)
     db.session.add_all(
@@ -155,6 +165,33 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
     )
     result.created = len(specs)
     return result
+
+
+def closure_covering(
+    exceptions: list[ScheduleException], starts_at: datetime, ends_at: datetime, tz: ZoneInfo
+) -> ScheduleException | None:
+    """The closure among ``exceptions`` that takes out a slot of these times, if one does
+    (the same overlap rule as ``slots_for_day``)."""
+    local_start, local_end = starts_at.astimezone(tz), ends_at.astimezone(tz)
+    day = local_start.date()
+    end_wall = local_end.time() if local_end.date() == day else time.max
+    for exception in exceptions:
+        if exception.kind != "closed" or exception.day != day:
+            continue
+        if exception.start_time is None or exception.end_time is None:
+            return exception
+        if local_start.time() < exception.end_time and exception.start_time < end_wall:
+            return exception
+    return None
+
+
+def schedule_block_reason(location: Location, slot: Slot, tz: ZoneInfo) -> str:
+    """What a slot the schedule blocked says: the closure's reason as typed, "Closed" for a
+    closure without one, or "Outside opening hours" when the hours changed."""
+    closure = closure_covering(list(location.exceptions), slot.starts_at, slot.ends_at, tz)
+    if closure is None:
+        return OUTSIDE_HOURS
+    return closure.reason.strip() or CLOSED
 
 
 def roll_slots_forward(now: datetime | None = None) -> dict[str, SyncResult]:

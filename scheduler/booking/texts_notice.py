@@ -29,6 +29,7 @@ KIND_ORDER = [
     MessageKind.INSTRUCTIONS,
     MessageKind.REMINDER,
     MessageKind.CANCELLATION,
+    MessageKind.CLOSURE_NOTICE,
 ]
 WAITING = {MessageStatus.PENDING, MessageStatus.SENDING}
 GONE_OUT = {MessageStatus.SENT, MessageStatus.DELIVERED}
@@ -92,6 +93,7 @@ def text_name(kind: MessageKind) -> str:
         MessageKind.INSTRUCTIONS: gettext("text with the visit instructions"),
         MessageKind.REMINDER: gettext("reminder text"),
         MessageKind.CANCELLATION: gettext("cancellation text"),
+        MessageKind.CLOSURE_NOTICE: gettext("text asking you to choose a new time"),
     }[kind]
 
 

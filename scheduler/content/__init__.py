@@ -24,6 +24,7 @@ SMS_TEMPLATE_KEYS = (
     "sms_instructions",
     "sms_reminder",
     "sms_cancellation",
+    "sms_closure_notice",
     "sms_help_reply",
     "sms_other_reply",
     "sms_confirmed_reply",

@@ -103,6 +103,9 @@ class ScheduleException(Model):
     slot_minutes: Mapped[int | None] = mapped_column(Integer)
     capacity: Mapped[int | None] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(200), default="")
+    # When staff added it (None for rows older than this column): bookings moved or
+    # cancelled before then were not moved by this closure.
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=utcnow)
 
     location: Mapped[Location] = relationship(back_populates="exceptions")
 
@@ -134,6 +137,9 @@ class Slot(Model):
     booked_count: Mapped[int] = mapped_column(Integer, default=0)
     is_blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     block_reason: Mapped[str] = mapped_column(String(200), default="")
+    # Blocked by the schedule, not by a person: the rules (hours or a closure) no longer
+    # produce this slot but appointments point at it. It opens again when they do.
+    blocked_by_schedule: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     location: Mapped[Location] = relationship()

@@ -55,6 +55,7 @@ class MessageKind(enum.StrEnum):
     CANCELLATION = "cancellation"
     # Written by staff in answer to a patient's text; stored as "staff_reply#N".
     STAFF_REPLY = "staff_reply"
+    CLOSURE_NOTICE = "closure_notice"  # the visit's time was closed: choose another
 
 
 class MessageSchedule(Model):

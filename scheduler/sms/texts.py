@@ -41,6 +41,7 @@ TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
     "sms_instructions": APPOINTMENT_FIELDS,
     "sms_reminder": APPOINTMENT_FIELDS,
     "sms_cancellation": APPOINTMENT_FIELDS,
+    "sms_closure_notice": APPOINTMENT_FIELDS,
     "sms_confirmed_reply": APPOINTMENT_FIELDS,
     "sms_reschedule_reply": APPOINTMENT_FIELDS,
     "sms_help_reply": CLINIC_FIELDS,
@@ -55,6 +56,7 @@ TEMPLATE_OF_KIND = {
     MessageKind.INSTRUCTIONS: "sms_instructions",
     MessageKind.REMINDER: "sms_reminder",
     MessageKind.CANCELLATION: "sms_cancellation",
+    MessageKind.CLOSURE_NOTICE: "sms_closure_notice",
 }
 # Babel's CLDR data puts narrow no-break spaces in times ("9:30 AM"); one of
 # those turns a whole text into UCS-2 and halves what fits in a segment.

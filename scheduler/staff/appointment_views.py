@@ -146,7 +146,9 @@ def appointment_page(appt: Appointment, **extra: Any) -> str:
 
 
 def back_to(appt: Appointment) -> Response:
-    return redirect(url_for("staff.appointment", appointment_id=appt.id))
+    """To the appointment's page, or where the form came from (the day board)."""
+    default = url_for("staff.appointment", appointment_id=appt.id)
+    return redirect(safe_next(request.form.get("return_to"), default))
 
 
 @bp.post("/appointments/<int:appointment_id>/mark/<status>")
@@ -189,15 +191,17 @@ def confirm_cancel(appointment_id: int) -> str:
 
 
 def cancel_confirmation(appt: Appointment, version: str) -> str:
+    default = url_for("staff.appointment", appointment_id=appt.id)
+    return_to = safe_next(request.values.get("return_to"), default)
     texted = " and text the patient" if appt.patient.sms_consent else ""
     return render_template(
         "staff/confirm.html",
         question=f"Cancel {appt.patient.full_name}'s appointment?",
         consequences=cancel_consequences(appt),
         action=url_for("staff.cancel", appointment_id=appt.id),
-        fields={"version": version},
+        fields={"version": version, "return_to": return_to},
         confirm_label=f"Yes, cancel it{texted}",
-        back_url=url_for("staff.appointment", appointment_id=appt.id),
+        back_url=return_to,
         back_label="No, keep it",
     )
 
@@ -308,6 +312,7 @@ class StaffBookingForm(BookingForm):
 def book(slot_id: int) -> str | Response | tuple[str, int]:
     slot = slot_or_404(slot_id)
     form = StaffBookingForm(slot_id=slot.id)
+    back = safe_next(request.values.get("return_to"), url_for("staff.calendar"))
     if form.is_submitted() and form.slot_id.data not in (None, slot.id):
         abort(400, description="This form was for another slot. Reload the page and try again.")
     if form.validate_on_submit():
@@ -321,8 +326,8 @@ def book(slot_id: int) -> str | Response | tuple[str, int]:
                 )
         except BookingError as error:
             flash(str(error), "error")
-            return render_template("staff/book.html", form=form, slot=slot), 409
+            return render_template("staff/book.html", form=form, slot=slot, return_to=back), 409
         flash(f"Booked {appt.patient.full_name}: reference {appt.reference}.", "success")
         return back_to(appt)
     status = 422 if form.errors else 200
-    return render_template("staff/book.html", form=form, slot=slot), status
+    return render_template("staff/book.html", form=form, slot=slot, return_to=back), status

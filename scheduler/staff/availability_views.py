@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -17,7 +18,7 @@ from scheduler.availability.changes import (
     parse_ids,
     set_slot_blocked,
 )
-from scheduler.availability.operations import OUTSIDE_HOURS, active_location
+from scheduler.availability.operations import active_location
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
@@ -47,6 +48,14 @@ def location_or_404(slug: str) -> Location:
     return location
 
 
+def day_from_query() -> date | None:
+    """The day the board asked to close (``?day=``), to start the closure form with."""
+    try:
+        return date.fromisoformat(request.args.get("day", ""))
+    except ValueError:
+        return None
+
+
 def page(location: Location, **forms: object) -> str:
     editing = forms.get("editing")
     edit_id = request.args.get("edit", type=int)
@@ -55,12 +64,21 @@ def page(location: Location, **forms: object) -> str:
     rule_form = forms.get("rule_form") or (
         OpeningRuleForm(obj=editing, formdata=None) if editing else OpeningRuleForm(formdata=None)
     )
+    given = forms.get("exception_form")
+    exception_form = (
+        given
+        if isinstance(given, ExceptionForm)
+        else ExceptionForm(formdata=None, data={"day": day_from_query()})
+    )
+    for closure_field in exception_form:  # ids of their own: the hours form has start_time too
+        if closure_field.type != "CSRFTokenField":
+            closure_field.id = f"closure-{closure_field.name}"
     return render_template(
         "staff/availability.html",
         location=location,
         weekdays=dict(WEEKDAYS),
         rule_form=rule_form,
-        exception_form=forms.get("exception_form") or ExceptionForm(formdata=None),
+        exception_form=exception_form,
         editing=editing,
         orphans=forms.get("orphans", []),
         orphan_ids=forms.get("orphan_ids", ""),
@@ -80,7 +98,10 @@ def answer(
         return page(location, **listed, **forms), 409
     message = f"{what} saved: {outcome.created} slots added, {outcome.removed} removed."
     if outcome.orphans:
-        message += f" {len(outcome.orphans)} kept appointments need a call to reschedule."
+        message += (
+            f" {len(outcome.orphans)} kept appointments need a new time: text them a link"
+            " from that day's board, or call them."
+        )
     flash(message, "success")
     return redirect(url_for("staff.availability", slug=location.slug))
 
@@ -270,7 +291,13 @@ def add_exception(slug: str) -> str | Response | tuple[str, int]:
         reason=form.reason.data or "",
     )
     what = "Extra session" if extra else "Closure"
-    return answer(outcome, location, what, exception_form=form, orphan_form="exception")
+    result = answer(outcome, location, what, exception_form=form, orphan_form="exception")
+    if outcome.saved and outcome.orphans and not extra:
+        # The kept bookings are on that day's board, with the action that texts them.
+        return redirect(
+            url_for("staff.calendar", view="day", date=str(form.day.data), location=location.slug)
+        )
+    return result
 
 
 @bp.post("/locations/<slug>/exceptions/<int:exception_id>/delete")
@@ -299,8 +326,12 @@ def block_slot(slot_id: int, action: str) -> Response:
     if not form.validate_on_submit():
         abort(400, description="This form has expired. Reload the page and try again.")
     blocking = action == "block"
-    if not blocking and slot.block_reason == OUTSIDE_HOURS:
-        flash("This slot is outside the opening hours; change the hours to open it.", "error")
+    if not blocking and slot.blocked_by_schedule:
+        flash(
+            f"This slot is closed by the schedule ({slot.block_reason}): remove the closure "
+            "or change the opening hours to open it.",
+            "error",
+        )
         return redirect(url_for("staff.calendar"))
     reason = (form.reason.data or "Blocked by staff").strip() if blocking else ""
     with unit_of_work():

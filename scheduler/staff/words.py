@@ -20,6 +20,7 @@ TEXT_NAMES = {
     "sms_instructions": "Text: pre-visit instructions",
     "sms_reminder": "Text: reminder",
     "sms_cancellation": "Text: visit cancelled",
+    "sms_closure_notice": "Text: the clinic closed at the visit's time",
     "sms_help_reply": "Answer to HELP",
     "sms_other_reply": "Answer to any other reply",
     "sms_confirmed_reply": "Answer to C (confirm)",
@@ -37,6 +38,7 @@ TEXT_PURPOSES = {
     "sms_instructions": "Sent a few days before the visit, with the pre-visit instructions link.",
     "sms_reminder": "Sent the day before the visit.",
     "sms_cancellation": "Sent when a visit is cancelled.",
+    "sms_closure_notice": "Sent when staff tell the patients of a closure to choose a new time.",
     "sms_help_reply": "When a patient texts HELP or INFO.",
     "sms_other_reply": "When a patient texts anything the service does not understand.",
     "sms_confirmed_reply": "When a patient texts C to confirm.",
@@ -46,6 +48,14 @@ TEXT_PURPOSES = {
     "sms_opt_in_reply": "When a patient texts START again.",
 }
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
+CHANNEL_NAMES = {"sms": "text", "email": "email"}
+NOTICE_RESULTS = {
+    "sent": "told",
+    "already": "told before",
+    "no_consent": "to call, no consent",
+    "opted_out": "to call, opted out",
+    "not_ahead": "visit already past",
+}
 WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 DIFF_LINES = 6
 
@@ -195,6 +205,23 @@ def _closure(who: str, e: AuditEntry, _: Context) -> Sentence:
     return Sentence(text, kept_words(d))
 
 
+def _closure_notified(who: str, e: AuditEntry, _: Context) -> Sentence:
+    """The patients of a closure told to choose a new time: who was, and who was not."""
+    d = e.details
+    reason = f" ({d['reason']})" if d.get("reason") else ""
+    text = (
+        f"{who} told the patients of {e.target_label}'s closure on {day_words(d.get('day'))}"
+        f"{reason} to choose a new time"
+    )
+    outcomes = []
+    for key, refs in sorted(d.items()):
+        channel, _sep, result = key.partition("_")
+        if isinstance(refs, list) and refs:
+            said = NOTICE_RESULTS.get(result, result.replace("_", " "))
+            outcomes.append(f"{said} ({CHANNEL_NAMES.get(channel, channel)}): {', '.join(refs)}")
+    return Sentence(text, outcomes)
+
+
 def _extra(who: str, e: AuditEntry, _: Context) -> Sentence:
     d = e.details
     reason = f": {d['reason']}" if d.get("reason") else ""
@@ -340,6 +367,7 @@ SENTENCES: dict[str, Describe] = {
     "inbox.reply_handled": _reply_marked("handled"),
     "inbox.reply_unhandled": _reply_marked("unread"),
     "availability.closure_added": _closure,
+    "closure.notified": _closure_notified,
     "availability.extra_session_added": _extra,
     "availability.exception_deleted": _exception_deleted,
     "availability.rule_saved": _rule_saved,

@@ -7,6 +7,7 @@ from flask import Flask
 from sqlalchemy import delete, func, select
 
 from scheduler.availability.operations import (
+    CLOSED,
     OUTSIDE_HOURS,
     SyncResult,
     open_slots,
@@ -140,7 +141,7 @@ def test_closing_a_day_keeps_slots_that_appointments_point_at_and_blocks_them(ap
     assert result.removed == 17
     assert [s.id for s in result.orphaned] == [slot.id]
     db.session.refresh(slot)
-    assert slot.is_blocked and slot.block_reason == OUTSIDE_HOURS
+    assert slot.is_blocked and slot.blocked_by_schedule and slot.block_reason == CLOSED
     assert db.session.get(Appointment, kept.id).status == "booked"
     # Reopening the day unblocks it.
     db.session.execute(delete(ScheduleException))
@@ -169,3 +170,52 @@ def test_rolling_forward_survives_cancelled_appointments_on_closed_days(app: Fla
     db.session.refresh(slot)
     assert slot.is_blocked
     assert open_slots(location, slot.starts_at, slot.ends_at) == []
+
+
+def test_kept_slots_say_the_closures_reason_or_that_the_hours_changed(app: Flask) -> None:
+    """Staff read why a kept slot is blocked: the reason they typed for the closure."""
+    location = make_location()
+    add_weekly_hours(location)
+    sync_slots(location, *WEEK)
+    db.session.commit()
+    tuesday = date(2027, 1, 5)
+    at_two = db.session.scalar(
+        select(Slot).where(Slot.starts_at == local_instant(tuesday, time(14)))
+    )
+    at_nine = db.session.scalar(
+        select(Slot).where(Slot.starts_at == local_instant(tuesday, time(9)))
+    )
+    make_appointment(at_two)
+    make_appointment(at_nine)
+    db.session.add(
+        ScheduleException(
+            location=location,
+            day=tuesday,
+            kind="closed",
+            start_time=time(13),
+            end_time=time(17),
+            reason="Doctor at conference",
+        )
+    )
+    db.session.commit()
+    db.session.refresh(location)
+    sync_slots(location, *WEEK)
+    db.session.commit()
+    db.session.refresh(at_two)
+    assert at_two.is_blocked and at_two.block_reason == "Doctor at conference"
+    # The morning loses its hours: that slot says so.
+    location.opening_rules[1].start_time = time(10)
+    db.session.commit()
+    sync_slots(location, *WEEK)
+    db.session.commit()
+    db.session.refresh(at_nine)
+    assert at_nine.is_blocked and at_nine.blocked_by_schedule
+    assert at_nine.block_reason == OUTSIDE_HOURS
+    # A person's block is not the schedule's: the hours coming back leave it alone.
+    at_nine.block_reason, at_nine.blocked_by_schedule = "Broken chair", False
+    location.opening_rules[1].start_time = time(8)
+    db.session.commit()
+    sync_slots(location, *WEEK)
+    db.session.commit()
+    db.session.refresh(at_nine)
+    assert at_nine.is_blocked and at_nine.block_reason == "Broken chair"

@@ -40,6 +40,7 @@ LOCATION_ARGUMENTS = {
     "exception_id",
     "patient_id",
     "message_id",
+    "closure_id",
 }
 DEFAULT_VALUES = {
     "appointment_id": 1,
@@ -48,6 +49,7 @@ DEFAULT_VALUES = {
     "slug": "boerne",
     "rule_id": 1,
     "exception_id": 1,
+    "closure_id": 1,
     "user_id": 1,
     "patient_id": 1,
     "message_id": 1,
@@ -243,6 +245,7 @@ def location_objects(location: Location) -> dict[str, Any]:
         "slug": location.slug,
         "rule_id": location.opening_rules[0].id,
         "exception_id": exception.id,
+        "closure_id": exception.id,
         "patient_id": appt.patient_id,
     }
 

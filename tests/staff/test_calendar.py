@@ -83,10 +83,14 @@ def test_day_view_shows_capacity_people_and_statuses(app: Flask, staff_client: F
         f"/staff/calendar?date={day.isoformat()}&location={location.slug}"
     ).get_data(as_text=True)
     assert "Rosa Trevino" in html and "Luz Ibarra" in html
-    assert "1/2" in html  # booked of capacity
+    assert ">1 free<" in html  # of two places
     assert "status-cancelled" in html and "status-booked" in html
-    assert f"/staff/book/{slot.id}" in html
-    assert f"/staff/appointments/{kept.id}" in html
+    assert f"appointment={kept.id}#panel" in html
+    assert f"slot={slot.id}#panel" in html
+    panel = staff_client.get(
+        f"/staff/calendar?date={day.isoformat()}&location={location.slug}&slot={slot.id}"
+    ).get_data(as_text=True)
+    assert f"/staff/book/{slot.id}" in panel
 
 
 @pytest.mark.clock
