@@ -23,10 +23,19 @@ from scheduler.models.messages import (
 )
 from scheduler.models.staff import AppointmentNote, AuditEntry, StaffRole, StaffUser
 from scheduler.models.types import UTCDateTime, utcnow
+from scheduler.models.waitlist import (
+    ON_THE_LIST,
+    OfferOutcome,
+    PartOfDay,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
+)
 
 __all__ = [
     "CHANGEABLE",
     "HOLDS_SLOT",
+    "ON_THE_LIST",
     "STATUS_RANK",
     "Appointment",
     "AppointmentEvent",
@@ -40,8 +49,10 @@ __all__ = [
     "MessageKind",
     "MessageSchedule",
     "MessageStatus",
+    "OfferOutcome",
     "OpeningRule",
     "OutboundMessage",
+    "PartOfDay",
     "Patient",
     "PhoneNumberState",
     "ScheduleException",
@@ -50,5 +61,8 @@ __all__ = [
     "StaffUser",
     "StatusReport",
     "UTCDateTime",
+    "WaitlistEntry",
+    "WaitlistOffer",
+    "WaitlistStatus",
     "utcnow",
 ]

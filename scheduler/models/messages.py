@@ -52,6 +52,7 @@ class MessageKind(enum.StrEnum):
     INSTRUCTIONS = "instructions"
     REMINDER = "reminder"
     CANCELLATION = "cancellation"
+    WAITLIST_OFFER = "waitlist_offer"
 
 
 class MessageSchedule(Model):
@@ -85,7 +86,11 @@ class OutboundMessage(Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    # None for a text that is not about a booking (a waitlist offer).
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    waitlist_offer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("waitlist_offers.id"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(20))
     to_phone: Mapped[str] = mapped_column(String(20), index=True)
     language: Mapped[str] = mapped_column(String(2))
@@ -117,7 +122,7 @@ class OutboundMessage(Model):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    appointment: Mapped[Appointment] = relationship()
+    appointment: Mapped[Appointment | None] = relationship()
     attempt_log: Mapped[list[MessageAttempt]] = relationship(
         back_populates="message", order_by="MessageAttempt.id", passive_deletes=True
     )
