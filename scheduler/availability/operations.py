@@ -42,6 +42,9 @@ class SyncResult:
     removed: int = 0
     # Booked slots the rules no longer produce: kept, for staff to handle.
     orphaned: list[Slot] = field(default_factory=list)
+    # Slots with room that was not there before (new, more places, open again): their
+    # ids are known once the session is flushed.
+    opened: list[Slot] = field(default_factory=list)
 
 
 # Why sync_slots blocked a slot: it left the opening hours but appointments point at it.
@@ -124,7 +127,10 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
             continue
         if slot.is_blocked and slot.block_reason == OUTSIDE_HOURS:
             slot.is_blocked, slot.block_reason = False, ""
+            result.opened.append(slot)
         if spec.capacity != slot.capacity and spec.capacity >= slot.booked_count:
+            if spec.capacity > slot.capacity:
+                result.opened.append(slot)
             slot.capacity = spec.capacity
     referenced = set(
         db.session.scalars(
@@ -143,7 +149,7 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
             slot.is_blocked, slot.block_reason = True, OUTSIDE_HOURS
         if slot.booked_count > 0:
             result.orphaned.append(slot)
-    db.session.add_all(
+    new_slots = [
         Slot(
             location_id=location.id,
             starts_at=spec.starts_at,
@@ -152,7 +158,9 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
             booked_count=0,
         )
         for spec in specs.values()
-    )
+    ]
+    db.session.add_all(new_slots)
+    result.opened += new_slots
     result.created = len(specs)
     return result
 

@@ -127,3 +127,4 @@ class WaitlistOffer(Model):
 
     entry: Mapped[WaitlistEntry] = relationship(back_populates="offers")
     slot: Mapped[Slot] = relationship()
+    appointment: Mapped[Appointment | None] = relationship()
