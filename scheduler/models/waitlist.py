@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, Float, ForeignKey, Index, String
+from sqlalchemy import Boolean, Date, Float, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from scheduler.extensions import Model
@@ -49,8 +49,8 @@ class WaitlistEntry(Model):
             "location_id",
             "person_key",
             unique=True,
-            postgresql_where="status IN ('waiting', 'offered')",
-            sqlite_where="status IN ('waiting', 'offered')",
+            postgresql_where=text("status IN ('waiting', 'offered')"),
+            sqlite_where=text("status IN ('waiting', 'offered')"),
         ),
         Index("ix_waitlist_entries_location_status", "location_id", "status", "joined_at"),
     )

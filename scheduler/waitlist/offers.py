@@ -326,7 +326,12 @@ def _accept(offer_id: int, actor: Actor, now: datetime) -> AcceptResult:
         )
     )
     _close(others, OfferOutcome.DECLINED, now)
+    withdraw_messages([offer.id], "offer_accepted", now)
     _close_offers_of_full_slot(offer.slot_id, now)
+    if new.rescheduled_from_id is not None and held is not None:
+        # The old place was offered as it freed, while the others offered this time still
+        # held their offers: now that theirs closed, they may be offered the old place.
+        offer_place(held.slot_id, now)
     audit_now(
         "waitlist.accept",
         "waitlist_entry",
