@@ -10,7 +10,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, RadioField, SelectMultipleField
 from wtforms.fields import SelectChoice  # type: ignore[attr-defined]
-from wtforms.validators import InputRequired, Optional
+from wtforms.validators import InputRequired, Optional, ValidationError
 
 from scheduler.appointments.forms import BookingFields
 from scheduler.display import clinic_today
@@ -21,6 +21,7 @@ WAITLIST_CONSENT_SUMMARY = _l(
     "Only a text when a time in your dates opens, with a link to take it. "
     "Message and data rates may apply. Reply STOP to opt out."
 )
+NO_WAY_TO_REACH = _l("Tick the box to get a text, or give an email address, so we can tell you.")
 WEEKDAY_CHOICES = [
     SelectChoice("0", _l("Monday")),
     SelectChoice("1", _l("Tuesday")),
@@ -72,7 +73,7 @@ class WindowFields(FlaskForm):
         problem = window_problem(self.earliest.data, field.data, clinic_today())
         if problem:
             days = current_app.config["BOOKING_HORIZON_DAYS"]
-            raise ValueError(str(WINDOW_MESSAGES[problem] % {"days": days}))
+            raise ValidationError(str(WINDOW_MESSAGES[problem] % {"days": days}))
 
     @property
     def weekday_numbers(self) -> tuple[int, ...]:
@@ -90,11 +91,12 @@ class WaitlistFields(BookingFields, WindowFields):
     conservative_treatment_8_weeks = None  # type: ignore[assignment]
     sms_consent = BooleanField(WAITLIST_CONSENT_LABEL, default=False)
 
-    def validate_email(self, field: Any) -> None:
-        if not field.data and not self.sms_consent.data:
-            raise ValueError(
-                str(_l("Tick the box to get a text, or give an email address, so we can tell you."))
-            )
+    def validate(self, extra_validators: Any = None) -> bool:
+        valid = super().validate(extra_validators)
+        if not self.sms_consent.data and not self.email.data and not self.email.errors:
+            self.sms_consent.errors = [*self.sms_consent.errors, str(NO_WAY_TO_REACH)]
+            return False
+        return valid
 
     @property
     def consent_text(self) -> str:

@@ -1,0 +1,178 @@
+"""The waitlist's doors: the API contract, the public pages, leaving the list, an offer's page."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from scheduler.extensions import db
+from scheduler.models import WaitlistEntry, WaitlistStatus
+from scheduler.waitlist.links import offer_url
+from tests.conftest import Clock, hidden_fields
+from tests.factories import cancel, days_from_today, make_appointment, make_location, make_slot
+from tests.waitlist.conftest import join, offers_of
+
+pytestmark = pytest.mark.clock_sensitive  # "today" bounds the window
+
+
+def body(**overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "first_name": "Ana",
+        "last_name": "Núñez",
+        "phone": "(830) 257-4410",
+        "sms_consent": True,
+        "earliest": days_from_today(0).isoformat(),
+        "latest": days_from_today(20).isoformat(),
+    }
+    values.update(overrides)
+    return values
+
+
+def test_the_api_adds_a_patient_once_per_location(app: Flask, client: FlaskClient, clock: Clock) -> None:
+    location = make_location()
+    url = f"/api/v1/locations/{location.slug}/waitlist"
+    answer = client.post(url, json=body(weekdays=[0, 2], part_of_day="morning"))
+    assert answer.status_code == 201, answer.json
+    data = answer.json
+    assert set(data) == {"reference", "status", "manage_url"}
+    assert data["status"] == "waiting"
+    assert data["manage_url"].startswith("https://book.example.test/waitlist/")
+    entry = db.session.scalar(select(WaitlistEntry))
+    assert (entry.weekdays, entry.part_of_day, entry.source) == ("0,2", "morning", "api")
+    again = client.post(url, json=body(first_name="Anita"))
+    assert again.status_code == 409 and again.json["error"] == "already_waiting"
+    # Another location is another list.
+    other = make_location()
+    assert client.post(f"/api/v1/locations/{other.slug}/waitlist", json=body()).status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"earliest": None}, "earliest"),
+        ({"latest": "2027-02-30"}, "latest"),
+        ({"latest": "not a date"}, "latest"),
+        ({"first_name": "http://spam.example"}, "first_name"),
+        ({"phone": "+44 20 7946 0958"}, "phone"),
+        ({"weekdays": [9]}, "weekdays"),
+        ({"weekdays": "monday"}, "weekdays"),
+        ({"part_of_day": "night"}, "part_of_day"),
+        ({"sms_consent": False}, "sms_consent"),
+        ({"slot_id": True, "earliest": 5}, "earliest"),
+    ],
+)
+def test_the_api_refuses_invalid_fields_with_422(
+    app: Flask, client: FlaskClient, clock: Clock, changes: dict[str, Any], field: str
+) -> None:
+    location = make_location()
+    values = body()
+    for name, value in changes.items():
+        if value is None:
+            values.pop(name)
+        else:
+            values[name] = value
+    answer = client.post(f"/api/v1/locations/{location.slug}/waitlist", json=values)
+    assert answer.status_code == 422, answer.json
+    assert field in answer.json["errors"]
+    assert db.session.scalar(select(WaitlistEntry)) is None
+
+
+def test_the_api_refuses_a_window_that_ends_before_it_starts(
+    app: Flask, client: FlaskClient, clock: Clock
+) -> None:
+    location = make_location()
+    values = body(earliest=days_from_today(5).isoformat(), latest=days_from_today(2).isoformat())
+    answer = client.post(f"/api/v1/locations/{location.slug}/waitlist", json=values)
+    assert answer.status_code == 422 and "latest" in answer.json["errors"]
+    assert client.post("/api/v1/locations/nowhere/waitlist", json=body()).status_code == 404
+
+
+def test_join_from_the_slot_page_then_leave(app: Flask, client: FlaskClient, clock: Clock) -> None:
+    location = make_location()
+    make_slot(location)
+    slots_page = client.get(f"/book/{location.slug}").get_data(as_text=True)
+    assert f"/book/{location.slug}/waitlist" in slots_page
+    page = client.get(f"/book/{location.slug}/waitlist")
+    assert page.status_code == 200
+    form = hidden_fields(page.get_data(as_text=True))
+    refused = client.post(f"/book/{location.slug}/waitlist", data={**form, "first_name": "Ana"})
+    assert refused.status_code == 422
+    answer = client.post(
+        f"/book/{location.slug}/waitlist",
+        data={
+            **form,
+            "earliest": days_from_today(1).isoformat(),
+            "latest": days_from_today(15).isoformat(),
+            "weekdays": ["1", "3"],
+            "part_of_day": "afternoon",
+            "first_name": "Ana",
+            "last_name": "Solis",
+            "phone": "830-257-4411",
+            "sms_consent": "y",
+            "date_of_birth-month": "4",
+            "date_of_birth-day": "2",
+            "date_of_birth-year": "1956",
+            "language": "es",
+        },
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:2000]
+    entry = db.session.scalar(select(WaitlistEntry))
+    assert (entry.weekdays, entry.part_of_day, entry.language) == ("1,3", "afternoon", "es")
+    own = client.get(answer.headers["Location"])
+    text = own.get_data(as_text=True)
+    assert own.status_code == 200 and "lista de espera" in text.lower()
+    leave = re.search(r'action="([^"]+/leave)"', text).group(1)
+    left = client.post(leave, data=hidden_fields(text))
+    assert left.status_code == 303
+    db.session.expire_all()
+    assert db.session.get(WaitlistEntry, entry.id).status == WaitlistStatus.LEFT
+
+
+def test_a_booked_patient_joins_from_the_manage_page(
+    app: Flask, client: FlaskClient, clock: Clock
+) -> None:
+    appt = make_appointment(make_slot(days_ahead=10))
+    from scheduler.appointments.links import manage_token
+
+    manage = f"/manage/{appt.reference}/{manage_token(appt)}"
+    assert "/waitlist" in client.get(manage).get_data(as_text=True)
+    page = client.get(f"{manage}/waitlist")
+    assert page.status_code == 200
+    answer = client.post(
+        f"{manage}/waitlist",
+        data={
+            **hidden_fields(page.get_data(as_text=True)),
+            "earliest": days_from_today(0).isoformat(),
+            "latest": days_from_today(9).isoformat(),
+        },
+    )
+    assert answer.status_code == 303
+    entry = db.session.scalar(select(WaitlistEntry))
+    assert entry.appointment_id == appt.id and entry.patient_id == appt.patient_id
+    assert entry.compared_with == appt.slot.starts_at
+
+
+def test_the_offer_page_takes_the_place_once(app: Flask, client: FlaskClient, clock: Clock) -> None:
+    slot = make_slot(capacity=1)
+    appt = make_appointment(slot)
+    first, second = join(slot.location), join(slot.location)
+    cancel(appt)
+    offers = offers_of(slot.id)
+    url = offer_url(offers[0]).removeprefix("https://book.example.test")
+    page = client.get(url)
+    assert page.status_code == 200 and "Take this time" in page.get_data(as_text=True)
+    taken = client.post(url, data=hidden_fields(page.get_data(as_text=True)))
+    assert taken.status_code == 303 and "/manage/" in taken.headers["Location"]
+    other = offer_url(offers[1]).removeprefix("https://book.example.test")
+    late = client.post(other, data=hidden_fields(client.get(other).get_data(as_text=True)))
+    assert late.status_code == 409
+    assert "this time was taken; you are still on the list" in late.get_data(as_text=True)
+    assert client.get(url[:-3] + "xyz").status_code == 404
+    clock.shift(timedelta(days=1))
+    assert first.id != second.id
