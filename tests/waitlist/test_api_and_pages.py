@@ -11,9 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
+from scheduler.appointments.lifecycle import PATIENT_WEB
 from scheduler.extensions import db
-from scheduler.models import WaitlistEntry, WaitlistStatus
+from scheduler.models import WaitlistEntry, WaitlistStatus, utcnow
 from scheduler.waitlist.links import offer_url
+from scheduler.waitlist.offers import accept_offer
 from tests.conftest import Clock, hidden_fields
 from tests.factories import cancel, days_from_today, make_appointment, make_location, make_slot
 from tests.waitlist.conftest import join, offers_of
@@ -34,7 +36,9 @@ def body(**overrides: Any) -> dict[str, Any]:
     return values
 
 
-def test_the_api_adds_a_patient_once_per_location(app: Flask, client: FlaskClient, clock: Clock) -> None:
+def test_the_api_adds_a_patient_once_per_location(
+    app: Flask, client: FlaskClient, clock: Clock
+) -> None:
     location = make_location()
     url = f"/api/v1/locations/{location.slug}/waitlist"
     answer = client.post(url, json=body(weekdays=[0, 2], part_of_day="morning"))
@@ -165,14 +169,37 @@ def test_the_offer_page_takes_the_place_once(app: Flask, client: FlaskClient, cl
     cancel(appt)
     offers = offers_of(slot.id)
     url = offer_url(offers[0]).removeprefix("https://book.example.test")
+    other = offer_url(offers[1]).removeprefix("https://book.example.test")
+    other_page = client.get(other).get_data(as_text=True)  # opened before the place went
     page = client.get(url)
     assert page.status_code == 200 and "Take this time" in page.get_data(as_text=True)
     taken = client.post(url, data=hidden_fields(page.get_data(as_text=True)))
     assert taken.status_code == 303 and "/manage/" in taken.headers["Location"]
-    other = offer_url(offers[1]).removeprefix("https://book.example.test")
-    late = client.post(other, data=hidden_fields(client.get(other).get_data(as_text=True)))
+    late = client.post(other, data=hidden_fields(other_page))
     assert late.status_code == 409
-    assert "this time was taken; you are still on the list" in late.get_data(as_text=True)
+    assert "This time was taken; you are still on the list." in late.get_data(as_text=True)
+    # Opened again later, the page says so without a button.
+    again = client.get(other).get_data(as_text=True)
+    assert "still on the list" in again and "Take this time" not in again
     assert client.get(url[:-3] + "xyz").status_code == 404
-    clock.shift(timedelta(days=1))
-    assert first.id != second.id
+    db.session.expire_all()
+    assert db.session.get(WaitlistEntry, second.id).status == WaitlistStatus.WAITING
+    assert db.session.get(WaitlistEntry, first.id).status == WaitlistStatus.BOOKED
+
+
+def test_an_offer_link_after_its_time_says_it_ended(
+    app: Flask, client: FlaskClient, clock: Clock
+) -> None:
+    slot = make_slot(capacity=1)
+    appt = make_appointment(slot)
+    join(slot.location)
+    cancel(appt)
+    (offer,) = offers_of(slot.id)
+    url = offer_url(offer).removeprefix("https://book.example.test")
+    assert "Take this time" in client.get(url).get_data(as_text=True)
+    clock.shift(timedelta(minutes=31))
+    page = client.get(url).get_data(as_text=True)
+    assert "This offer is no longer open" in page and "Take this time" not in page
+    assert accept_offer(offer.id, PATIENT_WEB, utcnow()).outcome == "expired"
+    db.session.expire_all()
+    assert db.session.get(type(slot), slot.id).booked_count == 0
