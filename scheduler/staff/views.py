@@ -8,6 +8,7 @@ from scheduler.staff import (  # noqa: F401  (each registers its routes on bp)
     availability_views,
     calendar_views,
     export_views,
+    waitlist_views,
 )
 from scheduler.staff.blueprint import bp
 

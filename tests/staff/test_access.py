@@ -45,6 +45,8 @@ def staff_routes(app: Flask) -> list[tuple[str, str, str]]:
         "key": "sms_reminder",
         "language": "en",
         "token": "x" * 20,
+        "location_id": 1,
+        "entry_id": 1,
     }
     routes = []
     for rule in app.url_map.iter_rules():
