@@ -20,7 +20,7 @@ from scheduler.sms.dispatch import Dispatcher
 from tests.booking.conftest import MONDAY_AFTERNOON
 from tests.e2e.a11y import axe_violations, small_targets
 from tests.e2e.conftest import PHONE
-from tests.factories import booking_request, book, cancel, seeded_clinic
+from tests.factories import book, booking_request, cancel, seeded_clinic
 from tests.sms.conftest import twilio_settings
 from tests.twilio_server import FakeTwilio
 
