@@ -35,7 +35,12 @@ from scheduler.appointments.operations import (
 )
 from scheduler.audit import audit_now
 from scheduler.availability.operations import current_booking_window
-from scheduler.database import rows_changed, unit_of_work
+from scheduler.database import (
+    LOCK_OFFERS_OF_SLOT,
+    lock_for_transaction,
+    rows_changed,
+    unit_of_work,
+)
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
@@ -117,6 +122,8 @@ def offer_place(slot_id: int, now: datetime, offered_by: str | None = None) -> l
     Up to ``WAITLIST_BATCH`` open offers per free place. Nothing is offered if
     the first moment inside sending hours is already within the minimum notice.
     """
+    # Two places of one slot freed at once: their offers are counted in turn.
+    lock_for_transaction(LOCK_OFFERS_OF_SLOT, str(slot_id))
     slot = offerable_slot(slot_id, now)
     if slot is None:
         return []

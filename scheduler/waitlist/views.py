@@ -35,7 +35,7 @@ from scheduler.waitlist.forms import (
     WindowForm,
 )
 from scheduler.waitlist.links import entry_for_link, entry_token, entry_url, offer_for_token
-from scheduler.waitlist.offers import accept_offer
+from scheduler.waitlist.offers import accept_offer, decline_offer
 
 bp = Blueprint("waitlist", __name__)
 
@@ -145,7 +145,15 @@ def join_from_booking(reference: str, token: str) -> str | BaseResponse | tuple[
             except BookingError:
                 problem = _("We could not do that just now. Please try again, or call us.")
             else:
-                return redirect(entry_url(entry) + "?joined=1", code=303)
+                return redirect(
+                    url_for(
+                        "waitlist.entry",
+                        reference=entry.reference,
+                        token=entry_token(entry),
+                        joined=1,
+                    ),
+                    code=303,
+                )
     elif request.method == "POST":
         request_globals.booking_field_errors = True
     page = render_template(
@@ -222,6 +230,7 @@ def offer(token: str) -> str | tuple[str, int] | BaseResponse:
         slot=found.slot,
         location=found.slot.location,
         form=form,
+        token=token,
         state=state,
         message=result.message if result else "",
         held=entry_.appointment
@@ -231,6 +240,20 @@ def offer(token: str) -> str | tuple[str, int] | BaseResponse:
         clinic_phone=current_app.config["CLINIC_PHONE"],
     )
     return (page, 409) if result is not None else page
+
+
+@bp.post("/offer/<token>/decline")
+def decline(token: str) -> BaseResponse:
+    """ "No, thanks": the next person on the list is asked; this patient stays on it."""
+    found = offer_for_token(token)
+    use_patient_language(found.entry.language)
+    if TakeOfferForm().validate_on_submit() and decline_offer(found.id, utcnow()):
+        flash(_("You said no to this time. You are still on the list."), "success")
+    entry_ = found.entry
+    return redirect(
+        url_for("waitlist.entry", reference=entry_.reference, token=entry_token(entry_)),
+        code=303,
+    )
 
 
 def _offer_state(found: WaitlistOffer, now: datetime) -> str:

@@ -203,3 +203,22 @@ def test_an_offer_link_after_its_time_says_it_ended(
     assert accept_offer(offer.id, PATIENT_WEB, utcnow()).outcome == "expired"
     db.session.expire_all()
     assert db.session.get(type(slot), slot.id).booked_count == 0
+
+
+def test_no_thanks_keeps_the_patient_on_the_list(
+    app: Flask, client: FlaskClient, clock: Clock
+) -> None:
+    slot = make_slot(capacity=1)
+    appt = make_appointment(slot)
+    entry = join(slot.location)
+    cancel(appt)
+    (offer,) = offers_of(slot.id)
+    url = offer_url(offer).removeprefix("https://book.example.test")
+    page = client.get(url).get_data(as_text=True)
+    answer = client.post(f"{url}/decline", data=hidden_fields(page))
+    assert answer.status_code == 303 and "/waitlist/" in answer.headers["Location"]
+    shown = client.get(answer.headers["Location"]).get_data(as_text=True)
+    assert "You said no to this time. You are still on the list." in shown
+    db.session.expire_all()
+    assert db.session.get(WaitlistEntry, entry.id).status == WaitlistStatus.WAITING
+    assert offers_of(slot.id)[0].outcome == "declined"

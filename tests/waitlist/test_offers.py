@@ -330,3 +330,43 @@ def test_unblocking_a_slot_offers_its_place(app: Flask, clock: Clock) -> None:
     with unit_of_work():
         set_slot_blocked(slot, False, "")
     assert [o.entry_id for o in offers_of(slot.id)] == [entry.id]
+
+
+def test_offers_stop_once_the_place_is_within_the_minimum_notice(app: Flask, clock: Clock) -> None:
+    """A place 2 h 20 min ahead (notice two hours): its offers end 20 minutes from now, not
+    after their 30 minutes, and no next batch goes out for it."""
+    start = utcnow().replace(second=0, microsecond=0) + timedelta(hours=2, minutes=20)
+    slot = make_slot(starts_at=start, capacity=1)
+    appt = make_appointment(slot)
+    for _ in range(5):
+        join(slot.location)
+    cancel(appt)
+    offers = offers_of(slot.id)
+    assert len(offers) == 3
+    notice = timedelta(minutes=app.config["MIN_NOTICE_MINUTES"])
+    assert all(o.expires_at == start - notice for o in offers)
+    assert all(t.send_before == start - notice for t in offer_texts())
+    clock.shift(timedelta(minutes=21))
+    result = run_offers(utcnow())
+    assert (result.expired, result.sent) == (3, 0)
+    assert len(offers_of(slot.id)) == 3
+
+
+def test_a_declined_offer_goes_to_the_next_patient(app: Flask, clock: Clock) -> None:
+    from scheduler.waitlist.offers import decline_offer
+
+    app.config["WAITLIST_BATCH"] = 1
+    slot, (appt,) = full_slot()
+    first, second = join(slot.location), join(slot.location)
+    cancel(appt)
+    (offer,) = offers_of(slot.id)
+    assert offer.entry_id == first.id
+    assert decline_offer(offer.id, utcnow())
+    offers = offers_of(slot.id)
+    assert [(o.entry_id, o.outcome) for o in offers] == [
+        (first.id, OfferOutcome.DECLINED),
+        (second.id, None),
+    ]
+    db.session.expire_all()
+    assert db.session.get(WaitlistEntry, first.id).status == WaitlistStatus.WAITING
+    assert not decline_offer(offer.id, utcnow())  # once
