@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from datetime import time, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
@@ -16,6 +17,7 @@ from flask import Flask, abort
 from scheduler.appointments.links import manage_token
 from scheduler.extensions import db
 from scheduler.models import Appointment
+from scheduler.waitlist.links import entry_url, offer_url
 from tests.booking.conftest import MONDAY_AFTERNOON, slot_at
 from tests.e2e.a11y import (
     DESKTOP_SIZE,
@@ -29,6 +31,7 @@ from tests.e2e.a11y import (
 )
 from tests.factories import cancel, make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import PASSWORD, make_staff
+from tests.waitlist.conftest import join
 
 pytestmark = pytest.mark.browser
 
@@ -64,7 +67,12 @@ def clinic(app: Flask, frozen: Any) -> dict[str, Any]:
     quiet = make_appointment(make_slot(boerne, starts_at=slot_at(5)), sms_consent=False)
     cancelled = make_appointment(make_slot(boerne, starts_at=slot_at(6)))
     cancel(cancelled)
+    # Someone on the waitlist, offered a freed place.
+    freed = make_appointment(make_slot(boerne, starts_at=slot_at(2, time(15)), capacity=1))
+    waiting = join(boerne)
+    cancel(freed)
     return {
+        "waiting": waiting,
         "location": boerne,
         "slot": slots[0],
         "full": full,
@@ -98,6 +106,10 @@ def public_pages(clinic: dict[str, Any]) -> dict[str, str]:
         "reschedule, empty": booked + f"/reschedule?from={later}",
         "reschedule confirm": booked + f"/reschedule/{clinic['slot'].id}",
         "link not valid": f"/manage/{clinic['booked'].reference}/not-a-token",
+        "waitlist": f"/book/{where}/waitlist",
+        "waitlist from a booking": booked + "/waitlist",
+        "waitlist entry": urlsplit(entry_url(clinic["waiting"])).path,
+        "waitlist offer": urlsplit(offer_url(clinic["waiting"].offers[0])).path,
         "not found": "/nowhere",
         "outage": "/test-outage",
     }
@@ -272,6 +284,8 @@ STAFF_PAGES = [
     "/staff/users",
     "/staff/audit",
     "/staff/locations/boerne/availability",
+    "/staff/waitlist",
+    "/staff/texts/sms_waitlist_offer/es",
 ]
 
 
