@@ -30,6 +30,7 @@ from scheduler.models import (
     WaitlistOffer,
     WaitlistStatus,
 )
+from scheduler.sms.outbox import cancel_pending_texts_of_patient
 from scheduler.waitlist.channels import withdraw_messages
 
 NOON = time(12)
@@ -121,7 +122,11 @@ def join_waitlist(
     )
     if waiting is not None:
         raise AlreadyWaiting("You are on this location's waitlist already.")
-    patient = patient_for_booking(request.patient_details, actor, now).patient
+    found = patient_for_booking(request.patient_details, actor, now)
+    patient = found.patient
+    if found.consent_withdrawn:
+        # As on a booking: no longer agreeing to texts stops those still waiting.
+        cancel_pending_texts_of_patient(patient.id, "consent_withdrawn", now)
     compared_with = _first_open_time(location, request.earliest, now)
     if request.appointment_id is not None:
         held = db.session.get(Appointment, request.appointment_id)

@@ -16,10 +16,11 @@ from scheduler.appointments.lifecycle import PATIENT_WEB
 from scheduler.appointments.links import ManageLinkError, manage_token
 from scheduler.booking.views import error_summary, location_or_404, open_link
 from scheduler.database import unit_of_work
-from scheduler.display import clinic_today
+from scheduler.display import clinic_today, time_of_day
 from scheduler.extensions import booking_limit
 from scheduler.i18n import page_language, use_patient_language
 from scheduler.models import WaitlistOffer, WaitlistStatus, utcnow
+from scheduler.sms.outbox import sending_hours
 from scheduler.waitlist.entries import (
     AlreadyWaiting,
     NotOnTheList,
@@ -173,6 +174,7 @@ def entry(reference: str, token: str) -> str:
     found = entry_for_link(reference, token)
     use_patient_language(found.language)
     booked = found.appointment if found.status == WaitlistStatus.BOOKED else None
+    hours = sending_hours()
     return render_template(
         "waitlist/entry.html",
         entry=found,
@@ -187,6 +189,8 @@ def entry(reference: str, token: str) -> str:
             else None
         ),
         link=entry_url(found),
+        sending_from=time_of_day(hours.start),
+        sending_until=time_of_day(hours.end),
     )
 
 

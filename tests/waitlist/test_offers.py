@@ -370,3 +370,26 @@ def test_a_declined_offer_goes_to_the_next_patient(app: Flask, clock: Clock) -> 
     db.session.expire_all()
     assert db.session.get(WaitlistEntry, first.id).status == WaitlistStatus.WAITING
     assert not decline_offer(offer.id, utcnow())  # once
+
+
+def test_joining_without_text_consent_stops_the_texts_still_waiting(
+    app: Flask, clock: Clock
+) -> None:
+    """As on a booking: the same person unticking the box withdraws their consent."""
+    from tests.factories import texts_of
+
+    appt = make_appointment(make_slot(days_ahead=10))
+    assert texts_of(appt)["confirmation"].status == MessageStatus.PENDING
+    patient = appt.patient
+    entry = join(
+        appt.slot.location,
+        first_name=patient.first_name,
+        last_name=patient.last_name,
+        phone=patient.phone,
+        date_of_birth=patient.date_of_birth,
+        sms_consent=False,
+        email="maria@example.com",
+    )
+    assert entry.patient_id == patient.id and not entry.by_text and entry.by_email
+    confirmation = texts_of(appt)["confirmation"]
+    assert (confirmation.status, confirmation.status_reason) == ("cancelled", "consent_withdrawn")
