@@ -3,6 +3,7 @@ never to an opted-out number or without consent; the first accept wins; offers r
 
 from __future__ import annotations
 
+import io
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ from scheduler.models import (
     WaitlistStatus,
     utcnow,
 )
+from scheduler.sms.backends import ConsoleBackend
+from scheduler.sms.dispatch import Dispatcher
 from scheduler.sms.outbox import opt_out
 from scheduler.waitlist.offers import accept_offer, run_offers
 from tests.conftest import Clock
@@ -317,9 +320,15 @@ def test_offers_freed_across_the_dst_nights_wait_for_eight_local(
         assert local.date() == morning.date()
     for text in offer_texts():
         assert text.due_at.astimezone(CHICAGO).hour == 8
-    # Run the dispatcher's rule at night: nothing is due before 8:00.
-    due_at_night = [t for t in offer_texts() if t.due_at < morning]
-    assert due_at_night == []
+    # The dispatcher, run every half hour through the night, sends nothing; at 8:00 it sends.
+    out = io.StringIO()
+    with Dispatcher(app, backend=ConsoleBackend(out)) as dispatcher:
+        night = evening.astimezone(UTC)
+        while night < morning.astimezone(UTC):
+            assert dispatcher.dispatch_due(night).sent == 0, night.astimezone(CHICAGO)
+            night += timedelta(minutes=30)
+        assert dispatcher.dispatch_due(morning.astimezone(UTC)).sent >= 3  # with the bookings
+    assert [t.status for t in offer_texts()] == ["sent"] * 3
 
 
 def test_unblocking_a_slot_offers_its_place(app: Flask, clock: Clock) -> None:
