@@ -132,9 +132,8 @@ def change_availability(
     if location.is_active and result.opened:
         db.session.flush()
         now = utcnow()
-        for slot in result.opened:
-            cause = FreedBy.NEW_SESSION if slot.booked_count == 0 else FreedBy.CAPACITY
-            announce_place_freed(slot.id, cause, STAFF_CHANGE, now)
+        for slot, cause in result.opened:
+            announce_place_freed(slot.id, FreedBy(cause), STAFF_CHANGE, now)
     return ChangeOutcome(True, orphans, result.created, result.removed)
 
 

@@ -42,9 +42,9 @@ class SyncResult:
     removed: int = 0
     # Booked slots the rules no longer produce: kept, for staff to handle.
     orphaned: list[Slot] = field(default_factory=list)
-    # Slots with room that was not there before (new, more places, open again): their
-    # ids are known once the session is flushed.
-    opened: list[Slot] = field(default_factory=list)
+    # Slots with room that was not there before, and why (new, capacity, reopened):
+    # their ids are known once the session is flushed.
+    opened: list[tuple[Slot, str]] = field(default_factory=list)
 
 
 # Why sync_slots blocked a slot: it left the opening hours but appointments point at it.
@@ -127,10 +127,10 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
             continue
         if slot.is_blocked and slot.block_reason == OUTSIDE_HOURS:
             slot.is_blocked, slot.block_reason = False, ""
-            result.opened.append(slot)
+            result.opened.append((slot, "unblocked"))
         if spec.capacity != slot.capacity and spec.capacity >= slot.booked_count:
             if spec.capacity > slot.capacity:
-                result.opened.append(slot)
+                result.opened.append((slot, "capacity"))
             slot.capacity = spec.capacity
     referenced = set(
         db.session.scalars(
@@ -160,7 +160,7 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
         for spec in specs.values()
     ]
     db.session.add_all(new_slots)
-    result.opened += new_slots
+    result.opened += [(slot, "new_session") for slot in new_slots]
     result.created = len(specs)
     return result
 

@@ -28,6 +28,7 @@ from scheduler.models import (
 from scheduler.sms.backends import ConsoleBackend
 from scheduler.sms.dispatch import Dispatcher
 from scheduler.sms.outbox import opt_out
+from scheduler.waitlist.entries import take_off_the_list
 from scheduler.waitlist.offers import accept_offer, run_offers
 from tests.conftest import Clock
 from tests.factories import (
@@ -402,3 +403,56 @@ def test_joining_without_text_consent_stops_the_texts_still_waiting(
     assert entry.patient_id == patient.id and not entry.by_text and entry.by_email
     confirmation = texts_of(appt)["confirmation"]
     assert (confirmation.status, confirmation.status_reason) == ("cancelled", "consent_withdrawn")
+
+
+def test_an_extra_session_and_more_capacity_are_offered(app: Flask, clock: Clock) -> None:
+    """Staff add an extra session on a closed day, or places to a full time: the list hears."""
+    from datetime import time
+
+    from scheduler.availability.changes import change_availability
+    from scheduler.models import OpeningRule, ScheduleException
+
+    location = make_location()
+    first, second = join(location), join(location)
+    day = days_from_today(5)
+    with unit_of_work():
+        change_availability(
+            location,
+            lambda: location.exceptions.append(
+                ScheduleException(
+                    day=day,
+                    kind="extra",
+                    start_time=time(9),
+                    end_time=time(10),
+                    slot_minutes=30,
+                    capacity=1,
+                )
+            ),
+            frozenset(),
+            "exception.add",
+        )
+    extra = db.session.scalars(
+        select(Slot).where(Slot.location_id == location.id).order_by(Slot.starts_at)
+    ).all()
+    assert len(extra) == 2
+    offered = {o.entry_id for slot in extra for o in offers_of(slot.id)}
+    assert offered == {first.id, second.id}  # each waiting patient, one offer at a time
+
+    # A weekly session with one place; someone joins later; two places: the new one is offered.
+    other = make_location()
+    waiting = join(other)
+    weekday = days_from_today(3).weekday()
+    rule = OpeningRule(
+        weekday=weekday, start_time=time(9), end_time=time(9, 30), slot_minutes=30, capacity=1
+    )
+    with unit_of_work():
+        change_availability(other, lambda: other.opening_rules.append(rule), frozenset(), "rule")
+    slots = db.session.scalars(select(Slot).where(Slot.location_id == other.id)).all()
+    (first_offer,) = [o for s in slots for o in offers_of(s.id)]
+    assert first_offer.entry_id == waiting.id
+    with unit_of_work():
+        take_off_the_list(first_offer.entry, WaitlistStatus.LEFT, PATIENT_WEB, utcnow())
+    later = join(other)
+    with unit_of_work():
+        change_availability(other, lambda: setattr(rule, "capacity", 2), frozenset(), "rule")
+    assert {o.entry_id for s in slots for o in offers_of(s.id)} >= {later.id}
