@@ -116,6 +116,8 @@ DEFAULTS: dict[str, Any] = {
     # Waitlist: offers sent at a time per free place, and how long each offer holds.
     "WAITLIST_BATCH": 3,
     "WAITLIST_OFFER_MINUTES": 30,
+    # Requests on the lists one mobile number may have at once (any names, any locations).
+    "WAITLIST_MAX_PER_PHONE": 3,
     # The waitlist's offer job runs this often in the scheduler process.
     "WAITLIST_INTERVAL_SECONDS": 60,
     # Texts, attempts and replies older than this are deleted by the daily job.

@@ -39,7 +39,12 @@ from scheduler.database import unit_of_work
 from scheduler.display import local_isoformat
 from scheduler.extensions import booking_limit
 from scheduler.models import Appointment, Location, utcnow
-from scheduler.waitlist.entries import AlreadyWaiting, NoWayToReach, join_waitlist
+from scheduler.waitlist.entries import (
+    AlreadyWaiting,
+    NoWayToReach,
+    TooManyRequests,
+    join_waitlist,
+)
 from scheduler.waitlist.links import entry_url
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -289,7 +294,7 @@ def join_location_waitlist(slug: str) -> ResponseReturnValue:
             entry = join_waitlist(
                 form.to_waitlist_request(location.id, "api"), location, API, utcnow()
             )
-    except AlreadyWaiting as exc:
+    except (AlreadyWaiting, TooManyRequests) as exc:
         return api_error(409, exc.code, str(exc))
     except NoWayToReach as exc:
         return jsonify(error="invalid", errors={"sms_consent": [str(exc)]}), 422

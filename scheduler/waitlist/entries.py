@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from scheduler.appointments.errors import BookingError
 from scheduler.appointments.lifecycle import Actor
@@ -17,7 +17,13 @@ from scheduler.appointments.patients import PatientDetails, normalised_name, pat
 from scheduler.audit import audit_now
 from scheduler.availability.operations import next_open_slot
 from scheduler.availability.slots import local_day_bounds
-from scheduler.database import insert_unless_taken, rows_changed, table_of
+from scheduler.database import (
+    LOCK_BOOKINGS_OF_PHONE,
+    insert_unless_taken,
+    lock_for_transaction,
+    rows_changed,
+    table_of,
+)
 from scheduler.extensions import db
 from scheduler.models import (
     ON_THE_LIST,
@@ -25,6 +31,7 @@ from scheduler.models import (
     Location,
     OfferOutcome,
     PartOfDay,
+    Patient,
     Slot,
     WaitlistEntry,
     WaitlistOffer,
@@ -46,6 +53,12 @@ class NoWayToReach(BookingError):
     """Neither SMS consent nor an email address: an offer could not reach the patient."""
 
     code = "no_way_to_reach"
+
+
+class TooManyRequests(BookingError):
+    """The phone number is on as many lists as it may be (``WAITLIST_MAX_PER_PHONE``)."""
+
+    code = "too_many_waitlist_requests"
 
 
 class NotOnTheList(BookingError):
@@ -122,6 +135,7 @@ def join_waitlist(
     )
     if waiting is not None:
         raise AlreadyWaiting("You are on this location's waitlist already.")
+    _check_phone_cap(request.phone)
     found = patient_for_booking(request.patient_details, actor, now)
     patient = found.patient
     if found.consent_withdrawn:
@@ -185,6 +199,22 @@ def join_waitlist(
         latest=request.latest.isoformat(),
     )
     return entry
+
+
+def _check_phone_cap(phone: str) -> None:
+    """One number on only so many lists: offers are texts, and texts cost (caps.py's reason).
+    Counted under the phone's lock, so joins racing each other count in turn."""
+    lock_for_transaction(LOCK_BOOKINGS_OF_PHONE, phone)
+    on_lists = (
+        db.session.scalar(
+            select(func.count(WaitlistEntry.id))
+            .join(WaitlistEntry.patient)
+            .where(Patient.phone == phone, WaitlistEntry.status.in_(ON_THE_LIST))
+        )
+        or 0
+    )
+    if on_lists >= current_app.config["WAITLIST_MAX_PER_PHONE"]:
+        raise TooManyRequests("This phone number is on as many waitlists as it may be.")
 
 
 def take_off_the_list(

@@ -16,7 +16,7 @@ from scheduler.appointments.lifecycle import PATIENT_WEB
 from scheduler.appointments.links import ManageLinkError, manage_token
 from scheduler.booking.views import error_summary, location_or_404, open_link
 from scheduler.database import unit_of_work
-from scheduler.display import clinic_today, time_of_day
+from scheduler.display import clinic_today, phone_display, time_of_day
 from scheduler.extensions import booking_limit
 from scheduler.i18n import page_language, use_patient_language
 from scheduler.models import WaitlistOffer, WaitlistStatus, utcnow
@@ -24,6 +24,7 @@ from scheduler.sms.outbox import sending_hours
 from scheduler.waitlist.entries import (
     AlreadyWaiting,
     NotOnTheList,
+    TooManyRequests,
     WaitlistRequest,
     join_waitlist,
     take_off_the_list,
@@ -54,6 +55,14 @@ def already_waiting_message() -> str:
     )
 
 
+def too_many_message() -> str:
+    return _(
+        "This phone number is on as many waitlists as it may be. To change one, use the "
+        "link on its waitlist page, or call us at %(phone)s.",
+        phone=phone_display(current_app.config["CLINIC_PHONE"]),
+    )
+
+
 @bp.route("/book/<slug>/waitlist", methods=["GET", "POST"])
 @booking_limit
 def join(slug: str) -> str | BaseResponse | tuple[str, int]:
@@ -74,6 +83,8 @@ def join(slug: str) -> str | BaseResponse | tuple[str, int]:
                 )
         except AlreadyWaiting:
             problem = already_waiting_message()
+        except TooManyRequests:
+            problem = too_many_message()
         except BookingError:
             problem = _("We could not do that just now. Please try again, or call us.")
         else:
@@ -143,6 +154,8 @@ def join_from_booking(reference: str, token: str) -> str | BaseResponse | tuple[
                     entry = join_waitlist(request_, location, PATIENT_WEB, utcnow())
             except AlreadyWaiting:
                 problem = already_waiting_message()
+            except TooManyRequests:
+                problem = too_many_message()
             except BookingError:
                 problem = _("We could not do that just now. Please try again, or call us.")
             else:

@@ -222,3 +222,36 @@ def test_no_thanks_keeps_the_patient_on_the_list(
     db.session.expire_all()
     assert db.session.get(WaitlistEntry, entry.id).status == WaitlistStatus.WAITING
     assert offers_of(slot.id)[0].outcome == "declined"
+
+
+def test_one_number_is_on_at_most_so_many_lists(
+    app: Flask, client: FlaskClient, clock: Clock
+) -> None:
+    """Offers are texts: one number cannot be put on every list under many names."""
+    cap = app.config["WAITLIST_MAX_PER_PHONE"]
+    locations = [make_location() for _ in range(cap + 1)]
+    for n, location in enumerate(locations[:cap]):
+        url = f"/api/v1/locations/{location.slug}/waitlist"
+        assert client.post(url, json=body(last_name=f"Flores{chr(65 + n)}")).status_code == 201
+    url = f"/api/v1/locations/{locations[cap].slug}/waitlist"
+    refused = client.post(url, json=body(last_name="Otra"))
+    assert refused.status_code == 409 and refused.json["error"] == "too_many_waitlist_requests"
+    page = client.get(f"/book/{locations[cap].slug}/waitlist").get_data(as_text=True)
+    answer = client.post(
+        f"/book/{locations[cap].slug}/waitlist",
+        data={
+            **hidden_fields(page),
+            "earliest": days_from_today(1).isoformat(),
+            "latest": days_from_today(15).isoformat(),
+            "first_name": "Ana",
+            "last_name": "Distinta",
+            "phone": body()["phone"],
+            "sms_consent": "y",
+            "date_of_birth-month": "4",
+            "date_of_birth-day": "2",
+            "date_of_birth-year": "1956",
+            "language": "en",
+        },
+    )
+    assert answer.status_code == 422
+    assert "on as many waitlists as it may be" in answer.get_data(as_text=True)
