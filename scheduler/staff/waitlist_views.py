@@ -100,6 +100,7 @@ def waitlist(location_id: int) -> str:
         free_times={e.id: free_times_for(e, location) for e in waiting},
         form=WaitlistActionForm(),
         now=now,
+        today=now.astimezone(ZoneInfo(location.timezone)).date(),
         recent_days=RECENT_DAYS,
     )
 
