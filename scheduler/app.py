@@ -22,7 +22,7 @@ from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
 from scheduler.sms.subscriber import texts_for
 from scheduler.staff_edits import init_staff_edits
-from scheduler.waitlist.subscriber import offers_for
+from scheduler.waitlist.subscriber import follow_moves, offers_for
 
 
 def build_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -93,6 +93,7 @@ def finish_config(app: Flask) -> None:
 def register_subscribers(app: Flask) -> None:
     """What follows an appointment's changes, in the same transaction (see the lifecycle)."""
     subscribe(app, texts_for)
+    subscribe(app, follow_moves)
     subscribe_to_places(app, offers_for)
 
 

@@ -456,3 +456,39 @@ def test_an_extra_session_and_more_capacity_are_offered(app: Flask, clock: Clock
     with unit_of_work():
         change_availability(other, lambda: setattr(rule, "capacity", 2), frozenset(), "rule")
     assert {o.entry_id for s in slots for o in offers_of(s.id)} >= {later.id}
+
+
+def test_a_waiting_patient_who_moves_their_booking_is_moved_from_the_new_one(
+    app: Flask, clock: Clock
+) -> None:
+    """A waits with a booking on day 12, then moves it to day 10 themselves. Day 3 frees and
+    A takes it: the day-10 booking moves; A never holds two places."""
+    from tests.factories import move
+
+    location = make_location()
+    a_appt = make_appointment(make_slot(location, days_ahead=12, capacity=1))
+    patient = a_appt.patient
+    entry = join(
+        location,
+        first_name=patient.first_name,
+        last_name=patient.last_name,
+        phone=patient.phone,
+        date_of_birth=patient.date_of_birth,
+        latest=days_from_today(9),
+        appointment_id=a_appt.id,
+    )
+    day_ten = make_slot(location, days_ahead=10, capacity=1)
+    moved = move(a_appt, day_ten.id)
+    db.session.expire_all()
+    assert db.session.get(WaitlistEntry, entry.id).appointment_id == moved.id
+    early, (other,) = full_slot(location, days_ahead=3)
+    cancel(other)
+    (offer,) = offers_of(early.id)
+    assert accept_offer(offer.id, PATIENT_WEB, utcnow()).outcome == "accepted"
+    db.session.expire_all()
+    held = db.session.scalars(
+        select(Appointment).where(
+            Appointment.patient_id == patient.id, Appointment.status == "booked"
+        )
+    ).all()
+    assert [a.slot_id for a in held] == [early.id]
