@@ -160,6 +160,10 @@ def test_a_booked_patient_joins_from_the_manage_page(
     entry = db.session.scalar(select(WaitlistEntry))
     assert entry.appointment_id == appt.id and entry.patient_id == appt.patient_id
     assert entry.compared_with == appt.slot.starts_at
+    # The manage page now links to the request instead of offering to join again.
+    shown = client.get(manage).get_data(as_text=True)
+    assert "You are on the waitlist for an earlier time." in shown
+    assert f"/waitlist/{entry.reference}/" in shown
 
 
 def test_the_offer_page_takes_the_place_once(app: Flask, client: FlaskClient, clock: Clock) -> None:
