@@ -210,7 +210,8 @@ class AcceptResult:
 
     outcome: str
     appointment: Appointment | None = None
-    message: str = ""
+    # Why the booking was refused (``capped``): the doors say it in the patient's language.
+    error: BookingError | None = None
 
 
 def _close(offer_ids: list[int], outcome: OfferOutcome, now: datetime) -> None:
@@ -262,7 +263,7 @@ def accept_offer(offer_id: int, actor: Actor, now: datetime) -> AcceptResult:
     except OfferClosed:
         return AcceptResult("closed")
     except BookingCapReached as exc:
-        return AcceptResult("capped", message=str(exc))
+        return AcceptResult("capped", error=exc)
     except (SlotFull, SlotNotBookable):
         # Someone was first (or the place is gone): the patient stays on the list.
         with unit_of_work():

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from scheduler.appointments.errors import BookingError
 from scheduler.appointments.lifecycle import PATIENT_WEB
 from scheduler.appointments.links import ManageLinkError, manage_token
-from scheduler.booking.views import error_summary, location_or_404, open_link
+from scheduler.booking.views import error_summary, location_or_404, open_link, problem_message
 from scheduler.database import unit_of_work
 from scheduler.display import clinic_today, phone_display, time_of_day
 from scheduler.extensions import booking_limit
@@ -249,7 +249,7 @@ def offer(token: str) -> str | tuple[str, int] | BaseResponse:
         form=form,
         token=token,
         state=state,
-        message=result.message if result else "",
+        message=problem_message(result.error) if result and result.error else "",
         held=entry_.appointment
         if entry_.appointment and entry_.appointment.is_changeable
         else None,

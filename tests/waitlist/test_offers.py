@@ -492,3 +492,23 @@ def test_a_waiting_patient_who_moves_their_booking_is_moved_from_the_new_one(
         )
     ).all()
     assert [a.slot_id for a in held] == [early.id]
+
+
+def test_a_patient_at_the_booking_cap_is_told_so_and_keeps_the_offer(
+    app: Flask, clock: Clock
+) -> None:
+    location = make_location()
+    phone = "+18302579901"
+    for days in (8, 9):
+        make_appointment(make_slot(location, days_ahead=days), phone=phone, last_name="Ortiz")
+    slot, (appt,) = full_slot(location)
+    entry = join(location, phone=phone, last_name="Ortiz")
+    cancel(appt)
+    (offer,) = offers_of(slot.id)
+    assert offer.entry_id == entry.id
+    result = accept_offer(offer.id, PATIENT_WEB, utcnow())
+    assert result.outcome == "capped" and result.error is not None
+    assert result.error.code == "too_many_bookings"
+    db.session.expire_all()
+    assert db.session.get(Slot, slot.id).booked_count == 0
+    assert offers_of(slot.id)[0].outcome is None  # still theirs to take until it runs out
