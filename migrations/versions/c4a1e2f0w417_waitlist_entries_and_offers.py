@@ -1,7 +1,7 @@
 """waitlist: entries, offers, and outbox texts that belong to an offer
 
 Revision ID: c4a1e2f0w417
-Revises: 35f08b94d658
+Revises: a13c0de5e7f2
 Create Date: 2026-12-02 14:05:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = 'c4a1e2f0w417'
-down_revision = '35f08b94d658'
+down_revision = 'a13c0de5e7f2'
 branch_labels = None
 depends_on = None
 

@@ -21,7 +21,14 @@ from scheduler.models.messages import (
     PhoneNumberState,
     StatusReport,
 )
-from scheduler.models.staff import AppointmentNote, AuditEntry, StaffRole, StaffUser
+from scheduler.models.staff import (
+    AppointmentNote,
+    AuditEntry,
+    RecoveryCode,
+    StaffRole,
+    StaffUser,
+    staff_user_locations,
+)
 from scheduler.models.types import UTCDateTime, utcnow
 from scheduler.models.waitlist import (
     ON_THE_LIST,
@@ -57,8 +64,10 @@ __all__ = [
     "PhoneNumberState",
     "ScheduleException",
     "Slot",
+    "RecoveryCode",
     "StaffRole",
     "StaffUser",
+    "staff_user_locations",
     "StatusReport",
     "UTCDateTime",
     "WaitlistEntry",

@@ -14,6 +14,7 @@ from wtforms import (
     IntegerField,
     PasswordField,
     SelectField,
+    SelectMultipleField,
     StringField,
     TextAreaField,
     TimeField,
@@ -29,6 +30,7 @@ from wtforms.validators import (
     Optional,
     ValidationError,
 )
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from scheduler.appointments.validation import MAX_ID, IntRange
 from scheduler.models import StaffRole
@@ -129,13 +131,47 @@ class TemplateForm(FlaskForm):
     body = TextAreaField("Text", validators=[DataRequired(), Length(max=1600)])
 
 
+class CheckboxesField(SelectMultipleField):
+    """Several choices as checkboxes (the choices are set per request)."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
 class StaffAccountForm(FlaskForm):
-    """An admin changes an account's role, and sets a new password when one is given."""
+    """An admin changes an account's role and locations, and sets a new password when one
+    is given."""
 
     role = SelectField("Role", choices=[SelectChoice(r.value, r.value.title()) for r in StaffRole])
+    locations = CheckboxesField("Locations", coerce=int, validate_choice=True)
     password = PasswordField(
         "New password (leave empty to keep)", validators=[Optional(), Length(min=12, max=200)]
     )
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=200)]
+    )
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=200)])
+    confirm_password = PasswordField(
+        "New password again", validators=[DataRequired(), Length(max=200)]
+    )
+
+    def validate_confirm_password(self, field: PasswordField) -> None:
+        if field.data != self.new_password.data:
+            raise ValidationError("The two new passwords are not the same.")
+
+
+class CodeForm(FlaskForm):
+    """A six-digit code from the authenticator app (or, at sign-in, a recovery code)."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=40)])
+
+
+class TotpOffForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    code = StringField("Code from the app", validators=[DataRequired(), Length(max=40)])
 
 
 class StaffUserForm(FlaskForm):
