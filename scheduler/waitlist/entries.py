@@ -245,7 +245,7 @@ def take_off_the_list(
         )
         withdraw_messages(open_ids, f"waitlist_{status}", now)
     audit_now(
-        f"waitlist.{'leave' if status == WaitlistStatus.LEFT else 'remove'}",
+        "waitlist.leave" if status == WaitlistStatus.LEFT else "waitlist.remove",
         "waitlist_entry",
         entry.id,
         entry.reference,
