@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from scheduler.appointments.lifecycle import subscribe
+from scheduler.appointments.lifecycle import subscribe, subscribe_to_places
 from scheduler.appointments.validation import parse_regions
 from scheduler.cli import register_commands
 from scheduler.config import DEFAULTS, instance_secret_key, settings_from_env, sqlite_url_in
@@ -22,6 +22,7 @@ from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
 from scheduler.sms.subscriber import texts_for
 from scheduler.staff_edits import init_staff_edits
+from scheduler.waitlist.subscriber import follow_moves, offers_for
 
 
 def build_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -92,6 +93,8 @@ def finish_config(app: Flask) -> None:
 def register_subscribers(app: Flask) -> None:
     """What follows an appointment's changes, in the same transaction (see the lifecycle)."""
     subscribe(app, texts_for)
+    subscribe(app, follow_moves)
+    subscribe_to_places(app, offers_for)
 
 
 def register_blueprints(app: Flask) -> None:
@@ -103,9 +106,11 @@ def register_blueprints(app: Flask) -> None:
     from scheduler.sms.views import bp as sms
     from scheduler.staff.access import configure_login
     from scheduler.staff.views import bp as staff
+    from scheduler.waitlist.views import bp as waitlist
 
     configure_login(app)
     app.register_blueprint(booking)
+    app.register_blueprint(waitlist)
     app.register_blueprint(api)
     app.register_blueprint(health.bp)
     app.register_blueprint(sms)

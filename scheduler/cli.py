@@ -1,4 +1,4 @@
-"""Commands: flask --app wsgi seed | slots roll | sms dispatch | scheduler."""
+"""Commands: flask --app wsgi seed | slots roll | sms dispatch | waitlist offers | scheduler."""
 
 from __future__ import annotations
 
@@ -18,11 +18,12 @@ from scheduler.database import unit_of_work
 from scheduler.display import display_tz
 from scheduler.extensions import current_app_object, db
 from scheduler.jobs import run_scheduler
-from scheduler.models import StaffRole, StaffUser
+from scheduler.models import StaffRole, StaffUser, utcnow
 from scheduler.seed import seed_clinic
 from scheduler.sms.dispatch import Dispatcher
 from scheduler.staff.access import check_password_problem, new_staff_user
 from scheduler.staff.accounts import AccountError, set_password
+from scheduler.waitlist.offers import run_offers
 
 
 @click.command("seed")
@@ -99,6 +100,26 @@ def parse_instant(text: str) -> datetime:
     if instant.tzinfo is None:
         raise click.BadParameter("give a time zone, e.g. 2026-12-01T08:00:00-06:00 or ...Z")
     return instant.astimezone(UTC)
+
+
+@click.group("waitlist")
+def waitlist_group() -> None:
+    """Waitlist offers."""
+
+
+@waitlist_group.command("offers")
+@click.option(
+    "--now",
+    "now_text",
+    metavar="ISO-8601",
+    help="Run as of this moment (with a zone, e.g. 2026-12-01T14:00:00Z).",
+)
+@with_appcontext
+def waitlist_offers_command(now_text: str | None) -> None:
+    """Run out offers past their time and send the next batch, once (for cron and tests)."""
+    now = parse_instant(now_text) if now_text else utcnow()
+    result = run_offers(now)
+    click.echo(f"expired {result.expired}, taken {result.taken}, offered {result.sent}")
 
 
 @click.group("users")
@@ -216,3 +237,4 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(scheduler_command)
     app.cli.add_command(sms_group)
     app.cli.add_command(users_group)
+    app.cli.add_command(waitlist_group)

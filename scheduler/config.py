@@ -117,6 +117,13 @@ DEFAULTS: dict[str, Any] = {
     # Twilio's default opt-out handling answers STOP and START itself; set True
     # if Advanced Opt-Out is turned off, so the service answers them.
     "SMS_ANSWER_OPT_OUT_WORDS": False,
+    # Waitlist: offers sent at a time per free place, and how long each offer holds.
+    "WAITLIST_BATCH": 3,
+    "WAITLIST_OFFER_MINUTES": 30,
+    # Requests on the lists one mobile number may have at once (any names, any locations).
+    "WAITLIST_MAX_PER_PHONE": 3,
+    # The waitlist's offer job runs this often in the scheduler process.
+    "WAITLIST_INTERVAL_SECONDS": 60,
     # Texts, attempts and replies older than this are deleted by the daily job.
     "SMS_RETENTION_DAYS": 365,
 }

@@ -35,6 +35,7 @@ from scheduler.extensions import db
 from scheduler.models import utcnow
 from scheduler.sms.dispatch import Dispatcher, purge_old_messages
 from scheduler.sms.outbox import NOTIFY_CHANNEL
+from scheduler.waitlist.offers import run_offers
 
 log = logging.getLogger(__name__)
 DISPATCH_JOB = "sms_dispatch"
@@ -58,6 +59,13 @@ def daily_job() -> None:
     log.info("slots rolled forward: %s", {slug: r.created for slug, r in results.items()})
     purged = purge_old_messages(utcnow(), current_app.config["SMS_RETENTION_DAYS"])
     log.info("purged %d texts past retention", purged)
+
+
+def waitlist_job() -> None:
+    """Run out waitlist offers past their time and send the next batch."""
+    result = run_offers(utcnow())
+    if result.expired or result.taken or result.sent:
+        log.info("waitlist: %s", result)
 
 
 class DispatchJob:
@@ -119,6 +127,15 @@ def build_scheduler(app: Flask, dispatcher: Dispatcher) -> tuple[BlockingSchedul
         coalesce=True,
         max_instances=1,
         misfire_grace_time=3600,
+    )
+    scheduler.add_job(
+        in_app_context(app, waitlist_job),
+        IntervalTrigger(seconds=app.config["WAITLIST_INTERVAL_SECONDS"]),
+        id="waitlist",
+        next_run_time=utcnow(),
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=None,
     )
     # Another dispatcher's lease ran out (it died): take its texts back now.
     dispatcher.on_lease_expired = lambda: dispatch.wake(scheduler)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from flask import Flask
 from sqlalchemy import func, select
 
@@ -59,8 +60,10 @@ def test_scheduler_jobs_have_deliberate_settings(app: Flask) -> None:
     with Dispatcher(app) as dispatcher:
         scheduler, _ = build_scheduler(app, dispatcher)
         jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"sms_dispatch", "daily"}
-    dispatch, daily = jobs["sms_dispatch"], jobs["daily"]
+    assert set(jobs) == {"sms_dispatch", "daily", "waitlist"}
+    dispatch, daily, waitlist = jobs["sms_dispatch"], jobs["daily"], jobs["waitlist"]
+    assert waitlist.trigger.interval.total_seconds() == app.config["WAITLIST_INTERVAL_SECONDS"]
+    assert (waitlist.coalesce, waitlist.max_instances) == (True, 1)
     assert dispatch.trigger.interval.total_seconds() == app.config["SMS_DISPATCH_INTERVAL_SECONDS"]
     assert (dispatch.coalesce, dispatch.max_instances, dispatch.misfire_grace_time) == (
         True,
@@ -69,3 +72,25 @@ def test_scheduler_jobs_have_deliberate_settings(app: Flask) -> None:
     )
     assert (daily.coalesce, daily.max_instances, daily.misfire_grace_time) == (True, 1, 3600)
     assert str(scheduler.timezone) == "America/Chicago"
+
+
+@pytest.mark.clock_sensitive
+def test_waitlist_offers_runs_offers_out_as_of_now(app: Flask, runner, clock) -> None:
+    """``flask waitlist offers --now``: offers past their time run out, the next batch goes."""
+    from datetime import timedelta
+
+    from tests.factories import cancel, make_appointment, make_slot
+    from tests.waitlist.conftest import join, offers_of
+
+    slot = make_slot(capacity=1)
+    appt = make_appointment(slot)
+    for _ in range(4):
+        join(slot.location)
+    cancel(appt)
+    assert len(offers_of(slot.id)) == 3
+    later = (offers_of(slot.id)[0].expires_at + timedelta(seconds=1)).isoformat()
+    result = runner.invoke(args=["waitlist", "offers", "--now", later])
+    assert result.exit_code == 0, result.output
+    assert "expired 3, taken 0, offered 1" in result.output
+    bad = runner.invoke(args=["waitlist", "offers", "--now", "tomorrow"])
+    assert bad.exit_code != 0

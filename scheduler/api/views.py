@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from scheduler.api.forms import ApiBookingForm
+from scheduler.api.forms import ApiBookingForm, ApiWaitlistForm
 from scheduler.appointments.lifecycle import API
 from scheduler.appointments.links import manage_url
 from scheduler.appointments.operations import (
@@ -21,8 +21,13 @@ from scheduler.appointments.operations import (
     SlotNotFound,
     book_appointment,
 )
-from scheduler.appointments.validation import IDEMPOTENCY_KEY_PATTERN, formdata_from_json
+from scheduler.appointments.validation import (
+    API_FIELD_TYPES,
+    IDEMPOTENCY_KEY_PATTERN,
+    formdata_from_json,
+)
 from scheduler.availability.operations import (
+    active_location,
     active_location_ref,
     active_locations,
     location_tz,
@@ -34,6 +39,13 @@ from scheduler.database import unit_of_work
 from scheduler.display import local_isoformat, public_address
 from scheduler.extensions import booking_limit
 from scheduler.models import Appointment, Location, utcnow
+from scheduler.waitlist.entries import (
+    AlreadyWaiting,
+    NoWayToReach,
+    TooManyRequests,
+    join_waitlist,
+)
+from scheduler.waitlist.links import entry_url
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -231,6 +243,68 @@ def create_appointment() -> ResponseReturnValue:
     return jsonify(appointment_json(appt)), 201
 
 
+# The waitlist takes the booking's fields but the slot, plus the window.
+WAITLIST_FIELD_TYPES = {
+    **{name: types for name, types in API_FIELD_TYPES.items() if name != "slot_id"},
+    "earliest": (str,),
+    "latest": (str,),
+    "part_of_day": (str,),
+}
+WAITLIST_REQUIRED = ("first_name", "last_name", "phone", "sms_consent", "earliest", "latest")
+
+
+def _weekdays_formdata(payload: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """``weekdays``: a list of integers 0 (Monday) to 6; the values and any errors."""
+    raw = payload.get("weekdays")
+    if raw is None:
+        return [], []
+    if not isinstance(raw, list) or not all(
+        isinstance(day, int) and not isinstance(day, bool) and 0 <= day <= 6 for day in raw
+    ):
+        return [], ["Must be a list of weekday numbers, 0 (Monday) to 6 (Sunday)."]
+    return [str(day) for day in raw], []
+
+
+@bp.post("/locations/<slug>/waitlist")
+@booking_limit
+def join_location_waitlist(slug: str) -> ResponseReturnValue:
+    location = active_location(slug)
+    if location is None:
+        abort(404, description=f"No location '{slug}'.")
+    payload = json_object_body()
+    if payload is None:
+        return api_error(
+            400,
+            "bad_request",
+            "Send a JSON object with Content-Type: application/json, "
+            f"nested at most {MAX_JSON_DEPTH} levels.",
+        )
+    formdata, type_errors = formdata_from_json(payload, WAITLIST_FIELD_TYPES, WAITLIST_REQUIRED)
+    weekdays, weekday_errors = _weekdays_formdata(payload)
+    formdata.setlist("weekdays", weekdays)
+    form = ApiWaitlistForm(formdata=formdata)
+    form.weekdays.choices = [(str(day), str(day)) for day in range(7)]
+    form.validate()
+    errors = {name: list(msgs) for name, msgs in form.errors.items()}
+    errors.update(type_errors)
+    if weekday_errors:
+        errors["weekdays"] = weekday_errors
+    if errors:
+        return jsonify(error="invalid", errors=errors), 422
+    try:
+        with unit_of_work():
+            entry = join_waitlist(
+                form.to_waitlist_request(location.id, "api"), location, API, utcnow()
+            )
+    except (AlreadyWaiting, TooManyRequests) as exc:
+        return api_error(409, exc.code, str(exc))
+    except NoWayToReach as exc:
+        return jsonify(error="invalid", errors={"sms_consent": [str(exc)]}), 422
+    except BookingError as exc:
+        return api_error(503, exc.code, str(exc))
+    return jsonify(reference=entry.reference, status=entry.status, manage_url=entry_url(entry)), 201
+
+
 @bp.get("/")
 def root() -> ResponseReturnValue:
     return jsonify(
@@ -240,5 +314,6 @@ def root() -> ResponseReturnValue:
             "GET /api/v1/locations",
             "GET /api/v1/locations/<slug>/slots?from=YYYY-MM-DD&to=YYYY-MM-DD",
             "POST /api/v1/appointments",
+            "POST /api/v1/locations/<slug>/waitlist",
         ],
     )

@@ -20,7 +20,7 @@ from scheduler.extensions import db
 from scheduler.models import CHANGEABLE, HOLDS_SLOT, Appointment, Patient, Slot
 
 # Staff book callers they speak to; the count cap is for the open doors.
-COUNT_CAPPED_SOURCES = frozenset({"online_form", "api"})
+COUNT_CAPPED_SOURCES = frozenset({"online_form", "api", "waitlist"})
 # Patient-facing messages, in one place.
 TOO_MANY_MESSAGE = (
     "This phone number already has {count} upcoming appointments, the most we can book "

@@ -1,8 +1,10 @@
-"""The dashboard's figures per location: bookings ahead, confirmations by text, no-shows."""
+"""The dashboard's figures per location: bookings ahead, confirmations by text, no-shows,
+and what the waitlist refilled."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,13 +20,72 @@ from scheduler.models import (
     AppointmentEvent,
     AppointmentStatus,
     Location,
+    OfferOutcome,
     Patient,
     Slot,
+    WaitlistEntry,
+    WaitlistOffer,
 )
 
 S = AppointmentStatus
 # Visits whose outcome is known: the no-show rate is taken over these.
 SETTLED = (S.ARRIVED, S.COMPLETED, S.NO_SHOW)
+
+
+@dataclass(frozen=True)
+class WaitlistFigures:
+    """The last 30 days: places freed by cancellations and moves, places the waitlist
+    refilled, and the median number of days those patients were seen sooner."""
+
+    places_freed: int = 0
+    refilled: int = 0
+    median_days_sooner: float | None = None
+    waiting: int = 0
+
+
+def waitlist_figures(location: Location, now: datetime) -> WaitlistFigures:
+    month_ago = now - timedelta(days=30)
+    freed = (
+        db.session.scalar(
+            select(func.count(AppointmentEvent.id))
+            .join(AppointmentEvent.appointment)
+            .join(Appointment.slot)
+            .where(
+                Slot.location_id == location.id,
+                AppointmentEvent.at >= month_ago,
+                AppointmentEvent.from_status.in_(HOLDS_SLOT),
+                AppointmentEvent.to_status.in_((S.CANCELLED, S.RESCHEDULED)),
+            )
+        )
+        or 0
+    )
+    sooner = list(
+        db.session.execute(
+            select(WaitlistOffer.days_sooner)
+            .join(WaitlistOffer.entry)
+            .where(
+                WaitlistEntry.location_id == location.id,
+                WaitlistOffer.outcome == OfferOutcome.ACCEPTED,
+                WaitlistOffer.outcome_at >= month_ago,
+            )
+        ).scalars()
+    )
+    known = [days for days in sooner if days is not None]
+    waiting = (
+        db.session.scalar(
+            select(func.count(WaitlistEntry.id)).where(
+                WaitlistEntry.location_id == location.id,
+                WaitlistEntry.status.in_(("waiting", "offered")),
+            )
+        )
+        or 0
+    )
+    return WaitlistFigures(
+        places_freed=freed,
+        refilled=len(sooner),
+        median_days_sooner=statistics.median(known) if known else None,
+        waiting=waiting,
+    )
 
 
 @dataclass(frozen=True)
@@ -38,6 +99,7 @@ class LocationFigures:
     # Of the bookings with text consent from 30 days ago on, the share confirmed by reply.
     confirm_rate: float | None
     texted: int
+    waitlist: WaitlistFigures = field(default_factory=WaitlistFigures)
 
 
 def location_figures(location: Location, now: datetime, this_monday: date) -> LocationFigures:
@@ -96,4 +158,5 @@ def location_figures(location: Location, now: datetime, this_monday: date) -> Lo
         visits_30d=settled,
         confirm_rate=confirmed_by_text / texted if texted else None,
         texted=texted,
+        waitlist=waitlist_figures(location, now),
     )

@@ -142,6 +142,50 @@ def publish(event: AppointmentChanged) -> None:
     appointment_changed.send(current_app_object(), event=event)
 
 
+class FreedBy(enum.StrEnum):
+    """Why a slot has room again."""
+
+    CANCELLED = "cancelled"  # a patient's or staff's cancellation
+    MOVED = "moved"  # a booking moved away
+    UNBLOCKED = "unblocked"
+    CAPACITY = "capacity"  # more places in the slot
+    NEW_SESSION = "new_session"  # opening hours or an extra session added the slot
+
+
+@dataclass(frozen=True)
+class PlaceFreed:
+    """A slot has room again, for whatever reason; delivered in the changing transaction.
+
+    Appointment changes announce it from ``change_status`` (after their
+    PLACE_FREED event); availability changes (unblocking, capacity, new
+    sessions) through ``announce_place_freed``. Waitlist offers follow it.
+    """
+
+    slot_id: int
+    cause: FreedBy
+    actor: Actor
+    at: datetime
+
+
+place_freed = signals.signal("place-freed")
+PlaceSubscriber = Callable[[PlaceFreed], None]
+
+
+def subscribe_to_places(app: Flask, subscriber: PlaceSubscriber) -> None:
+    """Deliver this app's "place freed" announcements to ``subscriber``."""
+
+    def receive(sender: Flask, event: PlaceFreed) -> None:
+        subscriber(event)
+
+    app.extensions.setdefault("appointment_subscribers", []).append(receive)
+    place_freed.connect(receive, sender=app)
+
+
+def announce_place_freed(slot_id: int, cause: FreedBy, actor: Actor, now: datetime) -> None:
+    """The one place that says a slot has room again (in the caller's transaction)."""
+    place_freed.send(current_app_object(), event=PlaceFreed(slot_id, cause, actor, now))
+
+
 Guard = Callable[[Appointment, datetime], str | None]
 
 
@@ -311,6 +355,8 @@ def change_status(
                 EventKind.PLACE_FREED, appt, actor, now, previous, slot_id=appt.slot_id
             )
         )
+        cause = FreedBy.MOVED if target == S.RESCHEDULED else FreedBy.CANCELLED
+        announce_place_freed(appt.slot_id, cause, actor, now)
     return appt
 
 

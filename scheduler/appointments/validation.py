@@ -215,16 +215,20 @@ API_FIELD_TYPES: dict[str, tuple[type, ...]] = {
 API_REQUIRED = ("slot_id", "first_name", "last_name", "phone", "sms_consent")
 
 
-def formdata_from_json(payload: dict[str, Any]) -> tuple[MultiDict[str, str], dict[str, list[str]]]:
+def formdata_from_json(
+    payload: dict[str, Any],
+    field_types: dict[str, tuple[type, ...]] | None = None,
+    required: tuple[str, ...] = API_REQUIRED,
+) -> tuple[MultiDict[str, str], dict[str, list[str]]]:
     """Turn a JSON booking into form data, plus the errors of fields of the wrong JSON type.
 
     The form's own validators then apply exactly as for the web form.
     """
     data: MultiDict[str, str] = MultiDict()
     errors: dict[str, list[str]] = {}
-    for name, types in API_FIELD_TYPES.items():
+    for name, types in (field_types or API_FIELD_TYPES).items():
         if name not in payload or payload[name] is None:
-            if name in API_REQUIRED:
+            if name in required:
                 errors[name] = ["This field is required."]
             continue
         value = payload[name]

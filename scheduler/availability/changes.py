@@ -20,6 +20,7 @@ from flask import current_app
 from sqlalchemy import select, update
 from sqlalchemy.orm import contains_eager, joinedload
 
+from scheduler.appointments.lifecycle import Actor, ActorKind, FreedBy, announce_place_freed
 from scheduler.audit import audit
 from scheduler.availability.operations import location_tz, sync_slots
 from scheduler.extensions import db
@@ -128,7 +129,16 @@ def change_availability(
         kept_appointments=[a.reference for a in orphans],
         **details,
     )
+    if location.is_active and result.opened:
+        db.session.flush()
+        now = utcnow()
+        for slot, cause in result.opened:
+            announce_place_freed(slot.id, FreedBy(cause), STAFF_CHANGE, now)
     return ChangeOutcome(True, orphans, result.created, result.removed)
+
+
+# Availability changes are made by staff (the account is in the audit entry).
+STAFF_CHANGE = Actor(ActorKind.STAFF)
 
 
 def set_slot_blocked(slot: Slot, blocked: bool, reason: str) -> None:
@@ -139,3 +149,5 @@ def set_slot_blocked(slot: Slot, blocked: bool, reason: str) -> None:
     )
     action = "block" if blocked else "unblock"
     audit(f"slot.{action}", "slot", slot.id, slot.starts_at.isoformat(), reason=reason)
+    if not blocked:
+        announce_place_freed(slot.id, FreedBy.UNBLOCKED, STAFF_CHANGE, utcnow())

@@ -49,6 +49,9 @@ class SyncResult:
     removed: int = 0
     # Booked slots the rules no longer produce: kept, for staff to handle.
     orphaned: list[Slot] = field(default_factory=list)
+    # Slots with room that was not there before, and why (new, capacity, reopened):
+    # their ids are known once the session is flushed.
+    opened: list[tuple[Slot, str]] = field(default_factory=list)
 
 
 # Why sync_slots blocked a slot: it left the opening hours but appointments point at it
@@ -133,7 +136,10 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
             continue
         if slot.is_blocked and slot.blocked_by_schedule:
             slot.is_blocked, slot.block_reason, slot.blocked_by_schedule = False, "", False
+            result.opened.append((slot, "unblocked"))
         if spec.capacity != slot.capacity and spec.capacity >= slot.booked_count:
+            if spec.capacity > slot.capacity:
+                result.opened.append((slot, "capacity"))
             slot.capacity = spec.capacity
     referenced = set(
         db.session.scalars(
@@ -153,7 +159,7 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
             slot.block_reason = schedule_block_reason(location, slot, tz)
         if slot.booked_count > 0:
             result.orphaned.append(slot)
-    db.session.add_all(
+    new_slots = [
         Slot(
             location_id=location.id,
             starts_at=spec.starts_at,
@@ -162,7 +168,9 @@ def sync_slots(location: Location, first_day: date, last_day: date) -> SyncResul
             booked_count=0,
         )
         for spec in specs.values()
-    )
+    ]
+    db.session.add_all(new_slots)
+    result.opened += [(slot, "new_session") for slot in new_slots]
     result.created = len(specs)
     return result
 

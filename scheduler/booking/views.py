@@ -27,6 +27,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_limiter import RateLimitExceeded
+from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from scheduler.appointments.forms import (
@@ -66,11 +67,12 @@ from scheduler.booking.texts_notice import describe, texts_notice
 from scheduler.content import blocks_of, content_for, lines_of
 from scheduler.database import unit_of_work
 from scheduler.display import clock_hour, local_time, phone_display, time_of_day
-from scheduler.extensions import booking_limit, limiter
+from scheduler.extensions import booking_limit, db, limiter
 from scheduler.i18n import page_language, use_patient_language
 from scheduler.lookups import row_or_404
-from scheduler.models import Appointment, Location, Slot, utcnow
+from scheduler.models import ON_THE_LIST, Appointment, Location, Slot, WaitlistEntry, utcnow
 from scheduler.sms.outbox import sending_hours
+from scheduler.waitlist.links import entry_token
 
 bp = Blueprint("booking", __name__)
 
@@ -383,6 +385,7 @@ def _manage_page(appt: Appointment, token: str, **extra: object) -> str:
     hours = sending_hours()
     return render_template(
         "booking/manage.html",
+        waitlist_url=waitlist_url_for(appt),
         appt=appt,
         location=location,
         token=token,
@@ -395,6 +398,18 @@ def _manage_page(appt: Appointment, token: str, **extra: object) -> str:
         sending_until=time_of_day(hours.end),
         **extra,
     )
+
+
+def waitlist_url_for(appt: Appointment) -> str | None:
+    """The page of this booking's request for an earlier time, if it is on a list."""
+    entry = db.session.scalar(
+        select(WaitlistEntry).where(
+            WaitlistEntry.appointment_id == appt.id, WaitlistEntry.status.in_(ON_THE_LIST)
+        )
+    )
+    if entry is None:
+        return None
+    return url_for("waitlist.entry", reference=entry.reference, token=entry_token(entry))
 
 
 @bp.get("/manage/<reference>/<token>")

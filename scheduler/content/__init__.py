@@ -32,6 +32,7 @@ SMS_TEMPLATE_KEYS = (
     "sms_no_appointment_reply",
     "sms_opt_out_reply",
     "sms_opt_in_reply",
+    "sms_waitlist_offer",
 )
 # Pages of the public site whose words admins edit.
 PAGE_KEYS = ("preconsult_instructions", "privacy_notice")

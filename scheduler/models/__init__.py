@@ -30,10 +30,19 @@ from scheduler.models.staff import (
     staff_user_locations,
 )
 from scheduler.models.types import UTCDateTime, utcnow
+from scheduler.models.waitlist import (
+    ON_THE_LIST,
+    OfferOutcome,
+    PartOfDay,
+    WaitlistEntry,
+    WaitlistOffer,
+    WaitlistStatus,
+)
 
 __all__ = [
     "CHANGEABLE",
     "HOLDS_SLOT",
+    "ON_THE_LIST",
     "STATUS_RANK",
     "Appointment",
     "AppointmentEvent",
@@ -47,8 +56,10 @@ __all__ = [
     "MessageKind",
     "MessageSchedule",
     "MessageStatus",
+    "OfferOutcome",
     "OpeningRule",
     "OutboundMessage",
+    "PartOfDay",
     "Patient",
     "PhoneNumberState",
     "ScheduleException",
@@ -59,5 +70,8 @@ __all__ = [
     "staff_user_locations",
     "StatusReport",
     "UTCDateTime",
+    "WaitlistEntry",
+    "WaitlistOffer",
+    "WaitlistStatus",
     "utcnow",
 ]

@@ -56,6 +56,7 @@ class MessageKind(enum.StrEnum):
     # Written by staff in answer to a patient's text; stored as "staff_reply#N".
     STAFF_REPLY = "staff_reply"
     CLOSURE_NOTICE = "closure_notice"  # the visit's time was closed: choose another
+    WAITLIST_OFFER = "waitlist_offer"
 
 
 class MessageSchedule(Model):
@@ -89,7 +90,11 @@ class OutboundMessage(Model):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    appointment_id: Mapped[int] = mapped_column(ForeignKey("appointments.id"))
+    # None for a text that is not about a booking (a waitlist offer).
+    appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
+    waitlist_offer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("waitlist_offers.id"), index=True
+    )
     kind: Mapped[str] = mapped_column(String(20))
     to_phone: Mapped[str] = mapped_column(String(20), index=True)
     language: Mapped[str] = mapped_column(String(2))
@@ -123,7 +128,7 @@ class OutboundMessage(Model):
     # Who wrote it, for a text staff wrote (a reply to the patient); None for the service's.
     author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
 
-    appointment: Mapped[Appointment] = relationship()
+    appointment: Mapped[Appointment | None] = relationship()
     author: Mapped[StaffUser | None] = relationship()
     attempt_log: Mapped[list[MessageAttempt]] = relationship(
         back_populates="message", order_by="MessageAttempt.id", passive_deletes=True

@@ -196,6 +196,53 @@ def queue_cancellation_text(appt: Appointment, now: datetime) -> None:
         _add_texts(appt, [(MessageKind.CANCELLATION, now)], now)
 
 
+def queue_offer_text(
+    offer_id: int,
+    phone: str,
+    language: str,
+    body: str,
+    due: datetime,
+    send_before: datetime,
+    now: datetime,
+) -> None:
+    """A waitlist offer's text; ``due`` is inside sending hours already (the offer's
+    ``sent_at``), and it never goes at or after ``send_before`` (the place's minimum notice)."""
+    row = {
+        "appointment_id": None,
+        "waitlist_offer_id": offer_id,
+        "kind": str(MessageKind.WAITLIST_OFFER),
+        "to_phone": phone,
+        "language": language,
+        "body": body,
+        "status": MessageStatus.PENDING,
+        "status_reason": None,
+        "due_at": due,
+        "send_before": send_before,
+        "created_at": now,
+        "updated_at": now,
+    }
+    conn = connection()
+    conn.execute(_INSERT_TEXTS[conn.dialect.name], [row])
+
+
+def cancel_offer_texts(offer_ids: list[int], reason: str, now: datetime) -> int:
+    """Offer texts not sent yet never go out (the offer was taken, ran out or withdrawn)."""
+    if not offer_ids:
+        return 0
+    return _cancel_pending(OutboundMessage.waitlist_offer_id.in_(offer_ids), reason, now)
+
+
+def is_opted_out(phone: str) -> bool:
+    return (
+        db.session.scalar(
+            select(PhoneNumberState.id).where(
+                PhoneNumberState.phone == phone, PhoneNumberState.opted_out_at.is_not(None)
+            )
+        )
+        is not None
+    )
+
+
 def cancel_pending_texts(appointment_id: int, reason: str, now: datetime) -> int:
     """Texts of an appointment that has changed never go out; returns how many were stopped.
 

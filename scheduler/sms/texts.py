@@ -35,6 +35,8 @@ APPOINTMENT_FIELDS = CLINIC_FIELDS | {
     "manage_url",
     "instructions_url",
 }
+# A waitlist offer: the place offered, its link and how long the link works.
+OFFER_FIELDS = CLINIC_FIELDS | {"first_name", "location", "date", "time", "offer_url", "minutes"}
 TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
     "sms_confirmation": APPOINTMENT_FIELDS,
     "sms_rescheduled": APPOINTMENT_FIELDS,
@@ -49,6 +51,7 @@ TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
     "sms_no_appointment_reply": CLINIC_FIELDS,
     "sms_opt_out_reply": CLINIC_FIELDS,
     "sms_opt_in_reply": CLINIC_FIELDS,
+    "sms_waitlist_offer": OFFER_FIELDS,
 }
 TEMPLATE_OF_KIND = {
     MessageKind.CONFIRMATION: "sms_confirmation",
@@ -222,6 +225,10 @@ def appointment_values(appt: Appointment) -> dict[str, str]:
     }
 
 
+# As long as a real offer's token.
+SAMPLE_OFFER_TOKEN = "12345.AbC3dEf4gHi5jKl6.awSILA.5eu4zIMNg4_N-1jJZ0NxEdq83pg"
+
+
 def sample_values(location: Location | None, language: str) -> dict[str, str]:
     """Values of a made-up visit, for previews while editing a template."""
     tz = ZoneInfo(location.timezone if location else current_app.config["DISPLAY_TIMEZONE"])
@@ -242,4 +249,6 @@ def sample_values(location: Location | None, language: str) -> dict[str, str]:
             token="dm8aOO6Q-b0V_WfL.awSILA.5eu4zIMNg4_N-1jJZ0NxEdq83pg",
         ),
         "instructions_url": instructions_url(slug, language),
+        "offer_url": public_url("waitlist.offer", token=SAMPLE_OFFER_TOKEN),
+        "minutes": str(current_app.config["WAITLIST_OFFER_MINUTES"]),
     }

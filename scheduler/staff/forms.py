@@ -50,6 +50,10 @@ class ActionForm(FlaskForm):
     version = HiddenField(validators=[DataRequired()])
 
 
+class WaitlistActionForm(FlaskForm):
+    """Offer a time to, or remove, someone on a waitlist (CSRF only; the view reads the rest)."""
+
+
 class MergeForm(FlaskForm):
     """Merge one patient record into another of the same person."""
 

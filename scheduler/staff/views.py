@@ -11,6 +11,7 @@ from scheduler.staff import (  # noqa: F401  (each registers its routes on bp)
     calendar_views,
     export_views,
     inbox_views,
+    waitlist_views,
 )
 from scheduler.staff.blueprint import bp
 

@@ -28,6 +28,7 @@ TEXT_NAMES = {
     "sms_no_appointment_reply": "Answer when no visit is found",
     "sms_opt_out_reply": "Answer to STOP",
     "sms_opt_in_reply": "Answer to START",
+    "sms_waitlist_offer": "Text: waitlist offer",
 }
 TEXT_PURPOSES = {
     "preconsult_instructions": "What to bring and when to arrive, on the confirmation page "
@@ -46,6 +47,8 @@ TEXT_PURPOSES = {
     "sms_no_appointment_reply": "When a reply comes from a number with no visit ahead.",
     "sms_opt_out_reply": "When a patient texts STOP (if the service answers opt-outs itself).",
     "sms_opt_in_reply": "When a patient texts START again.",
+    "sms_waitlist_offer": "Sent to patients on a waitlist when a time in their dates opens, "
+    "with the link to take it.",
 }
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 CHANNEL_NAMES = {"sms": "text", "email": "email"}
@@ -352,6 +355,21 @@ def _reply_marked(state: str) -> Describe:
     return describe
 
 
+def _waitlist_join(who: str, e: AuditEntry, _: Context) -> Sentence:
+    d = e.details
+    dates = f" for {d.get('earliest')} to {d.get('latest')}" if d.get("earliest") else ""
+    where = (
+        f" at {str(d.get('location', '')).replace('-', ' ').title()}" if d.get("location") else ""
+    )
+    return Sentence(f"{who} put {e.target_label} on the waitlist{where}{dates}")
+
+
+def _waitlist_offer(who: str, e: AuditEntry, _: Context) -> Sentence:
+    slot = e.details.get("slot")
+    time_words = f"the {instant_words(slot)} time" if slot else "a time"
+    return Sentence(f"{who} offered {time_words} to {e.target_label} on the waitlist")
+
+
 SENTENCES: dict[str, Describe] = {
     "appointment.booked": _appointment("booked"),
     "appointment.cancelled": _appointment("cancelled"),
@@ -400,6 +418,15 @@ SENTENCES: dict[str, Describe] = {
     ),
     "patient.updated": _patient_updated,
     "patient.merged": _patient_merged,
+    "waitlist.join": _waitlist_join,
+    "waitlist.leave": lambda who, e, _: Sentence(f"{who} took {e.target_label} off the waitlist"),
+    "waitlist.remove": lambda who, e, _: Sentence(
+        f"{who} removed {e.target_label} from the waitlist"
+    ),
+    "waitlist.offer": _waitlist_offer,
+    "waitlist.accept": lambda who, e, _: Sentence(
+        f"{who} took an offered time for {e.target_label}: {e.details.get('appointment', '')}"
+    ),
 }
 
 

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from datetime import date, time, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyotp
 import pytest
@@ -17,6 +18,7 @@ from flask import Flask, abort
 from scheduler.appointments.links import manage_token
 from scheduler.extensions import db
 from scheduler.models import Appointment, ScheduleException
+from scheduler.waitlist.links import entry_url, offer_url
 from tests.booking.conftest import MONDAY_AFTERNOON, slot_at
 from tests.e2e.a11y import (
     DESKTOP_SIZE,
@@ -30,6 +32,7 @@ from tests.e2e.a11y import (
 )
 from tests.factories import cancel, make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import PASSWORD, make_staff
+from tests.waitlist.conftest import join
 
 pytestmark = pytest.mark.browser
 
@@ -65,7 +68,12 @@ def clinic(app: Flask, frozen: Any) -> dict[str, Any]:
     quiet = make_appointment(make_slot(boerne, starts_at=slot_at(5)), sms_consent=False)
     cancelled = make_appointment(make_slot(boerne, starts_at=slot_at(6)))
     cancel(cancelled)
+    # Someone on the waitlist, offered a freed place.
+    freed = make_appointment(make_slot(boerne, starts_at=slot_at(2, time(15)), capacity=1))
+    waiting = join(boerne)
+    cancel(freed)
     return {
+        "waiting": waiting,
         "location": boerne,
         "slot": slots[0],
         "full": full,
@@ -99,6 +107,10 @@ def public_pages(clinic: dict[str, Any]) -> dict[str, str]:
         "reschedule, empty": booked + f"/reschedule?from={later}",
         "reschedule confirm": booked + f"/reschedule/{clinic['slot'].id}",
         "link not valid": f"/manage/{clinic['booked'].reference}/not-a-token",
+        "waitlist": f"/book/{where}/waitlist",
+        "waitlist from a booking": booked + "/waitlist",
+        "waitlist entry": urlsplit(entry_url(clinic["waiting"])).path,
+        "waitlist offer": urlsplit(offer_url(clinic["waiting"].offers[0])).path,
         "not found": "/nowhere",
         "outage": "/test-outage",
     }
@@ -270,6 +282,7 @@ STAFF_PAGES = [
     "/staff/texts/preconsult_instructions/en",
     "/staff/texts/sms_confirmation/en",
     "/staff/audit?person=1&from=2020-01-01",
+    "/staff/texts/sms_waitlist_offer/es",
 ]
 # GET routes that are not pages: a download, a calendar feed, and the two steps that
 # only exist inside a sign-in or right after turning two-step sign-in on (visited below).
@@ -336,6 +349,7 @@ def test_staff_pages_have_no_serious_or_critical_axe_violations(
         "language": "es",
         "status": "arrived",
         "action": "block",
+        "location_id": boerne.id,
     }
     context = browser.new_context(viewport={"width": 1024, "height": 800})
     page = context.new_page()

@@ -28,6 +28,9 @@ SAMPLE = {
     "manage_url": "https://book.freedomspine.example/manage/SAT-7K3Q/"
     "dm8aOO6Q-b0V_WfL.awSILA.5eu4zIMNg4_N-1jJZ0NxEdq83pg",
     "instructions_url": "https://book.freedomspine.example/prepare/san-antonio",
+    "offer_url": "https://book.freedomspine.example/offer/"
+    "AbC3dEf4gHi5jKl6mNo7pQr8sTu9vWx0yZa1bC2dE3f.awSILA.5eu4zIMNg4_N-1jJZ0NxEdq83pg",
+    "minutes": "30",
 }
 SAMPLE_IN = {
     "es": {

@@ -15,6 +15,7 @@ from scheduler.models import InboundMessage, Location, ScheduleException, StaffU
 from tests.conftest import Clock, make_app
 from tests.factories import make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import PASSWORD, csrf_token, make_staff, sign_in
+from tests.waitlist.conftest import join
 
 PUBLIC = {"staff.login", "staff.login_code", "staff.calendar_feed"}
 ADMIN_ONLY = {
@@ -41,6 +42,8 @@ LOCATION_ARGUMENTS = {
     "patient_id",
     "message_id",
     "closure_id",
+    "location_id",
+    "entry_id",
 }
 DEFAULT_VALUES = {
     "appointment_id": 1,
@@ -57,6 +60,8 @@ DEFAULT_VALUES = {
     "key": "sms_reminder",
     "language": "en",
     "token": "x" * 20,
+    "location_id": 1,
+    "entry_id": 1,
 }
 
 
@@ -247,6 +252,8 @@ def location_objects(location: Location) -> dict[str, Any]:
         "exception_id": exception.id,
         "closure_id": exception.id,
         "patient_id": appt.patient_id,
+        "location_id": location.id,
+        "entry_id": join(location).id,
     }
 
 
