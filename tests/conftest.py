@@ -293,10 +293,49 @@ def runner(app: Flask) -> Any:
     return app.test_cli_runner()
 
 
+class ClosedAtShutdown:
+    """WSGI middleware: every response is closed, at the latest when the server stops.
+
+    Werkzeug's development server skips a response's close() when the browser resets the
+    connection while the server drains the request (serving.py, ``run_wsgi``): Chromium
+    does that to a script or an icon it no longer needs, and the static file's handle was
+    left to the garbage collector (a ResourceWarning in whichever test ran next).
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.responses: list[_ClosedOnce] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        response = _ClosedOnce(self.app(environ, start_response))
+        self.responses.append(response)
+        return response
+
+    def close_all(self) -> None:
+        for response in self.responses:
+            response.close()
+
+
+class _ClosedOnce:
+    def __init__(self, iterable: Any) -> None:
+        self.iterable = iterable
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.iterable)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if hasattr(self.iterable, "close"):
+                self.iterable.close()
+
+
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[str]:
     """The app served by a real threaded HTTP server on 127.0.0.1; yields its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    wsgi = ClosedAtShutdown(app)
+    server = make_server("127.0.0.1", 0, wsgi, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -304,6 +343,7 @@ def live_server(app: Flask) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(timeout=5)
+        wsgi.close_all()
 
 
 HIDDEN_INPUT = re.compile(r'<input[^>]*type="hidden"[^>]*>')

@@ -288,6 +288,7 @@ STAFF_PAGES = [
 # only exist inside a sign-in or right after turning two-step sign-in on (visited below).
 NOT_PAGES = {
     "staff.export_csv",
+    "staff.calendar_version",  # the board's poll: JSON
     "staff.calendar_feed",
     "staff.login_code",
     "staff.totp_recovery_codes",
