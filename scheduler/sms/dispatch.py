@@ -159,15 +159,18 @@ class DispatchReport:
     # Outcomes that could not be written before the dispatcher gave up (logged).
     unrecorded: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Sent (accepted by the provider or the SMTP server) per channel: sms, email.
+    sent_by_channel: dict[str, int] = field(default_factory=dict)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    def recorded(self, outcome: str) -> None:
+    def recorded(self, outcome: str, channel: str = Channel.SMS) -> None:
         """An attempt's outcome, written to its text: counted, and added to its total."""
         self.count(outcome)
         if outcome == "sent":
             self.sent += 1
+            self.sent_by_channel[channel] = self.sent_by_channel.get(channel, 0) + 1
         elif outcome == "reconciled":
             self.reconciled += 1
         elif outcome in ("retry", "ambiguous"):
@@ -653,7 +656,7 @@ class Dispatcher:
                 apply_stored_reports(sid, finished)
             db.session.commit()
         self._release(text.id)
-        report.recorded(outcome)
+        report.recorded(outcome, text.channel)
 
     def _new_row_values(
         self, result: AttemptResult, due_base: datetime
