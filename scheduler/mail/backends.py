@@ -153,6 +153,7 @@ class SmtpBackend:
                 )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            smtp.ehlo_or_helo_if_needed()
             if self.security == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()
@@ -237,6 +238,9 @@ class SmtpBackend:
                 FailureKind.AMBIGUOUS,
                 f"SMTP connection lost during DATA: {type(exc).__name__}: {exc}",
             ) from exc
+        if code != 250:  # smtplib returns the answer to the message itself, good or bad
+            self._reset(smtp)
+            raise _answer_failure(code, answer, "DATA")
         return Accepted(sid=message_sid(message), status="sent")
 
     def _reset(self, smtp: smtplib.SMTP) -> None:

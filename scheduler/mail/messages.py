@@ -286,7 +286,6 @@ def build_email(
     message["To"] = to
     message["Date"] = format_datetime(now)  # replaced when it is sent
     message["Message-ID"] = new_message_id()
-    message["Content-Language"] = appt.patient.language
     message["List-Unsubscribe"] = f"<{link}>"
     message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message["Auto-Submitted"] = "auto-generated"
@@ -302,6 +301,8 @@ def build_email(
             filename=f"{appt.reference}.ics",
             params={"method": "PUBLISH"},
         )
+    # After the content: set_content clears every Content-* header.
+    message["Content-Language"] = appt.patient.language
     return message
 
 
