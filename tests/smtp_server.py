@@ -103,9 +103,7 @@ class Recorder:
         content = envelope.original_content or envelope.content or b""
         raw = content if isinstance(content, bytes) else content.encode()
         with self.lock:
-            self.received.append(
-                Received(str(envelope.mail_from), list(envelope.rcpt_tos), raw)
-            )
+            self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), raw))
 
 
 def free_port() -> int:

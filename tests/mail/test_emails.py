@@ -251,8 +251,12 @@ def test_sms_consent_withdrawn_leaves_the_emails(dispatcher: Dispatcher, smtp: S
     phone = first.patient.phone
     # The same person books again without ticking the box: their texts stop, emails stay.
     again = book(
-        booking_request(make_slot(starts_at=VISIT + timedelta(days=3)), email=ADDRESS,
-                        sms_consent=False, phone=phone),
+        booking_request(
+            make_slot(starts_at=VISIT + timedelta(days=3)),
+            email=ADDRESS,
+            sms_consent=False,
+            phone=phone,
+        ),
         now=BOOKED,
     )
     assert again.patient_id == first.patient_id
@@ -414,11 +418,15 @@ def test_texts_and_emails_of_one_booking_go_out_together(
 ) -> None:
     add_message_schedules()
     appt = booked_visit(sms_consent=True)
-    assert set(texts_of(appt)) == set(emails_of(appt)) == {
-        "confirmation",
-        "instructions",
-        "reminder",
-    }
+    assert (
+        set(texts_of(appt))
+        == set(emails_of(appt))
+        == {
+            "confirmation",
+            "instructions",
+            "reminder",
+        }
+    )
     report = dispatcher.dispatch_due(BOOKED)
     assert report.sent_by_channel == {"sms": 1, "email": 1}
     assert f"SMS to {appt.patient.phone}" in texts_printed.getvalue()
