@@ -165,11 +165,14 @@ def html_of(subject: str, text: str, footer: str = "") -> str:
         body += Markup('\n<hr>\n<div style="color:#555;font-size:90%">{}</div>').format(
             html_blocks(footer)
         )
-    return Markup(
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{}</title></head>\n'
-        '<body style="font-family:Arial,Helvetica,sans-serif;font-size:16px;line-height:1.5;'
-        'color:#1a1a1a;max-width:40em">\n{}\n</body></html>\n'
-    ).format(subject, body)
+    # A plain str, not Markup: wherever it is shown (a staff preview's srcdoc) it is escaped.
+    return str(
+        Markup(
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{}</title></head>\n'
+            '<body style="font-family:Arial,Helvetica,sans-serif;font-size:16px;line-height:1.5;'
+            'color:#1a1a1a;max-width:40em">\n{}\n</body></html>\n'
+        ).format(subject, body)
+    )
 
 
 # -- values --------------------------------------------------------------------------------

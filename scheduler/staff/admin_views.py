@@ -17,6 +17,7 @@ from scheduler.appointments.validation import MAX_ID
 from scheduler.audit import audit
 from scheduler.availability.operations import active_locations
 from scheduler.content import (
+    EMAIL_TEMPLATE_KEYS,
     LANGUAGES,
     PAGE_KEYS,
     SMS_TEMPLATE_KEYS,
@@ -26,6 +27,7 @@ from scheduler.content import (
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
+from scheduler.mail.messages import EMAIL_TEMPLATE_FIELDS, fill_email, sample_email_values
 from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
 from scheduler.sms.segments import segment_count
 from scheduler.sms.texts import (
@@ -39,7 +41,11 @@ from scheduler.staff.access import admin_required, hash_password, new_staff_user
 from scheduler.staff.blueprint import bp
 from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
 
-EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
+EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS, *EMAIL_TEMPLATE_KEYS)
+# What the editor takes: a text fits in 1,600 characters (checked with its values), an email
+# or a page may be longer.
+BODY_MAX = {key: 1600 for key in SMS_TEMPLATE_KEYS}
+EDITOR_MAX = 8000
 # Something that reads as a placeholder ({last_name}) in a text that takes none.
 PLACEHOLDER = re.compile(r"\{[^{}\s]*\}")
 AUDIT_PAGE = 200
@@ -142,6 +148,8 @@ def _scope(slug: str | None) -> Location | None:
 
 def preview_of(key: str, body: str, language: str, location: Location | None) -> dict[str, object]:
     """The text as a patient would get it for a sample visit, with its length."""
+    if key in EMAIL_TEMPLATE_FIELDS:
+        return email_preview(key, body, language, location)
     if key not in TEMPLATE_FIELDS:
         unknown = PLACEHOLDER.findall(body)
         if unknown:
@@ -164,6 +172,24 @@ def preview_of(key: str, body: str, language: str, location: Location | None) ->
         "characters": count.characters,
         "segments": count.segments,
         "encoding": count.encoding,
+    }
+
+
+def email_preview(
+    key: str, body: str, language: str, location: Location | None
+) -> dict[str, object]:
+    """The email for a sample visit: subject, plain text and the HTML part made from it."""
+    try:
+        rendered = fill_email(key, body, sample_email_values(location, language))
+    except TemplateError as error:
+        return {"ok": False, "error": str(error)}
+    return {
+        "ok": True,
+        "subject": rendered.subject,
+        "text": rendered.text,
+        "html": rendered.html,
+        "characters": len(rendered.text),
+        "segments": None,
     }
 
 
@@ -193,7 +219,8 @@ def edit_text(key: str, language: str) -> str | Response | tuple[str, int]:
         location=location,
         form=form,
         preview=preview,
-        fields=sorted(TEMPLATE_FIELDS.get(key, ())),
+        fields=sorted(TEMPLATE_FIELDS.get(key, ()) or EMAIL_TEMPLATE_FIELDS.get(key, ())),
+        body_max=BODY_MAX.get(key, EDITOR_MAX),
     ), (422 if form.errors else 200)
 
 
@@ -203,7 +230,7 @@ def preview_text(key: str, language: str) -> Response:
     """The live preview the editor asks for while typing (CSRF-protected like any form)."""
     if key not in EDITABLE_KEYS or language not in LANGUAGES:
         abort(404, description="No such text.")
-    body = request.form.get("body", "")[:1600]
+    body = request.form.get("body", "")[: BODY_MAX.get(key, EDITOR_MAX)]
     return jsonify(preview_of(key, body, language, _scope(request.args.get("location"))))
 
 
