@@ -26,6 +26,7 @@ from scheduler.models import (
     Appointment,
     AppointmentNote,
     AppointmentStatus,
+    Channel,
     MessageKind,
     OutboundMessage,
     StaffUser,
@@ -77,6 +78,7 @@ def resend_instructions(
     sent_before = db.session.scalar(
         select(func.count(OutboundMessage.id)).where(
             OutboundMessage.appointment_id == appt.id,
+            OutboundMessage.channel == Channel.SMS,
             OutboundMessage.kind.like(f"{MessageKind.INSTRUCTIONS}%"),
         )
     )

@@ -67,3 +67,13 @@ def test_a_saved_email_template_is_used_for_the_emails_queued_after(
     row = emails_of(appt)["confirmation"]
     assert row.subject and row.subject.startswith("Nos vemos el ")
     assert row.body.startswith("Maria: le esperamos en")
+
+
+def test_staff_see_the_emails_on_the_appointments_thread(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    appt = book(booking_request(make_slot(days_ahead=5), email="ana@example.com"))
+    page = admin_client.get(f"/staff/appointments/{appt.id}").get_data(as_text=True)
+    assert "email to ana@example.com · confirmation · pending" in page
+    assert "text · confirmation · pending" in page
+    assert "<strong>Your appointment at" in page
