@@ -16,6 +16,7 @@ address into that booking; the form says so).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -71,20 +72,37 @@ def queue_email(
     appt: Appointment,
     kind: MessageKind,
     now: datetime,
+    *,
     due: datetime | None = None,
     stored_kind: str | None = None,
+    values: Mapping[str, str] | None = None,
+    send_before: datetime | None = None,
 ) -> bool:
-    """Queue one email of ``kind`` about ``appt`` to the patient's address, due at ``due``
-    (now when None), within sending hours; False when the patient gave no address.
+    """Queue one email of ``kind`` about ``appt`` to the patient's address, in the caller's
+    transaction; False (nothing queued) when the patient gave no address.
 
-    The entry point for other features (waitlist offers): ``stored_kind`` names the row
-    when one appointment may get several of a kind (the outbox keeps one per
-    appointment, kind and channel; a second of the same is refused by the database).
+    The entry point for other features (waitlist offers). The email is the kind's
+    template (``EMAIL_TEMPLATE_OF_KIND``; a new kind adds its key there, in
+    ``EMAIL_TEMPLATE_FIELDS`` and ``EMAIL_TEMPLATE_KEYS``, with default files in
+    scheduler/content/) filled with the appointment's values plus ``values`` (say an
+    ``offer_url``). It goes out at ``due`` (now when None) within sending hours, never at
+    or after ``send_before`` (the visit when None), exactly once, unless the address has
+    unsubscribed. ``stored_kind`` names the row when one appointment may get several of
+    a kind ("offer#3"): the outbox keeps one per appointment, kind and channel, and the
+    database refuses a second (IntegrityError: queue it in a savepoint if that can happen).
     """
     address = email_address_of(appt)
     if address is None:
         return False
-    _add_emails(appt, [(kind, due or now)], now, address, stored_kind)
+    _add_emails(
+        appt,
+        [(kind, due or now)],
+        now,
+        address,
+        stored_kind,
+        extra_values=values,
+        send_before=send_before,
+    )
     return True
 
 
@@ -112,16 +130,18 @@ def _add_emails(
     now: datetime,
     address: str,
     stored_kind: str | None = None,
+    extra_values: Mapping[str, str] | None = None,
+    send_before: datetime | None = None,
 ) -> None:
     patient = appt.patient
     language = patient.language
     location = appt.slot.location
-    visit = appt.slot.starts_at
+    visit = send_before or appt.slot.starts_at
     tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
     hours = sending_hours()
     keys = [EMAIL_TEMPLATE_OF_KIND[kind] for kind, _ in planned]
     templates = contents_for(keys, location, language)
-    values = email_values(appt)
+    values = {**email_values(appt), **(extra_values or {})}
     stopped_at = unsubscribed_at(address)
     rows = []
     with force_locale(language):

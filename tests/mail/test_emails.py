@@ -12,6 +12,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from scheduler.content import save_content
 from scheduler.database import unit_of_work
@@ -469,3 +470,20 @@ def test_the_smtp_backend_keeps_its_connection(smtp: SmtpServer) -> None:
     assert backend._local.smtp is first
     backend.close()
     assert [r.rcpt_tos for r in smtp.received] == [["x@example.com"], ["y@example.com"]]
+
+
+def test_queue_email_is_the_entry_point_for_other_features(
+    dispatcher: Dispatcher, smtp: SmtpServer
+) -> None:
+    """One email of a kind, under its own stored kind, exactly once; a second is refused."""
+    appt = booked_visit()
+    due = BOOKED + timedelta(hours=2)
+    with unit_of_work():
+        assert queue_email(appt, MessageKind.INSTRUCTIONS, BOOKED, due=due, stored_kind="again#1")
+    row = emails_of(appt)["again#1"]
+    assert (row.status, row.due_at, row.to_email) == (MessageStatus.PENDING, due, ADDRESS)
+    with pytest.raises(IntegrityError), unit_of_work():
+        queue_email(appt, MessageKind.INSTRUCTIONS, BOOKED, stored_kind="again#1")
+    dispatcher.dispatch_due(due)
+    dispatcher.dispatch_due(due)
+    assert sorted(str(m["Subject"]).split()[0] for m in smtp.messages) == ["How", "Your"]
