@@ -11,16 +11,19 @@ It keeps every message it accepts and can answer with an error on demand::
         [message] = server.messages       # parsed EmailMessage objects, with their envelope
 
 From another process (a benchmark), run it in the foreground; it prints its port
-on one line when ready and counts what it accepted in ``--count-file`` at exit::
+on one line when ready, answers each message after ``--delay`` seconds (a relay's
+latency), and on SIGTERM prints what it accepted and how many distinct Message-IDs::
 
-    python tests/smtp_server.py --port 8025
+    python tests/smtp_server.py --port 8025 --delay 0.1
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import email
 import email.policy
+import re
 import signal
 import socket
 import threading
@@ -48,6 +51,11 @@ class Received:
     raw: bytes
 
     @property
+    def message_id(self) -> str:
+        found = re.search(rb"^Message-ID: *(\S+)", self.raw, re.MULTILINE | re.IGNORECASE)
+        return found.group(1).decode() if found else ""
+
+    @property
     def message(self) -> EmailMessage:
         parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
@@ -57,7 +65,8 @@ class Received:
 class Recorder:
     """The handler: records messages, answers injected failures first."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
         self.lock = threading.Lock()
         self.received: list[Received] = []
         self.failures: dict[str, deque[int]] = {"RCPT": deque(), "DATA": deque()}
@@ -81,6 +90,8 @@ class Recorder:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             drop = self.drops > 0
             if drop:
@@ -114,8 +125,8 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    def __init__(self, port: int | None = None) -> None:
-        self.recorder = Recorder()
+    def __init__(self, port: int | None = None, delay: float = 0.0) -> None:
+        self.recorder = Recorder(delay)
         self.port = port or free_port()
         self.controller = Controller(
             self.recorder, hostname="127.0.0.1", port=self.port, decode_data=False
@@ -165,17 +176,19 @@ class SmtpServer:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each answer")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with SmtpServer(args.port or None) as server:
+    with SmtpServer(args.port or None, args.delay) as server:
         print(server.port, flush=True)
         try:
             while not stop.wait(0.2):
                 pass
         except KeyboardInterrupt:
             pass
-        print(len(server.received), flush=True)
+        ids = [received.message_id for received in server.received]
+        print(f"received {len(ids)} distinct {len(set(ids))}", flush=True)
 
 
 if __name__ == "__main__":
