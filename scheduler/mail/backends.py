@@ -23,6 +23,7 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
+import re
 import smtplib
 import ssl
 import sys
@@ -75,6 +76,29 @@ def message_sid(message: EmailMessage) -> str:
     """The outbox's provider id of an email: its Message-ID without brackets or domain."""
     message_id = str(message.get("Message-ID", "")).strip().strip("<>")
     return message_id.partition("@")[0][:64]
+
+
+MESSAGE_ID = re.compile(r"^Message-ID:\s*<([^@>\s]+)@", re.IGNORECASE | re.MULTILINE)
+DATE_LINE = re.compile(r"^Date:[^\r\n]*", re.IGNORECASE | re.MULTILINE)
+
+
+def wire_form(payload: str) -> tuple[bytes, str]:
+    """The queued email as it goes to the server, dated now, and its Message-ID's id part.
+
+    The payload is already MIME (7-bit, lines within SMTP's limit): only its Date
+    line changes, so sending needs no parsing (the email package is slow).
+    """
+    if "\r\n" not in payload:
+        payload = payload.replace("\n", "\r\n")
+    head, separator, body = payload.partition("\r\n\r\n")
+    found = MESSAGE_ID.search(head)
+    date = f"Date: {format_datetime(datetime.now(UTC))}"
+    head, dated = DATE_LINE.subn(date, head, count=1)
+    if not dated:
+        head = f"{head}\r\n{date}"
+    return f"{head}{separator}{body}".encode("ascii", "replace"), (
+        found.group(1)[:64] if found else ""
+    )
 
 
 class ConsoleMailBackend:
@@ -193,25 +217,22 @@ class SmtpBackend:
     # -- sending -----------------------------------------------------------------------------
 
     def send(self, to: str, payload: str) -> Accepted:
-        message = parse_payload(payload)
-        data = message.as_bytes()
+        data, sid = wire_form(payload)
         kept: smtplib.SMTP | None = getattr(self._local, "smtp", None)
         if kept is not None:
             try:
-                return self._transaction(kept, to, data, message)
+                return self._transaction(kept, to, data, sid)
             except _StaleConnection:
                 self._drop(kept)
         smtp = self._connect()
         self._local.smtp = smtp
         try:
-            return self._transaction(smtp, to, data, message)
+            return self._transaction(smtp, to, data, sid)
         except _StaleConnection as exc:
             self._drop(smtp)
             raise SendFailure(FailureKind.TRANSIENT, f"SMTP connection lost: {exc}") from exc
 
-    def _transaction(
-        self, smtp: smtplib.SMTP, to: str, data: bytes, message: EmailMessage
-    ) -> Accepted:
+    def _transaction(self, smtp: smtplib.SMTP, to: str, data: bytes, sid: str) -> Accepted:
         """MAIL, RCPT, DATA on an open connection. Before DATA nothing can have been
         taken, so a lost connection there is ``_StaleConnection`` (try a new one)."""
         try:
@@ -241,7 +262,7 @@ class SmtpBackend:
         if code != 250:  # smtplib returns the answer to the message itself, good or bad
             self._reset(smtp)
             raise _answer_failure(code, answer, "DATA")
-        return Accepted(sid=message_sid(message), status="sent")
+        return Accepted(sid=sid, status="sent")
 
     def _reset(self, smtp: smtplib.SMTP) -> None:
         """After a refusal the connection is reused: the server forgets the transaction."""
