@@ -293,7 +293,7 @@ def test_one_click_unsubscribe_stops_every_email(
     for hours in (72, 24):
         dispatcher.dispatch_due(VISIT - timedelta(hours=hours))
     cancel(appt, now=VISIT - timedelta(hours=20))
-    dispatcher.dispatch_due(VISIT - timedelta(hours=20))
+    assert dispatcher.dispatch_due(VISIT - timedelta(hours=20)).claimed == 0
     assert len(smtp.received) == 1
     assert emails_of(appt)["cancellation"].status_reason == "unsubscribed"
     assert "already unsubscribed" in client.get(path).get_data(as_text=True)
@@ -311,10 +311,13 @@ def test_a_booking_after_unsubscribing_gets_its_confirmation_only(
     with unit_of_work():
         unsubscribe(ADDRESS.upper(), BOOKED - timedelta(days=1))
     appt = booked_visit()
+    report = dispatcher.dispatch_due(BOOKED)
+    assert (report.suppressed, report.sent) == (2, 1)
     rows = emails_of(appt)
-    assert rows["confirmation"].status == MessageStatus.PENDING
+    assert rows["confirmation"].status == MessageStatus.SENT
     assert rows["reminder"].status_reason == "unsubscribed"
-    for moment in (BOOKED, VISIT - timedelta(hours=72), VISIT - timedelta(hours=24)):
+    assert rows["instructions"].status == MessageStatus.SUPPRESSED
+    for moment in (VISIT - timedelta(hours=72), VISIT - timedelta(hours=24)):
         dispatcher.dispatch_due(moment)
     [only] = smtp.messages
     assert "Your appointment at" in only["Subject"]
