@@ -66,3 +66,23 @@ def test_mail_settings_that_cannot_work_stop_the_start(tmp_path: Path) -> None:
         create_app({**base, "MAIL_FROM": "the clinic"})
     app = create_app({**base, "MAIL_BACKEND": "smtp", "SMTP_SECURITY": "ssl", "SMTP_PORT": 465})
     assert app.config["SMTP_PORT"] == 465
+
+
+def test_the_scheduler_process_dispatches_both_channels(
+    app: Any, clock: Any, smtp: SmtpServer
+) -> None:
+    """The scheduler's dispatch job (run by APScheduler in `flask scheduler`) sends the
+    texts and the emails that are due, on the clock."""
+    from scheduler.jobs import build_scheduler
+    from scheduler.sms.backends import ConsoleBackend
+    from scheduler.sms.dispatch import Dispatcher
+
+    appt = book(booking_request(make_slot(days_ahead=5), email="d@example.com"))
+    printed = io.StringIO()
+    with Dispatcher(app, backend=ConsoleBackend(printed)) as dispatcher:
+        _, job = build_scheduler(app, dispatcher)
+        job()
+    assert texts_of(appt)["confirmation"].status == "sent"
+    assert emails_of(appt)["confirmation"].status == "sent"
+    assert f"SMS to {appt.patient.phone}" in printed.getvalue()
+    assert [r.rcpt_tos for r in smtp.received] == [["d@example.com"]]
