@@ -155,44 +155,51 @@ def email_payload(n: int) -> str:
 
 
 def fill(texts: int, emails: int) -> None:
-    """A fresh outbox: ``max(texts, emails)`` appointments, a text and/or an email each."""
+    """A fresh outbox: ``max(texts, emails)`` appointments, a text and/or an email each,
+    queued in turn (a text, then that booking's email), as bookings queue them."""
     from sqlalchemy import delete, insert, select
 
     from scheduler.extensions import db
     from scheduler.models import Channel, MessageKind, MessageStatus, OutboundMessage, utcnow
 
     fill_outbox(max(texts, emails))
-    if texts < max(texts, emails):
-        db.session.execute(delete(OutboundMessage))
-    appointment_ids = (
-        db.session.scalars(
-            select(OutboundMessage.appointment_id).order_by(OutboundMessage.appointment_id)
-        ).all()
-        or _appointment_ids()
-    )
+    columns = [c for c in OutboundMessage.__table__.columns if c.name != "id"]
+    queued_texts = [
+        dict(row._mapping)
+        for row in db.session.execute(select(*columns).order_by(OutboundMessage.id))
+    ][:texts]
+    db.session.execute(delete(OutboundMessage))
+    appointment_ids = _appointment_ids()
     now = utcnow()
-    rows = [
-        {
-            "appointment_id": appointment_id,
-            "kind": MessageKind.CONFIRMATION,
-            "channel": Channel.EMAIL,
-            "to_email": f"patient{n}@example.com",
-            "language": "en",
-            "subject": "Your appointment at Bench Clinic",
-            "body": f"Bench email {n}",
-            "payload": email_payload(n),
-            "status": MessageStatus.PENDING,
-            "due_at": T0,
-            "send_before": T0 + VISIT_AFTER,
-            "attempts": 0,
-            "possible_duplicate": False,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for n, appointment_id in enumerate(appointment_ids[:emails])
-    ]
-    if rows:
-        db.session.execute(insert(OutboundMessage), rows)
+    rows: list[dict[str, Any]] = []
+    for n, appointment_id in enumerate(appointment_ids):
+        if n < texts:
+            rows.append(queued_texts[n])
+        if n < emails:
+            rows.append(
+                {
+                    **(queued_texts[0] if queued_texts else {}),
+                    "appointment_id": appointment_id,
+                    "kind": MessageKind.CONFIRMATION,
+                    "channel": Channel.EMAIL,
+                    "to_phone": None,
+                    "to_email": f"patient{n}@example.com",
+                    "language": "en",
+                    "subject": "Your appointment at Bench Clinic",
+                    "body": f"Bench email {n}",
+                    "payload": email_payload(n),
+                    "status": MessageStatus.PENDING,
+                    "due_at": T0,
+                    "send_before": T0 + VISIT_AFTER,
+                    "attempts": 0,
+                    "possible_duplicate": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+    # One at a time, so the ids follow the list (a text, then its booking's email).
+    for row in rows:
+        db.session.execute(insert(OutboundMessage).values(**row))
     db.session.commit()
 
 
