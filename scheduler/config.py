@@ -129,6 +129,9 @@ DEFAULTS: dict[str, Any] = {
     # The sender; its domain also names the emails (Message-ID). Must be an address
     # the SMTP server may send from.
     "MAIL_FROM": "Freedom Spine & Pain Center <appointments@localhost>",
+    # Emails one address may get in any 24 hours; more are suppressed (address_daily_cap):
+    # anyone can type anyone's address into a booking.
+    "MAIL_MAX_PER_ADDRESS_PER_DAY": 8,
 }
 
 

@@ -312,6 +312,7 @@ def rows_changed(
 # Namespaces of advisory locks, so that two kinds of lock on one name never wait on each other.
 LOCK_BOOKINGS_OF_PHONE = 1
 LOCK_TEXTS_TO_PHONE = 2
+LOCK_EMAILS_TO_ADDRESS = 3
 
 
 def lock_for_transaction(namespace: int, name: str) -> None:

@@ -44,6 +44,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from scheduler.database import rows_changed, serialized_writes
 from scheduler.extensions import db
 from scheduler.mail.backends import MailBackend, mail_backend_from_config
+from scheduler.mail.caps import hold_back_over_address_cap
 from scheduler.mail.outbox import UNSUBSCRIBED, blocked_by_unsubscribe
 from scheduler.models import (
     Channel,
@@ -560,8 +561,11 @@ class Dispatcher:
             rows = db.session.execute(statement).all()
             sms = [row for row in rows if row.channel != Channel.EMAIL]
             emails = [row for row in rows if row.channel == Channel.EMAIL]
-            # The per-number cap is the texts' (SMS pumping); emails go to addresses given.
-            allowed = sorted(hold_back_over_cap(sms, clock) + emails, key=lambda row: row.id)
+            # Texts have a cap per number (SMS pumping), emails one per address.
+            allowed = sorted(
+                hold_back_over_cap(sms, clock) + hold_back_over_address_cap(emails, clock),
+                key=lambda row: row.id,
+            )
             db.session.commit()
         claimed = [ClaimedText(*row) for row in allowed]
         with self._lock:

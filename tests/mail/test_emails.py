@@ -490,3 +490,23 @@ def test_queue_email_is_the_entry_point_for_other_features(
     dispatcher.dispatch_due(due)
     dispatcher.dispatch_due(due)
     assert sorted(str(m["Subject"]).split()[0] for m in smtp.messages) == ["How", "Your"]
+
+
+def test_one_address_gets_at_most_its_daily_cap(
+    app: Flask, dispatcher: Dispatcher, smtp: SmtpServer
+) -> None:
+    """Anyone can type anyone's address: bookings by three phones to one inbox, cap 2."""
+    app.config["MAIL_MAX_PER_ADDRESS_PER_DAY"] = 2
+    appointments = [booked_visit(visit=VISIT + timedelta(hours=n)) for n in range(3)]
+    other = booked_visit(email="someone.else@example.com")
+    report = dispatcher.dispatch_due(BOOKED)
+    assert (report.claimed, report.sent) == (3, 3)
+    statuses = [emails_of(appt)["confirmation"] for appt in appointments]
+    assert [row.status for row in statuses] == ["sent", "sent", "suppressed"]
+    assert statuses[2].status_reason == "address_daily_cap"
+    assert emails_of(other)["confirmation"].status == MessageStatus.SENT
+    assert sorted(r.rcpt_tos[0] for r in smtp.received) == [
+        ADDRESS,
+        ADDRESS,
+        "someone.else@example.com",
+    ]
