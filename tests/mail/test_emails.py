@@ -510,3 +510,21 @@ def test_one_address_gets_at_most_its_daily_cap(
         ADDRESS,
         "someone.else@example.com",
     ]
+
+
+@pytest.mark.parametrize(
+    "visit",
+    [local(2027, 3, 15, 8, 0), local(2026, 11, 2, 8, 30)],  # after spring-forward, fall-back
+    ids=["spring-forward", "fall-back"],
+)
+def test_emails_keep_the_texts_cadence_across_dst(dispatcher: Dispatcher, visit: datetime) -> None:
+    """Each email is due when its text is: sending hours and the hours before the visit
+    are counted alike across the DST nights."""
+    add_message_schedules()
+    appt = booked_visit(visit=visit, now=visit - timedelta(days=6), sms_consent=True)
+    texts, emails = texts_of(appt), emails_of(appt)
+    assert set(texts) == set(emails) == {"confirmation", "instructions", "reminder"}
+    for kind, text in texts.items():
+        assert (emails[kind].due_at, emails[kind].status) == (text.due_at, text.status)
+    reminder = emails["reminder"].due_at.astimezone(CHICAGO)
+    assert (reminder.hour, reminder.minute) == (visit.astimezone(CHICAGO).hour, visit.minute)
