@@ -77,3 +77,35 @@ def test_staff_see_the_emails_on_the_appointments_thread(
     assert "email to ana@example.com · confirmation · pending" in page
     assert "text · confirmation · pending" in page
     assert "<strong>Your appointment at" in page
+
+
+def test_staff_send_the_instructions_again_by_text_and_email(
+    app: Flask, staff_client: FlaskClient
+) -> None:
+    from tests.factories import add_message_schedules, texts_of
+
+    add_message_schedules()
+    both = book(booking_request(make_slot(days_ahead=9), email="ana@example.com"))
+    path = f"/staff/appointments/{both.id}/resend-instructions"
+    done = post(staff_client, path, {"version": "1"}, follow_redirects=True)
+    assert "will be texted and emailed again shortly" in done.get_data(as_text=True)
+    assert "instructions#2" in texts_of(both) and "instructions#2" in emails_of(both)
+    assert emails_of(both)["instructions#2"].status == "pending"
+
+    by_email = book(
+        booking_request(make_slot(days_ahead=9), email="luz@example.com", sms_consent=False)
+    )
+    done = post(
+        staff_client,
+        f"/staff/appointments/{by_email.id}/resend-instructions",
+        {"version": "1"},
+        follow_redirects=True,
+    )
+    assert "will be emailed again shortly" in done.get_data(as_text=True)
+    assert texts_of(by_email) == {}
+    assert set(emails_of(by_email)) == {
+        "confirmation",
+        "instructions",
+        "reminder",
+        "instructions#2",
+    }
