@@ -145,8 +145,8 @@ def _answer_failure(code: int, answer: bytes | str, step: str) -> SendFailure:
 class SmtpBackend:
     """``smtplib``, one connection per sending thread, kept open between emails.
 
-    A kept connection the server has closed meanwhile is noticed before the
-    message goes (at MAIL FROM or RSET) and opened again once.
+    A kept connection the server has closed meanwhile (or answers 421, closing) is
+    noticed before the message is taken and opened again once.
     """
 
     def __init__(
@@ -223,6 +223,12 @@ class SmtpBackend:
             try:
                 return self._transaction(kept, to, data, sid)
             except _StaleConnection:
+                self._drop(kept)
+            except SendFailure as failure:
+                # 421 on a kept connection is mostly "idle too long, closing": the email
+                # was not taken, so a new connection tries at once (once).
+                if failure.error_code != 421:
+                    raise
                 self._drop(kept)
         smtp = self._connect()
         self._local.smtp = smtp

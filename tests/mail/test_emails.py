@@ -26,6 +26,7 @@ from scheduler.models import (
     MessageStatus,
     OutboundMessage,
 )
+from scheduler.sms.backends import FailureKind, SendFailure
 from scheduler.sms.dispatch import Dispatcher
 from tests.factories import (
     CHICAGO,
@@ -336,7 +337,7 @@ def test_the_unsubscribe_page_in_spanish(client: FlaskClient, dispatcher: Dispat
     assert emails_of(appt)["confirmation"].status == MessageStatus.SUPPRESSED
 
 
-@pytest.mark.parametrize(("step", "codes"), [("RCPT", [421, 451]), ("DATA", [451, 421])])
+@pytest.mark.parametrize(("step", "codes"), [("RCPT", [421, 451]), ("DATA", [421, 451])])
 def test_4xx_answers_are_retried_with_backoff_then_sent(
     dispatcher: Dispatcher, smtp: SmtpServer, step: str, codes: list[int]
 ) -> None:
@@ -528,3 +529,20 @@ def test_emails_keep_the_texts_cadence_across_dst(dispatcher: Dispatcher, visit:
         assert (emails[kind].due_at, emails[kind].status) == (text.due_at, text.status)
     reminder = emails["reminder"].due_at.astimezone(CHICAGO)
     assert (reminder.hour, reminder.minute) == (visit.astimezone(CHICAGO).hour, visit.minute)
+
+
+def test_a_kept_connection_answering_421_is_replaced_at_once(smtp: SmtpServer) -> None:
+    """A server closing an idle connection answers 421: the email goes on a new one."""
+    backend = SmtpBackend("127.0.0.1", smtp.port, "none", None, None, "a@b.example", 5.0)
+    payload = "From: a@b.example\nSubject: hi\nMessage-ID: <EM2@b.example>\n\nhello\n"
+    backend.send("x@example.com", payload)
+    first = backend._local.smtp
+    smtp.fail_next("RCPT", 421)
+    assert backend.send("y@example.com", payload).sid == "EM2"
+    assert backend._local.smtp is not first
+    smtp.fail_next("RCPT", 451)
+    with pytest.raises(SendFailure) as refused:
+        backend.send("z@example.com", payload)
+    assert (refused.value.kind, refused.value.error_code) == (FailureKind.TRANSIENT, 451)
+    backend.close()
+    assert [r.rcpt_tos for r in smtp.received] == [["x@example.com"], ["y@example.com"]]
