@@ -170,29 +170,36 @@ class SmtpBackend:
     # -- connections -------------------------------------------------------------------------
 
     def _connect(self) -> smtplib.SMTP:
+        smtp: smtplib.SMTP | None = None
         try:
             if self.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp = smtplib.SMTP_SSL(
                     self.host, self.port, timeout=self.timeout, context=ssl.create_default_context()
                 )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
-            smtp.ehlo_or_helo_if_needed()
-            if self.security == "starttls":
-                smtp.starttls(context=ssl.create_default_context())
-                smtp.ehlo()
-            if self.username:
-                smtp.login(self.username, self.password or "")
-        except smtplib.SMTPResponseException as exc:
-            raise _answer_failure(exc.smtp_code, exc.smtp_error, "connect") from exc
+            self._greet(smtp)
         except (OSError, smtplib.SMTPException) as exc:
-            # Refused, unreachable, timed out, TLS refused: nothing was handed over.
+            if smtp is not None:
+                smtp.close()
+            if isinstance(exc, smtplib.SMTPResponseException):
+                raise _answer_failure(exc.smtp_code, exc.smtp_error, "connect") from exc
+            # Refused, unreachable, timed out, no STARTTLS: nothing was handed over.
             raise SendFailure(
                 FailureKind.TRANSIENT, f"SMTP connection failed: {type(exc).__name__}: {exc}"
             ) from exc
         with self._lock:
             self._open.add(smtp)
         return smtp
+
+    def _greet(self, smtp: smtplib.SMTP) -> None:
+        """EHLO, STARTTLS when asked (never a fallback to plain text), and the login."""
+        smtp.ehlo_or_helo_if_needed()
+        if self.security == "starttls":
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if self.username:
+            smtp.login(self.username, self.password or "")
 
     def _drop(self, smtp: smtplib.SMTP | None) -> None:
         self._local.smtp = None

@@ -546,3 +546,14 @@ def test_a_kept_connection_answering_421_is_replaced_at_once(smtp: SmtpServer) -
     assert (refused.value.kind, refused.value.error_code) == (FailureKind.TRANSIENT, 451)
     backend.close()
     assert [r.rcpt_tos for r in smtp.received] == [["x@example.com"], ["y@example.com"]]
+
+
+def test_a_server_without_starttls_is_a_transient_failure(smtp: SmtpServer) -> None:
+    """SMTP_SECURITY=starttls never falls back to plain text: the email waits, unsent."""
+    backend = SmtpBackend("127.0.0.1", smtp.port, "starttls", None, None, "a@b.example", 5.0)
+    with pytest.raises(SendFailure) as refused:
+        backend.send("x@example.com", "Subject: hi\nMessage-ID: <EM3@b.example>\n\nhello\n")
+    assert refused.value.kind is FailureKind.TRANSIENT
+    assert "STARTTLS" in refused.value.detail or "starttls" in refused.value.detail.lower()
+    assert smtp.received == []
+    backend.close()
