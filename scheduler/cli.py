@@ -16,12 +16,14 @@ from sqlalchemy import select
 from scheduler.audit import audit
 from scheduler.availability.operations import roll_slots_forward
 from scheduler.database import unit_of_work
+from scheduler.display import display_tz
 from scheduler.extensions import current_app_object, db
 from scheduler.jobs import run_scheduler
 from scheduler.models import StaffRole, StaffUser
 from scheduler.seed import seed_clinic
 from scheduler.sms.dispatch import Dispatcher
 from scheduler.staff.access import check_password_problem, new_staff_user
+from scheduler.staff.accounts import AccountError, set_password
 
 
 @click.command("seed")
@@ -131,10 +133,7 @@ def create_user_command(email: str, role: str) -> None:
         raise click.BadParameter("give an email address", param_hint="--email")
     if db.session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
         raise click.ClickException(f"there is already an account for {email}")
-    if sys.stdin.isatty():
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = read_password(from_stdin=not sys.stdin.isatty())
     problem = check_password_problem(password)
     if problem:
         raise click.ClickException(problem)
@@ -150,6 +149,69 @@ def create_user_command(email: str, role: str) -> None:
             role=role,
         )
     click.echo(f"created {role} account {email}")
+
+
+def read_password(from_stdin: bool) -> str:
+    """The password, typed twice without echo, or the first line of standard input."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt="Password again"))
+
+
+@users_group.command("list")
+@with_appcontext
+def list_users_command() -> None:
+    """Every account: email, role, enabled, locations, two-step sign-in, last sign-in."""
+    users = db.session.scalars(select(StaffUser).order_by(StaffUser.email)).all()
+    rows = [("EMAIL", "ROLE", "ENABLED", "LOCATIONS", "2FA", "LAST SIGN-IN")]
+    for user in users:
+        if user.is_admin:
+            places = "all (admin)"
+        else:
+            places = ", ".join(loc.name for loc in user.locations) or "all"
+        rows.append(
+            (
+                user.email,
+                user.role,
+                "yes" if user.is_enabled else "no",
+                places,
+                "on" if user.has_totp else "off",
+                (
+                    user.last_login_at.astimezone(display_tz()).strftime("%Y-%m-%d %H:%M %Z")
+                    if user.last_login_at
+                    else "never"
+                ),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        click.echo("  ".join(cells).rstrip())
+    if not users:
+        click.echo("no accounts yet: flask --app wsgi users create --email ...")
+
+
+@users_group.command("set-password")
+@click.argument("email")
+@click.option(
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input instead of prompting.",
+)
+@with_appcontext
+def set_password_command(email: str, from_stdin: bool) -> None:
+    """Give an account a new password; every session of the account is signed out."""
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"there is no account for {email.strip().lower()}")
+    password = read_password(from_stdin)
+    try:
+        with unit_of_work():
+            set_password(user, password, actor_label="system (command line)")
+    except AccountError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"new password set for {user.email}; its sessions are signed out")
 
 
 @click.command("scheduler")

@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any] = {
     # Staff sessions end after this long without a request.
     "STAFF_IDLE_MINUTES": 30,
     "RATELIMIT_LOGIN": "10 per minute;50 per hour",
+    # Admins must set up a second factor (an authenticator app) before using the workspace.
+    "TOTP_REQUIRED_FOR_ADMINS": False,
+    # What authenticator apps show as the account's issuer.
+    "TOTP_ISSUER": "Freedom Spine front desk",
     # Text messages. console prints them (no credentials); twilio sends them.
     "SMS_BACKEND": "console",
     "TWILIO_ACCOUNT_SID": None,

@@ -14,6 +14,7 @@ PURE_MODULES = (
     "scheduler.availability.slots",
     "scheduler.sms.timing",
     "scheduler.sms.segments",
+    "scheduler.sms.reply_warnings",
 )
 FRAMEWORKS = ("flask", "sqlalchemy", "werkzeug", "jinja2", "flask_sqlalchemy", "psycopg")
 

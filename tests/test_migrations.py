@@ -122,11 +122,64 @@ def test_the_patient_migration_merges_the_records_of_one_person(blank_database_u
         db.engine.dispose()
 
 
+def test_free_text_replies_from_before_the_inbox_are_filed_under_the_next_visit(
+    blank_database_url: str,
+) -> None:
+    """Replies stored before the inbox had no visit; the upgrade files each under the
+    sender's first visit after it, and leaves them unread."""
+    app = make_app(blank_database_url)
+    with app.app_context():
+        upgrade(revision="35f08b94d658")
+        statements = [
+            "INSERT INTO locations (id, slug, name, code, address, address_is_placeholder,"
+            " phone, timezone, closed_on_federal_holidays, position, is_active)"
+            " VALUES (1, 'boerne', 'Boerne', 'BRN', 'x', false, '+12109208945',"
+            " 'America/Chicago', true, 1, true)",
+            "INSERT INTO slots (id, location_id, starts_at, ends_at, capacity, booked_count,"
+            " is_blocked, block_reason, created_at) VALUES"
+            " (1, 1, '2027-01-05 16:00:00', '2027-01-05 16:30:00', 9, 1, false, '',"
+            " '2026-11-01 10:00:00'),"
+            " (2, 1, '2027-01-12 16:00:00', '2027-01-12 16:30:00', 9, 1, false, '',"
+            " '2026-11-01 10:00:00')",
+            "INSERT INTO patients (id, first_name, last_name, phone, language, sms_consent,"
+            " created_at) VALUES (1, 'Maria', 'Garza', '+18302574811', 'en', true,"
+            " '2026-11-01 10:00:00')",
+            "INSERT INTO appointments (id, reference, slot_id, patient_id, status, source,"
+            " manage_nonce, created_at, updated_at, version) VALUES"
+            " (1, 'BRN-1111', 1, 1, 'completed', 'online_form', 'n', '2026-11-01 10:00:00',"
+            " '2026-11-01 10:00:00', 1),"
+            " (2, 'BRN-2222', 2, 1, 'booked', 'online_form', 'n', '2026-11-01 10:00:00',"
+            " '2026-11-01 10:00:00', 1)",
+            "INSERT INTO inbound_messages (id, provider_sid, from_phone, to_phone, body,"
+            " received_at, action, appointment_id) VALUES"
+            " (1, 'SM1', '+18302574811', '+1210', 'late!', '2027-01-05 15:00:00', 'other', NULL),"
+            " (2, 'SM2', '+18302574811', '+1210', 'thanks', '2027-01-06 15:00:00', 'other', NULL),"
+            " (3, 'SM3', '+18302574811', '+1210', 'C', '2027-01-06 15:00:00', 'confirm', NULL),"
+            " (4, 'SM4', '+18302574899', '+1210', 'who?', '2027-01-06 15:00:00', 'other', NULL),"
+            " (5, 'SM5', '+18302574811', '+1210', 'bye', '2027-02-01 15:00:00', 'other', NULL)",
+        ]
+        with db.engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+        upgrade()
+        with db.engine.connect() as conn:
+            filed = dict(
+                conn.execute(sa.text("SELECT id, appointment_id FROM inbound_messages")).all()
+            )
+            unread = conn.execute(
+                sa.text("SELECT count(*) FROM inbound_messages WHERE handled_at IS NULL")
+            ).scalar()
+        assert filed == {1: 1, 2: 2, 3: None, 4: None, 5: None}
+        assert unread == 5
+        downgrade(revision="base")
+        db.engine.dispose()
+
+
 def test_the_outbox_migration_makes_every_existing_row_a_text(blank_database_url: str) -> None:
     """Rows queued before email are texts; a downgrade drops the emails and keeps the texts."""
     app = make_app(blank_database_url)
     with app.app_context():
-        upgrade(revision="35f08b94d658")
+        upgrade(revision="c4a1b0e5d913")
         statements = [
             "INSERT INTO locations (id, slug, name, code, address, address_is_placeholder,"
             " phone, timezone, closed_on_federal_holidays, position, is_active)"
@@ -173,7 +226,7 @@ def test_the_outbox_migration_makes_every_existing_row_a_text(blank_database_url
                         " false, '2026-11-01 10:00:00', '2026-11-01 10:00:00')"
                     )
                 )
-        downgrade(revision="35f08b94d658")
+        downgrade(revision="c4a1b0e5d913")
         with db.engine.connect() as conn:
             assert conn.execute(sa.text("SELECT id FROM outbound_messages")).all() == [(1,)]
         downgrade(revision="base")

@@ -1,7 +1,7 @@
 """one outbox for texts and emails: a channel column, email addresses and their unsubscribes
 
 Revision ID: e3a11c0de5a1
-Revises: 35f08b94d658
+Revises: c4a1b0e5d913
 Create Date: 2026-12-02 14:10:00.000000
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "e3a11c0de5a1"
-down_revision = "35f08b94d658"
+down_revision = "c4a1b0e5d913"
 branch_labels = None
 depends_on = None
 

@@ -31,7 +31,7 @@ from scheduler.availability.operations import (
 )
 from scheduler.availability.slots import local_day_bounds
 from scheduler.database import unit_of_work
-from scheduler.display import local_isoformat
+from scheduler.display import local_isoformat, public_address
 from scheduler.extensions import booking_limit
 from scheduler.models import Appointment, Location, utcnow
 
@@ -50,12 +50,14 @@ def api_error(status: int, error: str, message: str, **extra: Any) -> ResponseRe
     return jsonify(error=error, message=message, **extra), status
 
 
-def location_json(location: Location) -> dict[str, str]:
+def location_json(location: Location) -> dict[str, str | bool]:
+    """Until staff confirm the street address, only the city and state (as patients see it)."""
     return {
         "slug": location.slug,
         "name": location.name,
         "timezone": location.timezone,
-        "address": location.address,
+        "address": public_address(location),
+        "address_confirmed": not location.address_is_placeholder,
         "phone": location.phone,
     }
 

@@ -46,7 +46,7 @@ def appointment_with_patient(appointment_id: int) -> Appointment | None:
 def appointment_detail(appt: Appointment) -> AppointmentDetail:
     texts = db.session.scalars(
         select(OutboundMessage)
-        .options(selectinload(OutboundMessage.attempt_log))
+        .options(selectinload(OutboundMessage.attempt_log), joinedload(OutboundMessage.author))
         .where(OutboundMessage.appointment_id == appt.id)
         .order_by(OutboundMessage.created_at, OutboundMessage.id)
     ).all()
@@ -54,6 +54,7 @@ def appointment_detail(appt: Appointment) -> AppointmentDetail:
     # since it was booked; never replies about another appointment on the same number.
     replies = db.session.scalars(
         select(InboundMessage)
+        .options(joinedload(InboundMessage.handled_by))
         .where(
             InboundMessage.from_phone == appt.patient.phone,
             or_(

@@ -39,8 +39,15 @@ def search_conditions(query: str) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def find_people(query: str, day_bounds: tuple[datetime, datetime] | None) -> list[PersonFound]:
-    """People whose name, phone or a reference matches, with a visit in ``day_bounds`` if given."""
+def find_people(
+    query: str,
+    day_bounds: tuple[datetime, datetime] | None,
+    location_ids: frozenset[int] | None = None,
+) -> list[PersonFound]:
+    """People whose name, phone or a reference matches, with a visit in ``day_bounds`` if given.
+
+    With ``location_ids``, only people with a visit at those locations, and only those visits.
+    """
     statement = (
         select(Patient)
         .options(selectinload(Patient.appointments).joinedload(Appointment.slot))
@@ -56,8 +63,26 @@ def find_people(query: str, day_bounds: tuple[datetime, datetime] | None) -> lis
             .where(Appointment.patient_id == Patient.id, Appointment.slot_id == Slot.id)
             .where(Slot.starts_at >= start, Slot.starts_at < end)
         )
+    if location_ids is not None:
+        statement = statement.where(
+            exists()
+            .where(Appointment.patient_id == Patient.id, Appointment.slot_id == Slot.id)
+            .where(Slot.location_id.in_(sorted(location_ids)))
+        )
     people = db.session.scalars(statement).all()
-    return [PersonFound(p, _soonest_first(p.appointments)) for p in people]
+    return [
+        PersonFound(
+            p,
+            _soonest_first(
+                [
+                    a
+                    for a in p.appointments
+                    if location_ids is None or a.slot.location_id in location_ids
+                ]
+            ),
+        )
+        for p in people
+    ]
 
 
 def _soonest_first(appointments: Sequence[Appointment]) -> list[Appointment]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import groupby
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +21,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_from_directory,
     url_for,
 )
 from flask_babel import gettext as _
@@ -186,11 +187,23 @@ def index() -> str:
     return render_template("booking/index.html", locations=active_locations())
 
 
+@functools.cache
+def _favicon_bytes(static_folder: str) -> bytes:
+    return (Path(static_folder) / "favicon.ico").read_bytes()
+
+
 @bp.get("/favicon.ico")
-def favicon() -> Response:
-    return send_from_directory(
-        current_app.static_folder or "static", "favicon.ico", mimetype="image/vnd.microsoft.icon"
+def favicon() -> BaseResponse:
+    """From memory, not a file: browsers ask for it in the background and often hang up
+    mid-response, which left the file handle to the garbage collector."""
+    response = Response(
+        _favicon_bytes(current_app.static_folder or "static"),
+        mimetype="image/vnd.microsoft.icon",
     )
+    response.cache_control.public = True
+    response.cache_control.max_age = 86400
+    response.add_etag()
+    return response.make_conditional(request)
 
 
 @bp.get("/privacy")

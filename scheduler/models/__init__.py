@@ -23,7 +23,14 @@ from scheduler.models.messages import (
     PhoneNumberState,
     StatusReport,
 )
-from scheduler.models.staff import AppointmentNote, AuditEntry, StaffRole, StaffUser
+from scheduler.models.staff import (
+    AppointmentNote,
+    AuditEntry,
+    RecoveryCode,
+    StaffRole,
+    StaffUser,
+    staff_user_locations,
+)
 from scheduler.models.types import UTCDateTime, utcnow
 
 __all__ = [
@@ -50,8 +57,10 @@ __all__ = [
     "PhoneNumberState",
     "ScheduleException",
     "Slot",
+    "RecoveryCode",
     "StaffRole",
     "StaffUser",
+    "staff_user_locations",
     "StatusReport",
     "UTCDateTime",
     "utcnow",

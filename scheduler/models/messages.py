@@ -20,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from scheduler.extensions import Model
 from scheduler.models.appointments import Appointment
+from scheduler.models.staff import StaffUser
 from scheduler.models.types import UTCDateTime, utcnow
 
 
@@ -58,6 +59,8 @@ class MessageKind(enum.StrEnum):
     INSTRUCTIONS = "instructions"
     REMINDER = "reminder"
     CANCELLATION = "cancellation"
+    # Written by staff in answer to a patient's text; stored as "staff_reply#N".
+    STAFF_REPLY = "staff_reply"
 
 
 class MessageSchedule(Model):
@@ -136,8 +139,11 @@ class OutboundMessage(Model):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Who wrote it, for a text staff wrote (a reply to the patient); None for the service's.
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
 
     appointment: Mapped[Appointment] = relationship()
+    author: Mapped[StaffUser | None] = relationship()
     attempt_log: Mapped[list[MessageAttempt]] = relationship(
         back_populates="message", order_by="MessageAttempt.id", passive_deletes=True
     )
@@ -202,9 +208,14 @@ class StatusReport(Model):
 
 
 class InboundMessage(Model):
-    """A text a patient sent us; the provider's MessageSid makes a retried webhook count once."""
+    """A text a patient sent us; the provider's MessageSid makes a retried webhook count once.
+
+    Free-text replies (action "other") wait in the staff inbox until someone marks them
+    handled; ``version`` makes two colleagues marking at once agree instead of erring.
+    """
 
     __tablename__ = "inbound_messages"
+    __table_args__ = (Index("ix_inbound_messages_action_handled_at", "action", "handled_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     provider_sid: Mapped[str] = mapped_column(String(64), unique=True)
@@ -216,6 +227,12 @@ class InboundMessage(Model):
     action: Mapped[str] = mapped_column(String(20))
     appointment_id: Mapped[int | None] = mapped_column(ForeignKey("appointments.id"))
     reply: Mapped[str | None] = mapped_column(Text)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handled_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+    appointment: Mapped[Appointment | None] = relationship()
+    handled_by: Mapped[StaffUser | None] = relationship()
 
 
 class EmailAddressState(Model):

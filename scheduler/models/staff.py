@@ -8,16 +8,26 @@ from datetime import datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, String, Text, event
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Table, Text, event
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from scheduler.extensions import Model
+from scheduler.models.locations import Location
 from scheduler.models.types import UTCDateTime, utcnow
 
 
 class StaffRole(enum.StrEnum):
     ADMIN = "admin"  # also manages staff accounts, locations and message templates
     SCHEDULER = "scheduler"  # all calendar and appointment work
+
+
+# The locations an account is scoped to; an account with none sees every location.
+staff_user_locations = Table(
+    "staff_user_locations",
+    Model.metadata,
+    Column("staff_user_id", ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True),
+    Column("location_id", ForeignKey("locations.id", ondelete="CASCADE"), primary_key=True),
+)
 
 
 class StaffUser(UserMixin, Model):
@@ -32,6 +42,15 @@ class StaffUser(UserMixin, Model):
     session_nonce: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # TOTP second factor: the base32 secret (set at setup, in use once confirmed), and the
+    # time step of the last code accepted, so that no code is accepted twice.
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+
+    locations: Mapped[list[Location]] = relationship(
+        secondary=staff_user_locations, order_by=Location.position
+    )
 
     @property
     def is_active(self) -> bool:  # Flask-Login refuses inactive users
@@ -41,12 +60,30 @@ class StaffUser(UserMixin, Model):
     def is_admin(self) -> bool:
         return self.role == StaffRole.ADMIN
 
+    @property
+    def has_totp(self) -> bool:
+        return self.totp_enabled_at is not None and self.totp_secret is not None
+
     def get_id(self) -> str:
         return f"{self.id}:{self.session_nonce}"
 
     def sign_out_everywhere(self) -> None:
         """A new session nonce: every session signed in with the old one ends."""
         self.session_nonce = secrets.token_hex(8)
+
+
+class RecoveryCode(Model):
+    """A one-time code that stands in for the authenticator app; only its SHA-256 is kept
+    (the codes are random, 50 bits each: a slow hash would add nothing)."""
+
+    __tablename__ = "staff_recovery_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    staff_user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class AppointmentNote(Model):

@@ -13,7 +13,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import ColumnElement, func, insert, select, update
+from sqlalchemy import ColumnElement, and_, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scheduler.content import contents_for, default_text
@@ -33,7 +33,12 @@ from scheduler.sms.texts import (
     appointment_values,
     fill_template,
 )
-from scheduler.sms.timing import SendingHours, scheduled_due_time, sending_time
+from scheduler.sms.timing import (
+    SendingHours,
+    next_sending_moment,
+    scheduled_due_time,
+    sending_time,
+)
 from scheduler.staff_edits import staff_edits
 
 log = logging.getLogger(__name__)
@@ -148,6 +153,45 @@ def queue_text_again(appt: Appointment, kind: MessageKind, stored_kind: str, now
     _add_texts(appt, [(kind, now)], now, stored_kind=stored_kind)
 
 
+# A staff reply still waiting this long after it was due (the dispatcher was down)
+# no longer goes out: an answer that late would confuse more than help.
+STAFF_REPLY_GOOD_FOR = timedelta(days=1)
+
+
+def queue_staff_reply(
+    appt: Appointment, body: str, stored_kind: str, author_id: int, now: datetime
+) -> datetime:
+    """A text staff wrote to the patient, due now or at the next opening of sending hours
+    (a reply written at 22:00 waits for the morning); returns when it is due.
+
+    Consent, opt-out and the per-number cap are the caller's to check first; the
+    dispatcher checks opt-out and the cap again when the text goes out.
+    """
+    tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+    due = next_sending_moment(now, tz, sending_hours())
+    conn = connection()
+    conn.execute(
+        INSERT_MESSAGES[conn.dialect.name],
+        [
+            {
+                "appointment_id": appt.id,
+                "kind": stored_kind,
+                "to_phone": appt.patient.phone,
+                "language": appt.patient.language,
+                "body": body,
+                "status": MessageStatus.PENDING,
+                "status_reason": None,
+                "due_at": due,
+                "send_before": due + STAFF_REPLY_GOOD_FOR,
+                "author_id": author_id,
+                "created_at": now,
+                "updated_at": now,
+            }
+        ],
+    )
+    return due
+
+
 def queue_cancellation_text(appt: Appointment, now: datetime) -> None:
     cancel_pending_texts(appt.id, "appointment_cancelled", now)
     if appt.patient.sms_consent:
@@ -158,9 +202,20 @@ def cancel_pending_texts(
     appointment_id: int, reason: str, now: datetime, channel: Channel = Channel.SMS
 ) -> int:
     """Texts (or emails) of an appointment that has changed never go out; returns how many
-    were stopped."""
+    were stopped.
+
+    Staff's replies still go: a person wrote them, after reading the patient's words,
+    and "see you soon" waiting for the morning is not made wrong by a move (a STOP, or
+    consent withdrawn, stops them as it stops every text).
+    """
     return cancel_pending(
-        OutboundMessage.appointment_id == appointment_id, reason, now, channel=channel
+        and_(
+            OutboundMessage.appointment_id == appointment_id,
+            OutboundMessage.author_id.is_(None),
+        ),
+        reason,
+        now,
+        channel=channel,
     )
 
 

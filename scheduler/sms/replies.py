@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select, update
@@ -106,6 +106,37 @@ def next_appointment_of(phone: str, now: datetime) -> Appointment | None:
     )
 
 
+# A free-text reply with no visit ahead is filed under a visit this recent ("thank you").
+RECENT_VISIT = timedelta(days=14)
+
+
+def appointment_for_reply(phone: str, now: datetime) -> Appointment | None:
+    """The visit a free-text reply is about, for the staff inbox: the number's next
+    visit still ahead, else its latest visit of the last two weeks; None files it as
+    unmatched. Nothing about the visit goes back to the sender, so consent is not asked.
+    """
+    base = (
+        select(Appointment)
+        .join(Appointment.patient)
+        .join(Appointment.slot)
+        .options(joinedload(Appointment.patient), joinedload(Appointment.slot))
+        .where(Patient.phone == phone)
+        .limit(1)
+    )
+    ahead = db.session.scalar(
+        base.where(Appointment.status.in_(CHANGEABLE), Slot.starts_at > now).order_by(
+            Slot.starts_at, Appointment.id
+        )
+    )
+    if ahead is not None:
+        return ahead
+    return db.session.scalar(
+        base.where(Slot.starts_at <= now, Slot.starts_at > now - RECENT_VISIT).order_by(
+            Slot.starts_at.desc(), Appointment.id.desc()
+        )
+    )
+
+
 def _language_of(phone: str, appt: Appointment | None) -> str:
     if appt is not None:
         return appt.patient.language
@@ -157,7 +188,7 @@ def _act(message: Inbound, action: str, now: datetime) -> tuple[str | None, Appo
                     return _reply_text("sms_no_appointment_reply", phone, None), appt
             return _reply_text("sms_confirmed_reply", phone, appt), appt
         return _reply_text("sms_reschedule_reply", phone, appt), appt
-    return _reply_text("sms_other_reply", phone, None), None
+    return _reply_text("sms_other_reply", phone, None), appointment_for_reply(phone, now)
 
 
 def _is_opted_out(phone: str) -> bool:

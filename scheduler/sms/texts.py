@@ -20,6 +20,7 @@ from flask import current_app
 
 from scheduler.appointments.links import manage_url
 from scheduler.display import phone_display
+from scheduler.i18n import FORMAT_LOCALES
 from scheduler.models import Appointment, Location, MessageKind, utcnow
 from scheduler.sms.segments import gsm_safe, segment_count
 from scheduler.urls import public_url
@@ -185,7 +186,7 @@ def _day_text(day: date, language: str) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _time_text(wall_time: time, language: str) -> str:
-    return format_time(wall_time, "short", locale=language).translate(_PLAIN_SPACES)
+    return format_time(wall_time, "short", locale=FORMAT_LOCALES[language]).translate(_PLAIN_SPACES)
 
 
 def clinic_values() -> dict[str, str]:

@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import ParamSpec, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
-from flask import Flask, abort, request, session
+from flask import Flask, abort, current_app, flash, redirect, request, session, url_for
 from flask_login import current_user
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
@@ -24,7 +24,9 @@ from scheduler.extensions import db, login_manager
 from scheduler.models import StaffUser
 from scheduler.staff.blueprint import bp
 
-PUBLIC_ENDPOINTS = frozenset({"staff.login", "staff.calendar_feed"})
+PUBLIC_ENDPOINTS = frozenset({"staff.login", "staff.login_code", "staff.calendar_feed"})
+# What an admin who must set up two-step sign-in can still reach before doing so.
+SETUP_ENDPOINTS = frozenset({"staff.totp_setup", "staff.totp_recovery_codes", "staff.logout"})
 MIN_PASSWORD_LENGTH = 12
 # Checked when the email is unknown, so a wrong email takes as long as a wrong password.
 _DUMMY_HASH = generate_password_hash(secrets.token_urlsafe(16), method="scrypt")
@@ -52,6 +54,14 @@ def require_login() -> Response | None:
     session.permanent = True  # idle expiry: PERMANENT_SESSION_LIFETIME, renewed per request
     if not current_user.is_authenticated:
         return login_manager.unauthorized()
+    if (
+        current_app.config["TOTP_REQUIRED_FOR_ADMINS"]
+        and current_user.is_admin
+        and not current_user.has_totp
+        and request.endpoint not in SETUP_ENDPOINTS
+    ):
+        flash("Administrators must set up two-step sign-in before going on.", "info")
+        return redirect(url_for("staff.totp_setup"))
     return None
 
 

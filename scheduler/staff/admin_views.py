@@ -11,9 +11,9 @@ from flask import abort, flash, jsonify, redirect, render_template, request, url
 from flask_login import current_user
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
 from werkzeug.wrappers import Response
 
-from scheduler.appointments.validation import MAX_ID
 from scheduler.audit import audit
 from scheduler.availability.operations import active_locations
 from scheduler.content import (
@@ -21,14 +21,16 @@ from scheduler.content import (
     LANGUAGES,
     PAGE_KEYS,
     SMS_TEMPLATE_KEYS,
+    blocks_of,
     contents_for,
+    lines_of,
     save_content,
 )
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
 from scheduler.mail.messages import EMAIL_TEMPLATE_FIELDS, fill_email, sample_email_values
-from scheduler.models import AuditEntry, ContentBlock, Location, StaffUser, utcnow
+from scheduler.models import ContentBlock, Location, StaffUser, utcnow
 from scheduler.sms.segments import segment_count
 from scheduler.sms.texts import (
     TEMPLATE_FIELDS,
@@ -38,8 +40,16 @@ from scheduler.sms.texts import (
     sample_values,
 )
 from scheduler.staff.access import admin_required, hash_password, new_staff_user
+from scheduler.staff.accounts import clear_totp
 from scheduler.staff.blueprint import bp
-from scheduler.staff.forms import SlotBlockForm, StaffAccountForm, StaffUserForm, TemplateForm
+from scheduler.staff.forms import (
+    SelectChoice,
+    SlotBlockForm,
+    StaffAccountForm,
+    StaffUserForm,
+    TemplateForm,
+)
+from scheduler.staff.words import TEXT_NAMES, TEXT_PURPOSES, text_name
 
 EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS, *EMAIL_TEMPLATE_KEYS)
 # What the editor takes: a text fits in 1,600 characters (checked with its values), an email
@@ -48,7 +58,6 @@ BODY_MAX = {key: 1600 for key in SMS_TEMPLATE_KEYS}
 EDITOR_MAX = 8000
 # Something that reads as a placeholder ({last_name}) in a text that takes none.
 PLACEHOLDER = re.compile(r"\{[^{}\s]*\}")
-AUDIT_PAGE = 200
 
 
 @bp.route("/users", methods=["GET", "POST"])
@@ -69,17 +78,32 @@ def users() -> str | Response | tuple[str, int]:
         else:
             flash(f"Account created for {email}.", "success")
             return redirect(url_for("staff.users"))
-    accounts = db.session.scalars(select(StaffUser).order_by(StaffUser.email)).all()
+    accounts = db.session.scalars(
+        select(StaffUser).options(selectinload(StaffUser.locations)).order_by(StaffUser.email)
+    ).all()
     status = 422 if form.errors else 200
     return render_template(
         "staff/users.html",
         form=form,
         accounts=accounts,
         toggle_form=SlotBlockForm(),
-        account_forms={
-            a.id: StaffAccountForm(obj=a, formdata=None, prefix=f"a{a.id}") for a in accounts
-        },
+        account_forms={a.id: account_form(a, submitted=False) for a in accounts},
     ), status
+
+
+def account_form(user: StaffUser, submitted: bool = True) -> StaffAccountForm:
+    """The admin's form for one account (as saved, or as submitted); its location choices
+    are every location there is."""
+    if submitted:
+        form = StaffAccountForm(prefix=f"a{user.id}")
+    else:
+        form = StaffAccountForm(obj=user, formdata=None, prefix=f"a{user.id}")
+        form.locations.data = [loc.id for loc in user.locations]
+    form.locations.choices = [
+        SelectChoice(loc.id, loc.name)
+        for loc in db.session.scalars(select(Location).order_by(Location.position, Location.id))
+    ]
+    return form
 
 
 @bp.post("/users/<int:user_id>/<any(enable, disable):action>")
@@ -101,7 +125,7 @@ def toggle_user(user_id: int, action: str) -> Response:
 @admin_required
 def edit_user(user_id: int) -> Response:
     user = row_or_404(StaffUser, user_id, "No such account.")
-    form = StaffAccountForm(prefix=f"a{user.id}")
+    form = account_form(user)
     if not form.validate_on_submit():
         flash("; ".join(e for errors in form.errors.values() for e in errors), "error")
         return redirect(url_for("staff.users"))
@@ -115,11 +139,37 @@ def edit_user(user_id: int) -> Response:
     if form.password.data:
         user.password_hash = hash_password(form.password.data)
         changed["password"] = "changed"
+    chosen = set(form.locations.data or [])
+    if chosen != {loc.id for loc in user.locations}:
+        names = {loc.id: loc.name for loc in db.session.scalars(select(Location))}
+        changed["locations"] = {
+            "from": sorted(loc.name for loc in user.locations),
+            "to": sorted(names[i] for i in chosen),
+        }
+        user.locations = list(db.session.scalars(select(Location).where(Location.id.in_(chosen))))
     if changed:
         with unit_of_work():
             user.sign_out_everywhere()
             audit("staff.edit", "staff_user", user.id, user.email, **changed)
         flash(f"{user.email}: saved.", "success")
+    return redirect(url_for("staff.users"))
+
+
+@bp.post("/users/<int:user_id>/two-step-off")
+@admin_required
+def reset_user_totp(user_id: int) -> Response:
+    """For someone who lost their phone and their recovery codes: they sign in with the
+    password alone, then set two-step sign-in up again."""
+    user = row_or_404(StaffUser, user_id, "No such account.")
+    form = SlotBlockForm()
+    if not form.validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    if user.has_totp:
+        with unit_of_work():
+            clear_totp(user)
+            user.sign_out_everywhere()
+            audit("staff.totp_reset", "staff_user", user.id, user.email)
+        flash(f"Two-step sign-in is off for {user.email}; they can set it up again.", "success")
     return redirect(url_for("staff.users"))
 
 
@@ -130,6 +180,8 @@ def texts() -> str:
     overrides = {(r.key, r.location_id, r.language) for r in rows}
     return render_template(
         "staff/texts.html",
+        names=TEXT_NAMES,
+        purposes=TEXT_PURPOSES,
         keys=EDITABLE_KEYS,
         languages=LANGUAGES,
         locations=active_locations(),
@@ -147,7 +199,12 @@ def _scope(slug: str | None) -> Location | None:
 
 
 def preview_of(key: str, body: str, language: str, location: Location | None) -> dict[str, object]:
-    """The text as a patient would get it for a sample visit, with its length."""
+    """The text as a patient would get it for a sample visit, with its length.
+
+    A page (the instructions, the privacy notice) comes as ``blocks``, the headings,
+    lists and paragraphs patients see on /prepare/<slug> and /privacy. An email comes
+    as its subject, text and HTML part.
+    """
     if key in EMAIL_TEMPLATE_FIELDS:
         return email_preview(key, body, language, location)
     if key not in TEMPLATE_FIELDS:
@@ -159,7 +216,14 @@ def preview_of(key: str, body: str, language: str, location: Location | None) ->
                 "error": f"Unknown placeholder {names}: the instructions take no placeholders; "
                 "write the text as patients should read it.",
             }
-        return {"ok": True, "text": body, "characters": len(body), "segments": None}
+        blocks = [("list", lines_of(body))] if key == "preconsult_instructions" else blocks_of(body)
+        return {
+            "ok": True,
+            "text": body,
+            "blocks": blocks,
+            "characters": len(body),
+            "segments": None,
+        }
     try:
         text = fill_template(key, body, sample_values(location, language))
         check_text_size(key, body, location, language)
@@ -214,6 +278,9 @@ def edit_text(key: str, language: str) -> str | Response | tuple[str, int]:
     preview = preview_of(key, form.body.data or "", language, location)
     return render_template(
         "staff/text_edit.html",
+        name=text_name(key),
+        purpose=TEXT_PURPOSES.get(key, ""),
+        is_page=key in PAGE_KEYS,
         key=key,
         language=language,
         location=location,
@@ -232,19 +299,6 @@ def preview_text(key: str, language: str) -> Response:
         abort(404, description="No such text.")
     body = request.form.get("body", "")[: BODY_MAX.get(key, EDITOR_MAX)]
     return jsonify(preview_of(key, body, language, _scope(request.args.get("location"))))
-
-
-@bp.get("/audit")
-@admin_required
-def audit_log() -> str:
-    before = request.args.get("before", type=int)
-    if before is not None and not 1 <= before <= MAX_ID:
-        abort(400, description="No such page of the log.")
-    statement = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(AUDIT_PAGE)
-    if before:
-        statement = statement.where(AuditEntry.id < before)
-    entries = db.session.scalars(statement).all()
-    return render_template("staff/audit.html", entries=entries, page_size=AUDIT_PAGE)
 
 
 def feed_token_hash(token: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -36,12 +37,19 @@ from scheduler.staff.access import safe_next
 from scheduler.staff.blueprint import bp
 from scheduler.staff.calendar import calendar_for
 from scheduler.staff.calendar_views import date_from_query
-from scheduler.staff.forms import ActionForm, MergeForm, NoteForm
+from scheduler.staff.forms import ActionForm, MergeForm, NoteForm, ReplyForm
+from scheduler.staff.inbox import reply_waits_until
 from scheduler.staff.operations import (
     add_note,
     mark_appointment,
     marks_possible,
     resend_instructions,
+)
+from scheduler.staff.scopes import (
+    location_ids_for,
+    may_act_at,
+    require_patient,
+    visible_locations,
 )
 
 SEARCH_LIMIT = 100
@@ -49,9 +57,17 @@ SEARCH_LIMIT = 100
 
 def appointment_or_404(appointment_id: int) -> Appointment:
     appt = appointment_with_patient(appointment_id)
-    if appt is None:
+    if appt is None or not may_act_at(current_user, appt.slot.location_id):
         abort(404, description="No such appointment.")
     return appt
+
+
+def slot_or_404(slot_id: int) -> Slot:
+    """The slot, if it is at a location this account may act at."""
+    slot = row_or_404(Slot, slot_id, "No such slot.")
+    if not may_act_at(current_user, slot.location_id):
+        abort(404, description="No such slot.")
+    return slot
 
 
 def checked_version(form: ActionForm) -> int:
@@ -66,7 +82,8 @@ def appointments() -> str:
     query = request.args.get("q", "").strip()[:100]
     day = request.args.get("date")
     bounds = local_day_bounds(date_from_query(), display_tz()) if day else None
-    people = find_people(query, bounds) if (query or day) else []
+    scope = location_ids_for(current_user)
+    people = find_people(query, bounds, scope) if (query or day) else []
     return render_template(
         "staff/appointments.html",
         query=query,
@@ -81,10 +98,12 @@ def appointments() -> str:
 def merge_patient(patient_id: int) -> Response:
     """Merge this record into another one of the same person (their appointments move)."""
     duplicate = row_or_404(Patient, patient_id, "No such patient.")
+    require_patient(current_user, duplicate.id)
     form = MergeForm()
     if not form.validate_on_submit() or form.into.data is None:
         abort(400, description="Choose the record to keep, then merge.")
     keep = row_or_404(Patient, form.into.data, "No such patient.")
+    require_patient(current_user, keep.id)
     try:
         with unit_of_work():
             merge_patients(keep, duplicate, Actor.staff(current_user), utcnow())
@@ -97,7 +116,13 @@ def merge_patient(patient_id: int) -> Response:
 
 @bp.get("/appointments/<int:appointment_id>")
 def appointment(appointment_id: int) -> str:
-    detail = appointment_detail(appointment_or_404(appointment_id))
+    return appointment_page(appointment_or_404(appointment_id))
+
+
+def appointment_page(appt: Appointment, **extra: Any) -> str:
+    """The appointment's page; ``extra`` (the reply form and its warnings) as the inbox's
+    reply view fills them."""
+    detail = appointment_detail(appt)
     appt = detail.appointment
     return render_template(
         "staff/appointment.html",
@@ -107,8 +132,16 @@ def appointment(appointment_id: int) -> str:
         number=detail.number,
         moved_to=detail.moved_to,
         marks=marks_possible(appt, utcnow()),
-        form=ActionForm(version=appt.version),
-        note_form=NoteForm(version=appt.version),
+        # Never filled from the request: the reply view renders this page with its own
+        # form's words, which must not land in the note box (both are called "body").
+        form=ActionForm(formdata=None, version=appt.version),
+        note_form=NoteForm(formdata=None, version=appt.version),
+        **{
+            "reply_form": ReplyForm(formdata=None),
+            "reply_warnings": [],
+            "reply_waits_until": reply_waits_until(utcnow()),
+            **extra,
+        },
     )
 
 
@@ -191,7 +224,7 @@ def cancel(appointment_id: int) -> str | Response:
 @bp.get("/appointments/<int:appointment_id>/reschedule")
 def choose_new_slot(appointment_id: int) -> str:
     appt = appointment_or_404(appointment_id)
-    locations = active_locations()
+    locations = visible_locations(current_user, active_locations())
     if not locations:
         abort(404, description="No location is open for booking.")
     asked = request.args.get("location")
@@ -199,7 +232,7 @@ def choose_new_slot(appointment_id: int) -> str:
     location = active_location(asked or appt.slot.location.slug) or (
         None if asked else locations[0]
     )
-    if location is None:
+    if location is None or not may_act_at(current_user, location.id):
         abort(404, description="No such location.")
     first_day = date_from_query()
     [column] = calendar_for([location], first_day, 7)
@@ -222,6 +255,7 @@ def reschedule(appointment_id: int, slot_id: int) -> Response:
     appt = appointment_or_404(appointment_id)
     if not 1 <= slot_id <= MAX_ID:
         abort(404, description="No such slot.")
+    slot_or_404(slot_id)
     version = checked_version(ActionForm())
     try:
         with unit_of_work():
@@ -273,7 +307,7 @@ class StaffBookingForm(BookingForm):
 
 @bp.route("/book/<int:slot_id>", methods=["GET", "POST"])
 def book(slot_id: int) -> str | Response | tuple[str, int]:
-    slot = row_or_404(Slot, slot_id, "No such slot.")
+    slot = slot_or_404(slot_id)
     form = StaffBookingForm(slot_id=slot.id)
     if form.is_submitted() and form.slot_id.data not in (None, slot.id):
         abort(400, description="This form was for another slot. Reload the page and try again.")

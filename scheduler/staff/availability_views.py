@@ -32,6 +32,7 @@ from scheduler.staff.forms import (
     OpeningRuleForm,
     SlotBlockForm,
 )
+from scheduler.staff.scopes import may_act_at
 
 
 def location_or_404(slug: str) -> Location:
@@ -41,7 +42,7 @@ def location_or_404(slug: str) -> Location:
         if current_user.is_admin
         else active_location(slug)
     )
-    if location is None:
+    if location is None or not may_act_at(current_user, location.id):
         abort(404, description="No such location.")
     return location
 
@@ -292,6 +293,8 @@ def delete_exception(slug: str, exception_id: int) -> str | Response | tuple[str
 @bp.post("/slots/<int:slot_id>/<any(block, unblock):action>")
 def block_slot(slot_id: int, action: str) -> Response:
     slot = row_or_404(Slot, slot_id, "No such slot.")
+    if not may_act_at(current_user, slot.location_id):
+        abort(404, description="No such slot.")
     form = SlotBlockForm()
     if not form.validate_on_submit():
         abort(400, description="This form has expired. Reload the page and try again.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from flask import abort, render_template, request
+from flask_login import current_user
 
 from scheduler.availability.operations import active_locations
 from scheduler.display import display_tz
@@ -12,6 +13,7 @@ from scheduler.models import utcnow
 from scheduler.staff.blueprint import bp
 from scheduler.staff.calendar import calendar_for
 from scheduler.staff.forms import ActionForm
+from scheduler.staff.scopes import visible_locations
 
 VIEWS = {"day": 1, "week": 7}
 # Dates outside these years are typing mistakes (and would overflow date arithmetic).
@@ -48,7 +50,7 @@ def calendar() -> str:
     day = date_from_query()
     if view == "week":
         day -= timedelta(days=day.weekday())  # weeks start on Monday
-    locations = active_locations()
+    locations = visible_locations(current_user, active_locations())
     chosen = request.args.get("location")
     shown = [loc for loc in locations if loc.slug == chosen] if chosen else locations
     if chosen and not shown:

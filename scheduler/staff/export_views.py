@@ -8,6 +8,7 @@ import io
 from datetime import date, timedelta
 
 from flask import Response, abort, render_template, request
+from flask_login import current_user
 from icalendar import Calendar, Event
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -29,6 +30,7 @@ from scheduler.models import (
 from scheduler.staff.admin_views import feed_token_hash
 from scheduler.staff.blueprint import bp
 from scheduler.staff.calendar_views import date_from_query, today
+from scheduler.staff.scopes import require_location, visible_locations
 from scheduler.urls import public_url
 
 FEED_PAST_DAYS = 30
@@ -74,6 +76,7 @@ def export_csv() -> Response:
     location = active_location(request.args.get("location", ""))
     if location is None:
         abort(400, description="Choose a location to export.")
+    require_location(current_user, location.id)
     view = request.args.get("view", "day")
     first = date_from_query()
     if view == "week":
@@ -110,9 +113,11 @@ def export_csv() -> Response:
             "export.csv", "location", location.id, location.name, first=str(first), last=str(last)
         )
     filename = f"{location.slug}-{first.isoformat()}-{view}.csv"
+    # The byte order mark tells Excel on Windows the file is UTF-8 ("García-Ramírez", not
+    # "GarcÃ­a-RamÃ­rez"); other spreadsheets and csv readers (utf-8-sig) take it in stride.
     return Response(
-        out.getvalue(),
-        mimetype="text/csv",
+        "\ufeff" + out.getvalue(),
+        content_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="{filename}"',
             "Cache-Control": "no-store",
@@ -163,5 +168,8 @@ def calendar_feed(slug: str, token: str) -> Response:
 def dashboard() -> str:
     now = utcnow()
     this_monday = today() - timedelta(days=today().weekday())
-    rows = [location_figures(location, now, this_monday) for location in active_locations()]
+    rows = [
+        location_figures(location, now, this_monday)
+        for location in visible_locations(current_user, active_locations())
+    ]
     return render_template("staff/dashboard.html", rows=rows)

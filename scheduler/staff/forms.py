@@ -14,6 +14,7 @@ from wtforms import (
     IntegerField,
     PasswordField,
     SelectField,
+    SelectMultipleField,
     StringField,
     TextAreaField,
     TimeField,
@@ -29,6 +30,7 @@ from wtforms.validators import (
     Optional,
     ValidationError,
 )
+from wtforms.widgets import CheckboxInput, ListWidget
 
 from scheduler.appointments.validation import MAX_ID, IntRange
 from scheduler.models import StaffRole
@@ -126,16 +128,65 @@ class TemplateForm(FlaskForm):
     body = TextAreaField("Text", validators=[DataRequired(), Length(max=8000)])
 
 
+class CheckboxesField(SelectMultipleField):
+    """Several choices as checkboxes (the choices are set per request)."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
 class StaffAccountForm(FlaskForm):
-    """An admin changes an account's role, and sets a new password when one is given."""
+    """An admin changes an account's role and locations, and sets a new password when one
+    is given."""
 
     role = SelectField("Role", choices=[SelectChoice(r.value, r.value.title()) for r in StaffRole])
+    locations = CheckboxesField("Locations", coerce=int, validate_choice=True)
     password = PasswordField(
         "New password (leave empty to keep)", validators=[Optional(), Length(min=12, max=200)]
     )
+
+
+class PasswordChangeForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password", validators=[DataRequired(), Length(max=200)]
+    )
+    new_password = PasswordField("New password", validators=[DataRequired(), Length(max=200)])
+    confirm_password = PasswordField(
+        "New password again", validators=[DataRequired(), Length(max=200)]
+    )
+
+    def validate_confirm_password(self, field: PasswordField) -> None:
+        if field.data != self.new_password.data:
+            raise ValidationError("The two new passwords are not the same.")
+
+
+class CodeForm(FlaskForm):
+    """A six-digit code from the authenticator app (or, at sign-in, a recovery code)."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=40)])
+
+
+class TotpOffForm(FlaskForm):
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    code = StringField("Code from the app", validators=[DataRequired(), Length(max=40)])
 
 
 class StaffUserForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
     role = SelectField("Role", choices=[SelectChoice(r.value, r.value.title()) for r in StaffRole])
     password = PasswordField("Password", validators=[DataRequired(), Length(min=12, max=200)])
+
+
+class ReplyForm(FlaskForm):
+    """Staff's answer to a patient's text; ``warned_for`` names the text staff were warned
+    about (health details) and chose to send anyway."""
+
+    body = TextAreaField("Reply to the patient by text", validators=[Length(max=1000)])
+    warned_for = HiddenField()
+    mark_handled = BooleanField("Mark the patient's unread replies handled", default=True)
+
+
+class HandledForm(ActionForm):
+    """Mark a patient's reply handled ("yes") or back to unread ("no")."""
+
+    handled = HiddenField(validators=[DataRequired()])

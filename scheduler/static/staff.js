@@ -5,6 +5,29 @@
   if (!body || !preview) return;
   const token = document.querySelector("input[name=csrf_token]").value;
   let timer = null;
+  // A page (the instructions, the privacy notice) as patients see it: headings, lists, paragraphs.
+  function pageOf(blocks) {
+    const page = document.createElement("div");
+    page.className = "page-preview";
+    page.id = "preview-page";
+    blocks.forEach(function (block) {
+      const kind = block[0], lines = block[1];
+      let node;
+      if (kind === "list") {
+        node = document.createElement("ul");
+        lines.forEach(function (line) {
+          const item = document.createElement("li");
+          item.textContent = line;
+          node.appendChild(item);
+        });
+      } else {
+        node = document.createElement(kind === "heading" ? "h4" : "p");
+        node.textContent = lines[0];
+      }
+      page.appendChild(node);
+    });
+    return page;
+  }
   function show(result) {
     preview.textContent = "";
     if (!result.ok) {
@@ -21,10 +44,14 @@
       subject.textContent = "Subject: " + result.subject;
       preview.appendChild(subject);
     }
-    const text = document.createElement("p");
-    text.className = "sms sms-out";
-    text.id = "preview-text";
-    text.textContent = result.text;
+    const text = result.blocks ? pageOf(result.blocks) : document.createElement("p");
+    if (!result.blocks) {
+      text.className = "sms sms-out";
+      text.id = "preview-text";
+      text.textContent = result.text;
+    }
+    text.lang = body.getAttribute("lang") || preview.dataset.lang || "";
+    if (!text.lang) text.removeAttribute("lang");
     const count = document.createElement("p");
     count.className = "hint";
     count.id = "preview-count";

@@ -33,8 +33,12 @@ def test_locations(client: FlaskClient) -> None:
     seeded_clinic()
     body = client.get("/api/v1/locations").get_json()
     assert [loc["slug"] for loc in body] == ["boerne", "kerrville", "san-antonio"]
-    assert set(body[0]) == {"slug", "name", "timezone", "address", "phone"}
+    assert set(body[0]) == {"slug", "name", "timezone", "address", "address_confirmed", "phone"}
     assert {loc["timezone"] for loc in body} == {"America/Chicago"}
+    # Seeded addresses are placeholders: the API gives the city, never the placeholder text.
+    assert body[0]["address"] == "Boerne, TX"
+    assert body[0]["address_confirmed"] is False
+    assert not any("placeholder" in loc["address"].lower() for loc in body)
 
 
 @pytest.mark.clock

@@ -180,6 +180,9 @@ def test_favicon(client: FlaskClient) -> None:
         assert response.status_code == 200
         assert response.mimetype == "image/vnd.microsoft.icon"
         assert response.data[:4] == b"\x00\x00\x01\x00"
+        etag = response.headers["ETag"]
+    with client.get("/favicon.ico", headers={"If-None-Match": etag}) as again:
+        assert again.status_code == 304
     with client.get("/static/favicon.svg") as svg:
         assert svg.status_code == 200
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import time, timedelta
+from datetime import date, time, timedelta
 from typing import Any
 
+import pyotp
 import pytest
 import time_machine
 from flask import Flask, abort
@@ -16,7 +17,7 @@ from flask import Flask, abort
 from scheduler.appointments.links import manage_token
 from scheduler.extensions import db
 from scheduler.mail.messages import unsubscribe_signature
-from scheduler.models import Appointment
+from scheduler.models import Appointment, ScheduleException
 from tests.booking.conftest import MONDAY_AFTERNOON, slot_at
 from tests.e2e.a11y import (
     DESKTOP_SIZE,
@@ -268,48 +269,135 @@ def test_the_form_books_with_javascript_turned_off(
     context.close()
 
 
+# Pages beyond one per route: other views, searches, filters, the plain-name editors.
 STAFF_PAGES = [
-    "/staff/",
     "/staff/calendar?view=week",
     "/staff/calendar?view=day&location=boerne",
-    "/staff/appointments",
     "/staff/appointments?q=Garza",
-    "/staff/dashboard",
-    "/staff/texts",
+    "/staff/inbox?location=unmatched",
     "/staff/texts/privacy_notice/es",
+    "/staff/texts/preconsult_instructions/en",
     "/staff/texts/sms_confirmation/en",
-    "/staff/users",
-    "/staff/audit",
-    "/staff/locations/boerne/availability",
+    "/staff/audit?person=1&from=2020-01-01",
 ]
+# GET routes that are not pages: a download, a calendar feed, and the two steps that
+# only exist inside a sign-in or right after turning two-step sign-in on (visited below).
+NOT_PAGES = {
+    "staff.export_csv",
+    "staff.calendar_feed",
+    "staff.login_code",
+    "staff.totp_recovery_codes",
+    "staff.totp_setup",
+}
+# Controls a busy front desk taps: at least 44 px tall.
+STAFF_INPUTS = (
+    "main input[type=password], main input[type=time], main input[type=number], "
+    "main input[type=date], main input[type=text], main input[type=email], main select, "
+    "button.sign-out"
+)
+SHORT_INPUTS_JS = """(selector) => [...document.querySelectorAll(selector)]
+  .map((el) => [el.name || el.className, el.getBoundingClientRect().height])
+  .filter(([, height]) => height > 0 && height < 44)"""
+
+
+def staff_page_paths(app: Flask, values: dict[str, Any]) -> list[str]:
+    """One address per staff GET route in the URL map (new pages are checked too)."""
+    paths = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("staff.") or "GET" not in (rule.methods or ()):
+            continue
+        if rule.endpoint in NOT_PAGES:
+            continue
+        missing = set(rule.arguments) - set(values) - set(rule.defaults or {})
+        assert not missing, f"give {rule.endpoint}'s {missing} a value in this test"
+        args = {name: values[name] for name in rule.arguments if name in values}
+        paths.append(app.url_map.bind("localhost").build(rule.endpoint, args))
+    return paths
+
+
+def sign_in_page(page: Any, base: str, email: str, password: str) -> None:
+    page.goto(base + "/staff/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def test_staff_pages_have_no_serious_or_critical_axe_violations(
-    browser: Any, live_server: str, clinic: dict[str, Any], frozen: Any
+    app: Flask, browser: Any, live_server: str, clinic: dict[str, Any], frozen: Any
 ) -> None:
     today = make_slot(clinic["location"], starts_at=MONDAY_AFTERNOON + timedelta(hours=2))
     patient = make_appointment(today, first_name="Luz")
     cancel(make_appointment(today, first_name="Ana"))
+    boerne = clinic["location"]
+    closure = ScheduleException(day=date(2031, 1, 7), kind="closed", reason="Training")
+    boerne.exceptions.append(closure)
     db.session.commit()
     admin = make_staff("admin@clinic.test", "admin")
+    values = {
+        "appointment_id": patient.id,
+        "slot_id": clinic["slot"].id,
+        "slug": boerne.slug,
+        "rule_id": boerne.opening_rules[0].id,
+        "exception_id": closure.id,
+        "patient_id": patient.patient_id,
+        "user_id": admin.id,
+        "key": "preconsult_instructions",
+        "language": "es",
+        "status": "arrived",
+        "action": "block",
+    }
     context = browser.new_context(viewport={"width": 1024, "height": 800})
     page = context.new_page()
     page.set_default_timeout(15_000)
+    problems: list[str] = []
+
+    def check(name: str) -> None:
+        assert "/staff/login" not in page.url or name.startswith("login"), (name, page.url)
+        problems.extend(f"{name}: {v}" for v in axe_violations(page, "serious"))
+        short = page.evaluate(SHORT_INPUTS_JS, STAFF_INPUTS)
+        problems.extend(f"{name}: {field} is {height:.0f} px tall" for field, height in short)
+
     page.goto(live_server + "/staff/login")
-    problems = [f"login: {v}" for v in axe_violations(page, "serious")]
-    page.get_by_label("Email").fill(admin.email)
-    page.get_by_label("Password").fill(PASSWORD)
+    check("login")
+    sign_in_page(page, live_server, admin.email, "not the password at all")
+    check("login (wrong password)")
+    sign_in_page(page, live_server, admin.email, PASSWORD)
+    page.wait_for_url(re.compile(r"/staff/$"))
+    paths = staff_page_paths(app, values)
+    assert {"/staff/account", "/staff/users", "/staff/audit", "/staff/texts"} <= set(paths)
+    for path in [*paths, *STAFF_PAGES]:
+        page.goto(live_server + path)
+        assert page.title(), path
+        check(path)
+    # A form's error state: a password change with the wrong current password.
+    page.goto(live_server + "/staff/account")
+    page.get_by_label("Current password").fill("not my password")
+    page.get_by_label("New password", exact=True).fill("a new long passphrase")
+    page.get_by_label("New password again").fill("a new long passphrase")
+    page.get_by_role("button", name="Change password").click()
+    check("account (wrong current password)")
+    # Two-step sign-in: setup, recovery codes, sign out, the code step and its error.
+    page.goto(live_server + "/staff/account/two-step")
+    check("two-step setup")
+    secret = page.locator("#totp-secret").inner_text().replace(" ", "")
+    page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
+    page.get_by_role("button", name="Turn on two-step sign-in").click()
+    page.wait_for_url(re.compile(r"/recovery-codes$"))
+    check("recovery codes")
+    assert page.locator(".recovery-codes li").count() == 10
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/staff/login$"))
+    frozen.shift(timedelta(seconds=30))  # a new code: the setup's was used
+    sign_in_page(page, live_server, admin.email, PASSWORD)
+    page.wait_for_url(re.compile(r"/staff/login/code$"))
+    check("login: code step")
+    page.get_by_label("Code").fill("000000")
+    page.get_by_role("button", name="Sign in").click()
+    check("login: wrong code")
+    page.get_by_label("Code").fill(pyotp.TOTP(secret).now())
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(re.compile(r"/staff/$"))
-    pages = [
-        *STAFF_PAGES,
-        f"/staff/appointments/{patient.id}",
-        f"/staff/appointments/{patient.id}/reschedule",
-        f"/staff/book/{clinic['slot'].id}",
-    ]
-    for path in pages:
-        page.goto(live_server + path)
-        assert "/staff/login" not in page.url and page.title(), path
-        problems.extend(f"{path}: {v}" for v in axe_violations(page, "serious"))
+    page.goto(live_server + "/staff/account")
+    check("account with two-step sign-in on")
     context.close()
     assert problems == [], "\n".join(problems)

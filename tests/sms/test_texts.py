@@ -32,7 +32,7 @@ SAMPLE = {
 SAMPLE_IN = {
     "es": {
         "date": "mié, 30 dic",
-        "time": "12:30",
+        "time": "12:30 p.m.",
         "instructions_url": SAMPLE["instructions_url"] + "?lang=es",
     }
 }

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from scheduler.extensions import db
-from scheduler.models import StaffUser
+from scheduler.models import InboundMessage, Location, ScheduleException, StaffUser
 from tests.conftest import Clock, make_app
 from tests.factories import make_appointment, make_slot, seeded_clinic
 from tests.staff.conftest import PASSWORD, csrf_token, make_staff, sign_in
 
-PUBLIC = {"staff.login", "staff.calendar_feed"}
+PUBLIC = {"staff.login", "staff.login_code", "staff.calendar_feed"}
 ADMIN_ONLY = {
     "staff.users",
     "staff.toggle_user",
@@ -27,25 +28,39 @@ ADMIN_ONLY = {
     "staff.confirm_feed_off",
     "staff.edit_location",
     "staff.edit_user",
+    "staff.reset_user_totp",
+}
+# Route arguments that name something at one location: a scoped account gets 404 on
+# every route taking one that belongs to another location.
+LOCATION_ARGUMENTS = {
+    "appointment_id",
+    "slot_id",
+    "slug",
+    "rule_id",
+    "exception_id",
+    "patient_id",
+    "message_id",
+}
+DEFAULT_VALUES = {
+    "appointment_id": 1,
+    "slot_id": 1,
+    "status": "arrived",
+    "slug": "boerne",
+    "rule_id": 1,
+    "exception_id": 1,
+    "user_id": 1,
+    "patient_id": 1,
+    "message_id": 1,
+    "action": "block",
+    "key": "sms_reminder",
+    "language": "en",
+    "token": "x" * 20,
 }
 
 
-def staff_routes(app: Flask) -> list[tuple[str, str, str]]:
+def staff_routes(app: Flask, values: dict[str, Any] | None = None) -> list[tuple[str, str, str]]:
     """(endpoint, method, concrete path) for every staff route in the URL map."""
-    values = {
-        "appointment_id": 1,
-        "slot_id": 1,
-        "status": "arrived",
-        "slug": "boerne",
-        "rule_id": 1,
-        "exception_id": 1,
-        "user_id": 1,
-        "patient_id": 1,
-        "action": "block",
-        "key": "sms_reminder",
-        "language": "en",
-        "token": "x" * 20,
-    }
+    values = {**DEFAULT_VALUES, **(values or {})}
     routes = []
     for rule in app.url_map.iter_rules():
         if not rule.endpoint.startswith("staff."):
@@ -91,8 +106,10 @@ def test_schedulers_cannot_use_admin_routes(app: Flask, staff_client: FlaskClien
 def test_schedulers_reach_every_calendar_page(app: Flask, staff_client: FlaskClient) -> None:
     seeded_clinic()
     make_appointment(make_slot(db.session.get(type(seeded_clinic()[0]), 1), days_ahead=3))
+    # The recovery codes show once, right after two-step sign-in is turned on.
+    elsewhere = {"staff.export_csv", "staff.totp_recovery_codes"}
     for endpoint, method, path in staff_routes(app):
-        if method != "GET" or endpoint in ADMIN_ONLY | PUBLIC | {"staff.export_csv"}:
+        if method != "GET" or endpoint in ADMIN_ONLY | PUBLIC | elsewhere:
             continue
         response = staff_client.get(path)
         assert response.status_code == 200, (endpoint, path, response.status_code)
@@ -201,3 +218,94 @@ def test_disabling_an_account_signs_it_out(
     user.is_enabled = False
     db.session.commit()
     assert staff_client.get("/staff/dashboard").status_code == 302
+
+
+def location_objects(location: Location) -> dict[str, Any]:
+    """One of each thing a route can name, at ``location``."""
+    slot = make_slot(location, days_ahead=4)
+    appt = make_appointment(slot)
+    exception = ScheduleException(day=date(2031, 1, 7), kind="closed", reason="test")
+    location.exceptions.append(exception)
+    reply = InboundMessage(
+        provider_sid=f"SM{location.slug.replace('-', ''):0>32}",
+        from_phone=appt.patient.phone,
+        to_phone="+12105550100",
+        body="Running 10 minutes late",
+        action="other",
+        appointment_id=appt.id,
+    )
+    db.session.add(reply)
+    db.session.commit()
+    return {
+        "message_id": reply.id,
+        "appointment_id": appt.id,
+        "slot_id": make_slot(location, days_ahead=5).id,
+        "slug": location.slug,
+        "rule_id": location.opening_rules[0].id,
+        "exception_id": exception.id,
+        "patient_id": appt.patient_id,
+    }
+
+
+def location_routes(app: Flask, values: dict[str, Any]) -> list[tuple[str, str, str]]:
+    names_location = {
+        rule.endpoint for rule in app.url_map.iter_rules() if rule.arguments & LOCATION_ARGUMENTS
+    }
+    return [
+        (endpoint, method, path)
+        for endpoint, method, path in staff_routes(app, values)
+        if endpoint in names_location and endpoint not in ADMIN_ONLY | PUBLIC
+    ]
+
+
+def test_a_scoped_scheduler_gets_404_on_every_object_of_another_location(
+    app: Flask, scheduler_user: StaffUser
+) -> None:
+    boerne, kerrville, _ = seeded_clinic()
+    user = db.session.get(StaffUser, scheduler_user.id)
+    user.locations = [boerne]
+    db.session.commit()
+    own, other = location_objects(boerne), location_objects(kerrville)
+    client = app.test_client()
+    assert sign_in(client, user).status_code == 302
+    token = csrf_token(client, "/staff/")
+    form = {"csrf_token": token, "version": "1", "into": str(own["patient_id"])}
+    routes = location_routes(app, other)
+    assert len({endpoint for endpoint, _, _ in routes}) >= 15
+    for endpoint, method, path in routes:
+        response = client.open(path, method=method, data=form)
+        assert response.status_code == 404, (endpoint, method, path, response.status_code)
+    # The same routes on the account's own location are there (the 404s are the scope's).
+    for endpoint, method, path in location_routes(app, own):
+        if method == "GET":
+            response = client.get(path)
+            assert response.status_code == 200, (endpoint, path, response.status_code)
+    for path in (
+        "/staff/calendar?location=kerrville",
+        "/staff/calendar?view=week&location=kerrville",
+        "/staff/export.csv?location=kerrville",
+        f"/staff/appointments/{own['appointment_id']}/reschedule?location=kerrville",
+    ):
+        assert client.get(path).status_code == 404, path
+    assert client.get("/staff/export.csv?location=boerne").status_code == 200
+    # Lists leave the other locations out: the calendar, the dashboard, the search.
+    for path in ("/staff/calendar", "/staff/calendar?view=week", "/staff/dashboard"):
+        html = client.get(path).get_data(as_text=True)
+        assert "Boerne" in html and "Kerrville" not in html, path
+    found = client.get("/staff/appointments?q=Garza").get_data(as_text=True)
+    refs = set(re.findall(r"\b[A-Z]{3}-[0-9A-Z]{4}\b", found))
+    assert refs and all(ref.startswith(f"{boerne.code}-") for ref in refs), refs
+
+
+def test_unscoped_schedulers_and_admins_see_every_location(
+    app: Flask, staff_client: FlaskClient, admin_client: FlaskClient, admin_user: StaffUser
+) -> None:
+    boerne, kerrville, _ = seeded_clinic()
+    admin = db.session.get(StaffUser, admin_user.id)
+    admin.locations = [boerne]  # ignored: admins see all
+    db.session.commit()
+    other = location_objects(kerrville)
+    for client in (staff_client, admin_client):
+        assert client.get(f"/staff/appointments/{other['appointment_id']}").status_code == 200
+        assert client.get("/staff/locations/kerrville/availability").status_code == 200
+        assert "Kerrville" in client.get("/staff/dashboard").get_data(as_text=True)

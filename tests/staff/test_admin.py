@@ -85,6 +85,7 @@ def test_live_preview_counts_characters_and_segments(app: Flask, admin_client: F
     ).get_json()
     assert preview["ok"] and preview["text"].startswith("Hola Guadalupe, ¿")
     assert preview["segments"] == 1 and preview["encoding"] == "GSM-7"
+    assert "blocks" not in preview  # a text is one message, not a page
     long = post(admin_client, "/staff/texts/sms_reminder/en/preview", {"body": "á" * 71}).get_json()
     assert (long["encoding"], long["segments"]) == ("UCS-2", 2)
     bad = post(admin_client, "/staff/texts/sms_reminder/en/preview", {"body": "{dob}"}).get_json()
@@ -121,8 +122,9 @@ def test_the_audit_log_is_append_only_and_readable_by_admins(
     appt = appointment_today()
     post(admin_client, f"/staff/appointments/{appt.id}/mark/arrived", {"version": "1"})
     page = admin_client.get("/staff/audit").get_data(as_text=True)
-    page = page[page.index("<table") :]  # the log itself, not the flashed notice
-    assert "appointment.arrived" in page and appt.reference in page
+    page = page[page.index('class="audit-entries"') :]  # the log itself, not the notice
+    assert f"Admin marked {appt.reference} arrived." in page
+    assert "appointment.arrived" not in page
     assert "Maria" not in page and "Garza" not in page  # no patient record in the log
     with pytest.raises(DBAPIError):
         db.session.execute(update(AuditEntry).values(action="nothing happened"))
@@ -158,18 +160,22 @@ def test_calendar_feed_behind_a_secret_revocable_url(app: Flask, admin_client: F
 def test_csv_export_of_a_day_and_a_week(app: Flask, staff_client: FlaskClient) -> None:
     location = seeded_clinic()[2]
     slot = make_slot(location, days_ahead=3)
-    make_appointment(slot, first_name="=HYPERLINK(1)", last_name="Peña")
+    make_appointment(slot, first_name="=HYPERLINK(1)", last_name="García-Ramírez")
     day = slot.starts_at.astimezone(CHICAGO).date()
     for view in ("day", "week"):
         response = staff_client.get(
             "/staff/export.csv", query_string={"location": location.slug, "date": day, "view": view}
         )
         assert response.status_code == 200 and response.mimetype == "text/csv"
-        rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+        assert response.mimetype_params["charset"] == "utf-8"
+        # A UTF-8 byte order mark first, so that Excel on Windows reads the accents right.
+        raw = response.get_data()
+        assert raw.startswith(b"\xef\xbb\xbf")
+        rows = list(csv.reader(io.StringIO(raw.decode("utf-8-sig"))))
         assert rows[0][:5] == ["date", "time", "location", "reference", "status"]
         assert len(rows) == 2
         assert rows[1][5] == "'=HYPERLINK(1)"  # never a formula in a spreadsheet
-        assert rows[1][6] == "Peña"
+        assert rows[1][6] == "García-Ramírez"
     assert staff_client.get("/staff/export.csv").status_code == 400
 
 
@@ -263,3 +269,45 @@ def test_admins_edit_a_location_and_every_setting_change_is_audited(
         "export.csv",
     ]
     assert all("token" not in str(d) for d in db.session.scalars(select(AuditEntry.details)))
+
+
+def test_the_texts_editor_uses_plain_names(app: Flask, admin_client: FlaskClient) -> None:
+    seeded_clinic()
+    listing = admin_client.get("/staff/texts").get_data(as_text=True)
+    for name in ("Pre-visit instructions", "Text: reminder", "Answer to C (confirm)"):
+        assert name in listing
+    visible = re.sub(r"<[^>]+>", " ", listing)  # what people read, not the addresses
+    assert "preconsult" not in visible and "sms_" not in visible and "SMS: " not in visible
+    editor = admin_client.get("/staff/texts/preconsult_instructions/es?location=kerrville")
+    page = editor.get_data(as_text=True)
+    assert "<h1>Pre-visit instructions <small>Spanish, Kerrville</small></h1>" in page
+    assert "preconsult" not in page.split("<h1>")[1].split("</h1>")[0]
+
+
+def test_the_instructions_preview_is_the_list_patients_see(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    seeded_clinic()
+    body = "Bring your MRI or CT reports.\n\nBring photo ID & insurance card.\n  Arrive early.  "
+    preview = post(
+        admin_client, "/staff/texts/preconsult_instructions/en/preview", {"body": body}
+    ).get_json()
+    assert preview["ok"]
+    assert preview["blocks"] == [
+        [
+            "list",
+            ["Bring your MRI or CT reports.", "Bring photo ID & insurance card.", "Arrive early."],
+        ]
+    ]
+    # The page the editor renders shows the saved instructions as the same list.
+    post(admin_client, "/staff/texts/preconsult_instructions/en", {"body": body})
+    page = admin_client.get("/staff/texts/preconsult_instructions/en").get_data(as_text=True)
+    shown = page[page.index('id="preview-page"') :]
+    items = re.findall(r"<li>([^<]*)</li>", shown[: shown.index("</div>")])
+    assert items == [
+        "Bring your MRI or CT reports.",
+        "Bring photo ID &amp; insurance card.",
+        "Arrive early.",
+    ]
+    patient_page = app.test_client().get("/prepare/boerne").get_data(as_text=True)
+    assert re.findall(r"<li>([^<]*)</li>", patient_page)[: len(items)] == items
