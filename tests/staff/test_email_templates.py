@@ -16,7 +16,8 @@ PATH = "/staff/texts/email_reminder/es"
 def test_the_editor_lists_and_previews_the_emails(app: Flask, admin_client: FlaskClient) -> None:
     seeded_clinic()
     listing = admin_client.get("/staff/texts").get_data(as_text=True)
-    assert "Email: confirmation" in listing and "/staff/texts/email_instructions/en" in listing
+    assert "Email: booking confirmed (with the calendar file)" in listing
+    assert "/staff/texts/email_instructions/en" in listing
     page = admin_client.get(PATH).get_data(as_text=True)
     assert "<strong>Subject:</strong> Recordatorio: su consulta en Kerrville" in page
     assert "Hola, Guadalupe:" in page
