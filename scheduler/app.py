@@ -18,6 +18,8 @@ from scheduler.display import register_filters
 from scheduler.errors import register_error_handlers
 from scheduler.extensions import csrf, db, limiter, migrate
 from scheduler.i18n import register_i18n
+from scheduler.mail.backends import check_mail_settings
+from scheduler.mail.subscriber import emails_for
 from scheduler.security import register_security
 from scheduler.sms.backends import check_sms_settings
 from scheduler.sms.subscriber import texts_for
@@ -88,11 +90,13 @@ def finish_config(app: Flask) -> None:
     parse_regions(config["PHONE_REGIONS"])  # an unknown region stops the start, with its name
     config["SESSION_COOKIE_SECURE"] = config["PUBLIC_BASE_URL"].startswith("https://")
     check_sms_settings(config)
+    check_mail_settings(config)
 
 
 def register_subscribers(app: Flask) -> None:
     """What follows an appointment's changes, in the same transaction (see the lifecycle)."""
     subscribe(app, texts_for)
+    subscribe(app, emails_for)
     subscribe(app, follow_moves)
     subscribe_to_places(app, offers_for)
 
@@ -103,6 +107,7 @@ def register_blueprints(app: Flask) -> None:
     from scheduler import health
     from scheduler.api.views import bp as api
     from scheduler.booking.views import bp as booking
+    from scheduler.mail.views import bp as mail
     from scheduler.sms.views import bp as sms
     from scheduler.staff.access import configure_login
     from scheduler.staff.views import bp as staff
@@ -114,7 +119,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api)
     app.register_blueprint(health.bp)
     app.register_blueprint(sms)
+    app.register_blueprint(mail)
     app.register_blueprint(staff)
     csrf.exempt(api)
     csrf.exempt(sms)  # Twilio signs its webhooks; the signature is checked instead
+    csrf.exempt(mail)  # one-click unsubscribe (RFC 8058): the signed link is the permission
     limiter.exempt(health.bp)

@@ -1,4 +1,5 @@
-"""Commands: flask --app wsgi seed | slots roll | sms dispatch | waitlist offers | scheduler."""
+"""Commands: flask --app wsgi seed | slots roll | messages dispatch | sms dispatch (its
+alias) | waitlist offers | scheduler."""
 
 from __future__ import annotations
 
@@ -54,12 +55,17 @@ def roll_command() -> None:
         )
 
 
+@click.group("messages")
+def messages_group() -> None:
+    """Messages to patients: texts and emails."""
+
+
 @click.group("sms")
 def sms_group() -> None:
-    """Text messages."""
+    """Text messages (``sms dispatch`` is ``messages dispatch``: every channel)."""
 
 
-@sms_group.command("dispatch")
+@click.command("dispatch")
 @click.option(
     "--now",
     "now_text",
@@ -68,9 +74,9 @@ def sms_group() -> None:
 )
 @with_appcontext
 def dispatch_command(now_text: str | None) -> None:
-    """Send the texts that are due once, then exit (for cron, operations and tests).
+    """Send the texts and emails that are due once, then exit (for cron, operations, tests).
 
-    SIGTERM stops claiming; texts in flight are finished and recorded, waiting up to
+    SIGTERM stops claiming; messages in flight are finished and recorded, waiting up to
     SMS_SHUTDOWN_WAIT_SECONDS for the database if it is away.
     """
     now = parse_instant(now_text) if now_text else None
@@ -84,8 +90,13 @@ def dispatch_command(now_text: str | None) -> None:
         finally:
             if main:
                 signal.signal(signal.SIGTERM, previous)
+    channels = ", ".join(
+        f"{count} {channel}" for channel, count in sorted(report.sent_by_channel.items())
+    )
     click.echo(
-        f"claimed {report.claimed}, sent {report.sent}, retrying {report.retrying}, "
+        f"claimed {report.claimed}, sent {report.sent}"
+        + (f" ({channels})" if channels else "")
+        + f", retrying {report.retrying}, "
         f"failed {report.failed}, suppressed {report.suppressed}, "
         f"taken back {report.taken_back}, reconciled {report.reconciled}, "
         f"unrecorded {report.unrecorded}"
@@ -235,6 +246,9 @@ def register_commands(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(slots_group)
     app.cli.add_command(scheduler_command)
+    messages_group.add_command(dispatch_command)
+    sms_group.add_command(dispatch_command)
+    app.cli.add_command(messages_group)
     app.cli.add_command(sms_group)
     app.cli.add_command(users_group)
     app.cli.add_command(waitlist_group)

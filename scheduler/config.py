@@ -126,6 +126,23 @@ DEFAULTS: dict[str, Any] = {
     "WAITLIST_INTERVAL_SECONDS": 60,
     # Texts, attempts and replies older than this are deleted by the daily job.
     "SMS_RETENTION_DAYS": 365,
+    # Email, through the same outbox and dispatcher as texts (claims, leases, retries with
+    # the SMS_* backoff and attempt limit). console prints each email; smtp sends it.
+    "MAIL_BACKEND": "console",
+    "SMTP_HOST": "localhost",
+    "SMTP_PORT": 587,
+    "SMTP_USERNAME": None,
+    "SMTP_PASSWORD": None,
+    # none (plain, for a local relay), starttls (usually port 587) or ssl (usually 465).
+    "SMTP_SECURITY": "starttls",
+    # How long to wait for the SMTP server (connecting and each answer).
+    "SMTP_TIMEOUT_SECONDS": 15.0,
+    # The sender; its domain also names the emails (Message-ID). Must be an address
+    # the SMTP server may send from.
+    "MAIL_FROM": "Freedom Spine & Pain Center <appointments@localhost>",
+    # Emails one address may get in any 24 hours; more are suppressed (address_daily_cap):
+    # anyone can type anyone's address into a booking.
+    "MAIL_MAX_PER_ADDRESS_PER_DAY": 8,
 }
 
 

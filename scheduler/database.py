@@ -313,6 +313,7 @@ def rows_changed(
 LOCK_BOOKINGS_OF_PHONE = 1
 LOCK_TEXTS_TO_PHONE = 2
 LOCK_OFFERS_OF_SLOT = 3
+LOCK_EMAILS_TO_ADDRESS = 4
 
 
 def lock_for_transaction(namespace: int, name: str) -> None:

@@ -3,7 +3,7 @@
 It never runs inside web workers: with several gunicorn workers (or the
 reloader) each would run every job. Jobs live in the default memory job
 store (a persistent job store must never be shared between processes), and
-every job is safe to run in several processes at once: texts are claimed
+every job is safe to run in several processes at once: texts and emails are claimed
 atomically, slot roll-forward and purge are idempotent.
 
 Besides the interval, a watcher wakes the dispatcher as soon as a text is
@@ -197,8 +197,9 @@ def run_scheduler(app: Flask) -> None:
     )
     watcher.start()
     log.info(
-        "scheduler started (SMS backend %s) with jobs: %s",
+        "scheduler started (SMS backend %s, mail backend %s) with jobs: %s",
         app.config["SMS_BACKEND"],
+        app.config["MAIL_BACKEND"],
         [job.id for job in scheduler.get_jobs()],
     )
 

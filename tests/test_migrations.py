@@ -173,3 +173,61 @@ def test_free_text_replies_from_before_the_inbox_are_filed_under_the_next_visit(
         assert unread == 5
         downgrade(revision="base")
         db.engine.dispose()
+
+
+def test_the_outbox_migration_makes_every_existing_row_a_text(blank_database_url: str) -> None:
+    """Rows queued before email are texts; a downgrade drops the emails and keeps the texts."""
+    app = make_app(blank_database_url)
+    with app.app_context():
+        upgrade(revision="c4a1b0e5d913")
+        statements = [
+            "INSERT INTO locations (id, slug, name, code, address, address_is_placeholder,"
+            " phone, timezone, closed_on_federal_holidays, position, is_active)"
+            " VALUES (1, 'boerne', 'Boerne', 'BRN', 'x', false, '+12109208945',"
+            " 'America/Chicago', true, 1, true)",
+            "INSERT INTO slots (id, location_id, starts_at, ends_at, capacity, booked_count,"
+            " is_blocked, block_reason, created_at) VALUES (1, 1, '2027-01-05 16:00:00',"
+            " '2027-01-05 16:30:00', 2, 1, false, '', '2026-11-01 10:00:00')",
+            "INSERT INTO patients (id, first_name, last_name, phone, email, language,"
+            " sms_consent, created_at) VALUES (1, 'Ana', 'Solis', '+18302574812',"
+            " 'ana@example.com', 'en', true, '2026-11-01 10:00:00')",
+            "INSERT INTO appointments (id, reference, slot_id, patient_id, status, source,"
+            " manage_nonce, created_at, updated_at, version) VALUES (1, 'BRN-1111', 1, 1,"
+            " 'booked', 'online_form', 'n', '2026-11-01 10:00:00', '2026-11-01 10:00:00', 1)",
+            "INSERT INTO outbound_messages (id, appointment_id, kind, to_phone, language, body,"
+            " status, due_at, attempts, possible_duplicate, created_at, updated_at)"
+            " VALUES (1, 1, 'confirmation', '+18302574812', 'en', 'Hi', 'sent',"
+            " '2026-11-01 10:00:00', 1, false, '2026-11-01 10:00:00', '2026-11-01 10:00:00')",
+        ]
+        with db.engine.begin() as conn:
+            for statement in statements:
+                conn.execute(sa.text(statement))
+        upgrade()
+        with db.engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT channel FROM outbound_messages")).all() == [
+                ("sms",)
+            ]
+            conn.execute(
+                sa.text(
+                    "INSERT INTO outbound_messages (id, appointment_id, kind, channel, to_email,"
+                    " language, body, payload, status, due_at, attempts, possible_duplicate,"
+                    " created_at, updated_at) VALUES (2, 1, 'confirmation', 'email',"
+                    " 'ana@example.com', 'en', 'Hi', 'MIME', 'pending', '2026-11-01 10:00:00',"
+                    " 0, false, '2026-11-01 10:00:00', '2026-11-01 10:00:00')"
+                )
+            )
+            with pytest.raises(sa.exc.IntegrityError), conn.begin_nested():
+                conn.execute(  # an email needs its address
+                    sa.text(
+                        "INSERT INTO outbound_messages (id, appointment_id, kind, channel,"
+                        " language, body, payload, status, due_at, attempts,"
+                        " possible_duplicate, created_at, updated_at) VALUES (3, 1, 'reminder',"
+                        " 'email', 'en', 'Hi', 'MIME', 'pending', '2026-11-01 10:00:00', 0,"
+                        " false, '2026-11-01 10:00:00', '2026-11-01 10:00:00')"
+                    )
+                )
+        downgrade(revision="c4a1b0e5d913")
+        with db.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT id FROM outbound_messages")).all() == [(1,)]
+        downgrade(revision="base")
+        db.engine.dispose()

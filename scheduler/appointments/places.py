@@ -19,8 +19,17 @@ from scheduler.database import as_loaded, connection, table_of, update_held
 from scheduler.models import Location, Slot, UTCDateTime
 
 # What a booking needs of the slot's location (the reference's code, the texts' name,
-# link and time zone): returned by the UPDATE itself.
-LOCATION_FIELDS = ("code", "name", "slug", "timezone")
+# link and time zone, the address and phone of the emails and their calendar file):
+# returned by the UPDATE itself.
+LOCATION_FIELDS = (
+    "code",
+    "name",
+    "slug",
+    "timezone",
+    "address",
+    "address_is_placeholder",
+    "phone",
+)
 _slot_location = Location.__table__.alias("slot_location")
 _TAKE_PLACE = (
     update(table_of(Slot))

@@ -16,6 +16,7 @@ from scheduler.display import clock_hour, local_clock, local_day, to_local
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
+    Channel,
     MessageKind,
     MessageStatus,
     OutboundMessage,
@@ -61,7 +62,7 @@ def texts_notice(appt: Appointment, now: datetime) -> TextsNotice:
     )
     rows = db.session.scalars(
         select(OutboundMessage)
-        .where(OutboundMessage.appointment_id == appt.id)
+        .where(OutboundMessage.appointment_id == appt.id, OutboundMessage.channel == Channel.SMS)
         .order_by(OutboundMessage.id)
     ).all()
     latest: dict[MessageKind, OutboundMessage] = {}

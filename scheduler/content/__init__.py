@@ -34,9 +34,17 @@ SMS_TEMPLATE_KEYS = (
     "sms_opt_in_reply",
     "sms_waitlist_offer",
 )
+# Emails: the first line is the subject (scheduler/mail/messages.py).
+EMAIL_TEMPLATE_KEYS = (
+    "email_confirmation",
+    "email_rescheduled",
+    "email_instructions",
+    "email_reminder",
+    "email_cancellation",
+)
 # Pages of the public site whose words admins edit.
 PAGE_KEYS = ("preconsult_instructions", "privacy_notice")
-CONTENT_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
+CONTENT_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS, *EMAIL_TEMPLATE_KEYS)
 
 
 @functools.cache

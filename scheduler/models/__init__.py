@@ -12,6 +12,8 @@ from scheduler.models.content import ContentBlock
 from scheduler.models.locations import Location, OpeningRule, ScheduleException, Slot
 from scheduler.models.messages import (
     STATUS_RANK,
+    Channel,
+    EmailAddressState,
     InboundMessage,
     MessageAttempt,
     MessageKind,
@@ -49,7 +51,9 @@ __all__ = [
     "AppointmentNote",
     "AppointmentStatus",
     "AuditEntry",
+    "Channel",
     "ContentBlock",
+    "EmailAddressState",
     "InboundMessage",
     "Location",
     "MessageAttempt",

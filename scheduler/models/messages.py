@@ -1,4 +1,5 @@
-"""Text messages: the outbox, its send attempts, what patients reply, and per-number state."""
+"""Messages to patients: the outbox (texts and emails), its send attempts, what patients
+reply by text, per-number and per-address state."""
 
 from __future__ import annotations
 
@@ -47,6 +48,11 @@ STATUS_RANK = {
 }
 
 
+class Channel(enum.StrEnum):
+    SMS = "sms"
+    EMAIL = "email"
+
+
 class MessageKind(enum.StrEnum):
     CONFIRMATION = "confirmation"
     RESCHEDULED = "rescheduled"  # the confirmation of an appointment moved from another
@@ -81,12 +87,18 @@ class MessageSchedule(Model):
 
 
 class OutboundMessage(Model):
-    """One text in the outbox, written in the same transaction as the change that causes it."""
+    """One text or email in the outbox, written in the same transaction as the change that
+    causes it. One of each kind per appointment and channel."""
 
     __tablename__ = "outbound_messages"
     __table_args__ = (
-        UniqueConstraint("appointment_id", "kind"),
+        UniqueConstraint("appointment_id", "kind", "channel"),
         Index("ix_outbound_messages_status_due_at", "status", "due_at"),
+        CheckConstraint(
+            "(channel = 'sms' AND to_phone IS NOT NULL) OR "
+            "(channel = 'email' AND to_email IS NOT NULL AND payload IS NOT NULL)",
+            name="addressed",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -96,9 +108,17 @@ class OutboundMessage(Model):
         ForeignKey("waitlist_offers.id"), index=True
     )
     kind: Mapped[str] = mapped_column(String(20))
-    to_phone: Mapped[str] = mapped_column(String(20), index=True)
+    channel: Mapped[str] = mapped_column(String(5), default=Channel.SMS, server_default="sms")
+    # A text's number; None for an email.
+    to_phone: Mapped[str | None] = mapped_column(String(20), index=True)
+    # An email's address (the patient's at queue time, lowercased); None for a text.
+    to_email: Mapped[str | None] = mapped_column(String(254), index=True)
     language: Mapped[str] = mapped_column(String(2))
+    # A text's words; an email's plain-text part (what staff read on the thread).
     body: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(String(255))
+    # An email as it goes out (MIME: plain text, HTML, the .ics), built when queued.
+    payload: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(12), default=MessageStatus.PENDING)
     # Why a text was suppressed, cancelled or failed: opted_out, visit_passed, ...
     status_reason: Mapped[str | None] = mapped_column(String(40))
@@ -219,3 +239,14 @@ class InboundMessage(Model):
 
     appointment: Mapped[Appointment | None] = relationship()
     handled_by: Mapped[StaffUser | None] = relationship()
+
+
+class EmailAddressState(Model):
+    """What we know about an email address: unsubscribed (one click in any email)."""
+
+    __tablename__ = "email_address_states"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # lowercased
+    unsubscribed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,4 +1,6 @@
-"""Sending what is due: claim texts, send them in a bounded pool, record every attempt.
+"""Sending what is due: claim texts and emails, send them in a bounded pool, record every
+attempt. Both channels share the outbox and everything below; an email goes to the mail
+backend (SMTP), a text to the SMS backend (Twilio).
 
 Claims are atomic, so any number of dispatchers (threads, processes,
 machines on one PostgreSQL) send each text once: ``FOR UPDATE SKIP LOCKED``
@@ -41,7 +43,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from scheduler.database import rows_changed, serialized_writes
 from scheduler.extensions import db
+from scheduler.mail.backends import MailBackend, mail_backend_from_config
+from scheduler.mail.caps import hold_back_over_address_cap
+from scheduler.mail.outbox import UNSUBSCRIBED, blocked_by_unsubscribe
 from scheduler.models import (
+    Channel,
     InboundMessage,
     MessageAttempt,
     MessageStatus,
@@ -103,13 +109,22 @@ def database_unreachable(exc: BaseException) -> bool:
 
 @dataclass(frozen=True)
 class ClaimedText:
+    """A claimed message: a text, or an email (``channel``, ``to_email``, ``payload``)."""
+
     id: int
-    to_phone: str
+    to_phone: str | None
     body: str
     attempt: int  # the number of this attempt, 1-based
     possible_duplicate: bool
     send_before: datetime | None
     in_doubt_since: datetime | None = None
+    channel: str = Channel.SMS
+    to_email: str | None = None
+    payload: str | None = None
+
+    @property
+    def is_email(self) -> bool:
+        return self.channel == Channel.EMAIL
 
 
 @dataclass(frozen=True)
@@ -145,15 +160,18 @@ class DispatchReport:
     # Outcomes that could not be written before the dispatcher gave up (logged).
     unrecorded: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Sent (accepted by the provider or the SMTP server) per channel: sms, email.
+    sent_by_channel: dict[str, int] = field(default_factory=dict)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
 
-    def recorded(self, outcome: str) -> None:
+    def recorded(self, outcome: str, channel: str = Channel.SMS) -> None:
         """An attempt's outcome, written to its text: counted, and added to its total."""
         self.count(outcome)
         if outcome == "sent":
             self.sent += 1
+            self.sent_by_channel[channel] = self.sent_by_channel.get(channel, 0) + 1
         elif outcome == "reconciled":
             self.reconciled += 1
         elif outcome in ("retry", "ambiguous"):
@@ -177,12 +195,14 @@ class Dispatcher:
         app: Flask,
         backend: SmsBackend | None = None,
         worker: str | None = None,
+        mailer: MailBackend | None = None,
         clock: Callable[[], datetime] = utcnow,
         on_lease_expired: Callable[[], None] | None = None,
     ) -> None:
         config = app.config
         self.app = app
         self.backend = backend or backend_from_config(config)
+        self.mailer = mailer or mail_backend_from_config(config)
         self.worker = worker or worker_name()
         self.concurrency: int = config["SMS_SEND_CONCURRENCY"]
         self.lease = timedelta(seconds=config["SMS_CLAIM_LEASE_SECONDS"])
@@ -219,6 +239,7 @@ class Dispatcher:
         self.pool.shutdown(wait=True)
         self._closed.set()
         self._heartbeat.join()
+        self.mailer.close()
 
     def __enter__(self) -> Dispatcher:
         return self
@@ -505,7 +526,8 @@ class Dispatcher:
             .where(
                 OM.status == MessageStatus.PENDING,
                 OM.due_at <= now,
-                OM.to_phone.not_in(opted_out),
+                or_(OM.channel == Channel.EMAIL, OM.to_phone.not_in(opted_out)),
+                ~blocked_by_unsubscribe(),
             )
             .order_by(OM.due_at, OM.id)
             .limit(limit)
@@ -530,25 +552,36 @@ class Dispatcher:
                 OM.possible_duplicate,
                 OM.send_before,
                 OM.in_doubt_since,
+                OM.channel,
+                OM.to_email,
+                OM.payload,
             )
         )
         with serialized_writes():
             rows = db.session.execute(statement).all()
-            allowed = hold_back_over_cap(rows, clock)
+            sms = [row for row in rows if row.channel != Channel.EMAIL]
+            emails = [row for row in rows if row.channel == Channel.EMAIL]
+            # Texts have a cap per number (SMS pumping), emails one per address.
+            allowed = sorted(
+                hold_back_over_cap(sms, clock) + hold_back_over_address_cap(emails, clock),
+                key=lambda row: row.id,
+            )
             db.session.commit()
-        texts = [ClaimedText(*row) for row in allowed]
+        claimed = [ClaimedText(*row) for row in allowed]
         with self._lock:
-            self._holding.update(text.id for text in texts)
-        return texts, len(rows)
+            self._holding.update(message.id for message in claimed)
+        return claimed, len(rows)
 
     def _attempt(self, text: ClaimedText, status_callback: str | None) -> AttemptResult:
         """Look a text in doubt up at the provider, then send it unless it is there."""
         started = self.clock()
         unchecked = None
+        address = (text.to_email if text.is_email else text.to_phone) or ""
         if text.in_doubt_since is not None:
             try:
-                found = self.backend.find_sent(
-                    text.to_phone,
+                lookup = self.mailer.find_sent if text.is_email else self.backend.find_sent
+                found = lookup(
+                    address,
                     text.body,
                     text.in_doubt_since - LOOKUP_MARGIN,
                     started + LOOKUP_MARGIN,
@@ -576,7 +609,10 @@ class Dispatcher:
                     )
                     return AttemptResult(text, started, self.clock(), failure=failure)
         try:
-            accepted = self.backend.send(text.to_phone, text.body, status_callback)
+            if text.is_email:
+                accepted = self.mailer.send(address, text.payload or "")
+            else:
+                accepted = self.backend.send(address, text.body, status_callback)
         except SendFailure as refused:
             return AttemptResult(text, started, self.clock(), failure=refused, unchecked=unchecked)
         except Exception as exc:  # a bug before the request went out: retry, keep the detail
@@ -599,10 +635,11 @@ class Dispatcher:
                 mine, and_(OM.status == MessageStatus.PENDING, OM.in_doubt_since.is_not(None))
             )
         with serialized_writes():
-            if outcome == "suppressed" and failure and failure.error_code in OPTED_OUT_CODES:
+            code = failure.error_code if failure and text.to_phone else None
+            if outcome == "suppressed" and code in OPTED_OUT_CODES and text.to_phone:
                 opt_out(text.to_phone, finished, reason="opted_out_at_provider")
-            if outcome == "failed" and failure and failure.error_code in UNREACHABLE_CODES:
-                mark_unreachable(text.to_phone, failure.error_code, finished)
+            if outcome == "failed" and code in UNREACHABLE_CODES and text.to_phone and code:
+                mark_unreachable(text.to_phone, code, finished)
 
             updated = rows_changed(update(OM).where(OM.id == text.id, mine).values(**values))
             db.session.execute(
@@ -623,7 +660,7 @@ class Dispatcher:
                 apply_stored_reports(sid, finished)
             db.session.commit()
         self._release(text.id)
-        report.recorded(outcome)
+        report.recorded(outcome, text.channel)
 
     def _new_row_values(
         self, result: AttemptResult, due_base: datetime
@@ -678,7 +715,9 @@ class Dispatcher:
         """The outcome name and the row's new values after a failed attempt."""
         error = {"error_code": failure.error_code, "error_message": failure.detail}
         if failure.kind is FailureKind.PERMANENT:
-            if failure.error_code in OPTED_OUT_CODES:
+            if text.is_email:
+                status, reason, outcome = MessageStatus.FAILED, "rejected", "failed"
+            elif failure.error_code in OPTED_OUT_CODES:
                 status, reason, outcome = MessageStatus.SUPPRESSED, "opted_out", "suppressed"
             elif failure.error_code in UNREACHABLE_CODES:
                 status, reason, outcome = MessageStatus.FAILED, "unreachable", "failed"
@@ -794,6 +833,11 @@ def suppress_unsendable(now: datetime, tz: ZoneInfo) -> int:
             update(OM)
             .where(OM.status == MessageStatus.PENDING, OM.to_phone.in_(opted_out))
             .values(status=MessageStatus.SUPPRESSED, status_reason="opted_out", updated_at=now),
+        )
+        dropped += rows_changed(
+            update(OM)
+            .where(OM.status == MessageStatus.PENDING, blocked_by_unsubscribe())
+            .values(status=MessageStatus.SUPPRESSED, status_reason=UNSUBSCRIBED, updated_at=now),
         )
         dropped += rows_changed(
             update(OM)

@@ -21,6 +21,7 @@ from scheduler.database import connection, rows_changed, table_of
 from scheduler.extensions import db
 from scheduler.models import (
     Appointment,
+    Channel,
     MessageKind,
     MessageStatus,
     OutboundMessage,
@@ -41,7 +42,7 @@ from scheduler.sms.timing import (
 from scheduler.staff_edits import staff_edits
 
 log = logging.getLogger(__name__)
-# PostgreSQL channel a queued text is announced on, so dispatchers wake at once.
+# PostgreSQL channel a queued text or email is announced on, so dispatchers wake at once.
 NOTIFY_CHANNEL = "sms_outbox"
 DEFAULT_SCHEDULES = (
     # kind, hours before the visit, sent at once when booked later than that
@@ -55,10 +56,11 @@ def sending_hours() -> SendingHours:
     return SendingHours(time.fromisoformat(start.strip()), time.fromisoformat(end.strip()))
 
 
-def _planned_texts(
+def planned_messages(
     appt: Appointment, now: datetime, moved: bool
 ) -> list[tuple[MessageKind, datetime]]:
-    """Which texts an appointment gets and when each is due (before sending hours apply)."""
+    """Which messages an appointment gets and when each is due (before sending hours apply):
+    the cadence, the same for texts and emails."""
     first = MessageKind.RESCHEDULED if moved else MessageKind.CONFIRMATION
     planned = [(first, now)]
     follow_up = now + timedelta(seconds=current_app.config["SMS_FOLLOW_UP_DELAY_SECONDS"])
@@ -76,7 +78,7 @@ def _planned_texts(
 # statements, and the same statement announces the texts (delivered on commit, and only
 # then; one notification made several times in a transaction is delivered once).
 # SQLite's executemany is one call into the database already.
-_INSERT_TEXTS = {
+INSERT_MESSAGES = {
     "postgresql": insert(table_of(OutboundMessage)).returning(
         OutboundMessage.id, func.pg_notify(NOTIFY_CHANNEL, "")
     ),
@@ -119,7 +121,7 @@ def _add_texts(
             }
         )
     conn = connection()
-    conn.execute(_INSERT_TEXTS[conn.dialect.name], rows)
+    conn.execute(INSERT_MESSAGES[conn.dialect.name], rows)
 
 
 def _text_from(key: str, template: str, values: dict[str, str], language: str) -> str:
@@ -143,7 +145,7 @@ def queue_appointment_texts(appt: Appointment, now: datetime, moved: bool = Fals
     """
     if not appt.patient.sms_consent:
         return
-    _add_texts(appt, _planned_texts(appt, now, moved), now)
+    _add_texts(appt, planned_messages(appt, now, moved), now)
 
 
 def queue_text_again(appt: Appointment, kind: MessageKind, stored_kind: str, now: datetime) -> None:
@@ -169,7 +171,7 @@ def queue_staff_reply(
     due = next_sending_moment(now, tz, sending_hours())
     conn = connection()
     conn.execute(
-        _INSERT_TEXTS[conn.dialect.name],
+        INSERT_MESSAGES[conn.dialect.name],
         [
             {
                 "appointment_id": appt.id,
@@ -222,14 +224,14 @@ def queue_offer_text(
         "updated_at": now,
     }
     conn = connection()
-    conn.execute(_INSERT_TEXTS[conn.dialect.name], [row])
+    conn.execute(INSERT_MESSAGES[conn.dialect.name], [row])
 
 
 def cancel_offer_texts(offer_ids: list[int], reason: str, now: datetime) -> int:
     """Offer texts not sent yet never go out (the offer was taken, ran out or withdrawn)."""
     if not offer_ids:
         return 0
-    return _cancel_pending(OutboundMessage.waitlist_offer_id.in_(offer_ids), reason, now)
+    return cancel_pending(OutboundMessage.waitlist_offer_id.in_(offer_ids), reason, now)
 
 
 def is_opted_out(phone: str) -> bool:
@@ -243,34 +245,49 @@ def is_opted_out(phone: str) -> bool:
     )
 
 
-def cancel_pending_texts(appointment_id: int, reason: str, now: datetime) -> int:
-    """Texts of an appointment that has changed never go out; returns how many were stopped.
+def cancel_pending_texts(
+    appointment_id: int, reason: str, now: datetime, channel: Channel = Channel.SMS
+) -> int:
+    """Texts (or emails) of an appointment that has changed never go out; returns how many
+    were stopped.
 
     Staff's replies still go: a person wrote them, after reading the patient's words,
     and "see you soon" waiting for the morning is not made wrong by a move (a STOP, or
     consent withdrawn, stops them as it stops every text).
     """
-    return _cancel_pending(
+    return cancel_pending(
         and_(
             OutboundMessage.appointment_id == appointment_id,
             OutboundMessage.author_id.is_(None),
         ),
         reason,
         now,
+        channel=channel,
     )
 
 
 def cancel_pending_texts_of_patient(patient_id: int, reason: str, now: datetime) -> int:
-    """Every text still waiting for any of the patient's appointments (consent withdrawn)."""
+    """Every text still waiting for any of the patient's appointments (consent withdrawn);
+    emails are not texts: SMS consent does not govern them."""
     appointments = select(Appointment.id).where(Appointment.patient_id == patient_id)
-    return _cancel_pending(OutboundMessage.appointment_id.in_(appointments), reason, now)
+    return cancel_pending(OutboundMessage.appointment_id.in_(appointments), reason, now)
 
 
-def _cancel_pending(which: ColumnElement[bool], reason: str, now: datetime) -> int:
+def cancel_pending(
+    which: ColumnElement[bool],
+    reason: str,
+    now: datetime,
+    channel: Channel = Channel.SMS,
+    status: MessageStatus = MessageStatus.CANCELLED,
+) -> int:
     return rows_changed(
         update(OutboundMessage)
-        .where(which, OutboundMessage.status == MessageStatus.PENDING)
-        .values(status=MessageStatus.CANCELLED, status_reason=reason, updated_at=now),
+        .where(
+            which,
+            OutboundMessage.status == MessageStatus.PENDING,
+            OutboundMessage.channel == channel,
+        )
+        .values(status=status, status_reason=reason, updated_at=now),
     )
 
 
@@ -289,7 +306,7 @@ def _upsert_number_state(phone: str, now: datetime, **values: object) -> None:
 def opt_out(phone: str, now: datetime, reason: str = "opted_out") -> int:
     """Stop every text to the number at once; returns how many pending texts were stopped."""
     _upsert_number_state(phone, now, opted_out_at=now)
-    return _cancel_pending(OutboundMessage.to_phone == phone, reason, now)
+    return cancel_pending(OutboundMessage.to_phone == phone, reason, now)
 
 
 def opt_in(phone: str, now: datetime) -> None:

@@ -17,6 +17,7 @@ from werkzeug.wrappers import Response
 from scheduler.audit import audit
 from scheduler.availability.operations import active_locations
 from scheduler.content import (
+    EMAIL_TEMPLATE_KEYS,
     LANGUAGES,
     PAGE_KEYS,
     SMS_TEMPLATE_KEYS,
@@ -28,6 +29,7 @@ from scheduler.content import (
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
 from scheduler.lookups import row_or_404
+from scheduler.mail.messages import EMAIL_TEMPLATE_FIELDS, fill_email, sample_email_values
 from scheduler.models import ContentBlock, Location, StaffUser, utcnow
 from scheduler.sms.segments import segment_count
 from scheduler.sms.texts import (
@@ -49,7 +51,11 @@ from scheduler.staff.forms import (
 )
 from scheduler.staff.words import TEXT_NAMES, TEXT_PURPOSES, text_name
 
-EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS)
+EDITABLE_KEYS = (*PAGE_KEYS, *SMS_TEMPLATE_KEYS, *EMAIL_TEMPLATE_KEYS)
+# What the editor takes: a text fits in 1,600 characters (checked with its values), an email
+# or a page may be longer.
+BODY_MAX = {key: 1600 for key in SMS_TEMPLATE_KEYS}
+EDITOR_MAX = 8000
 # Something that reads as a placeholder ({last_name}) in a text that takes none.
 PLACEHOLDER = re.compile(r"\{[^{}\s]*\}")
 
@@ -196,8 +202,11 @@ def preview_of(key: str, body: str, language: str, location: Location | None) ->
     """The text as a patient would get it for a sample visit, with its length.
 
     A page (the instructions, the privacy notice) comes as ``blocks``, the headings,
-    lists and paragraphs patients see on /prepare/<slug> and /privacy.
+    lists and paragraphs patients see on /prepare/<slug> and /privacy. An email comes
+    as its subject, text and HTML part.
     """
+    if key in EMAIL_TEMPLATE_FIELDS:
+        return email_preview(key, body, language, location)
     if key not in TEMPLATE_FIELDS:
         unknown = PLACEHOLDER.findall(body)
         if unknown:
@@ -230,6 +239,24 @@ def preview_of(key: str, body: str, language: str, location: Location | None) ->
     }
 
 
+def email_preview(
+    key: str, body: str, language: str, location: Location | None
+) -> dict[str, object]:
+    """The email for a sample visit: subject, plain text and the HTML part made from it."""
+    try:
+        rendered = fill_email(key, body, sample_email_values(location, language))
+    except TemplateError as error:
+        return {"ok": False, "error": str(error)}
+    return {
+        "ok": True,
+        "subject": rendered.subject,
+        "text": rendered.text,
+        "html": rendered.html,
+        "characters": len(rendered.text),
+        "segments": None,
+    }
+
+
 @bp.route("/texts/<key>/<language>", methods=["GET", "POST"])
 @admin_required
 def edit_text(key: str, language: str) -> str | Response | tuple[str, int]:
@@ -259,7 +286,8 @@ def edit_text(key: str, language: str) -> str | Response | tuple[str, int]:
         location=location,
         form=form,
         preview=preview,
-        fields=sorted(TEMPLATE_FIELDS.get(key, ())),
+        fields=sorted(TEMPLATE_FIELDS.get(key, ()) or EMAIL_TEMPLATE_FIELDS.get(key, ())),
+        body_max=BODY_MAX.get(key, EDITOR_MAX),
     ), (422 if form.errors else 200)
 
 
@@ -269,7 +297,7 @@ def preview_text(key: str, language: str) -> Response:
     """The live preview the editor asks for while typing (CSRF-protected like any form)."""
     if key not in EDITABLE_KEYS or language not in LANGUAGES:
         abort(404, description="No such text.")
-    body = request.form.get("body", "")[:1600]
+    body = request.form.get("body", "")[: BODY_MAX.get(key, EDITOR_MAX)]
     return jsonify(preview_of(key, body, language, _scope(request.args.get("location"))))
 
 

@@ -295,11 +295,12 @@ def resend(appointment_id: int) -> Response:
     version = checked_version(ActionForm())
     try:
         with unit_of_work():
-            resend_instructions(appt, version, current_user, utcnow())
+            channels = resend_instructions(appt, version, current_user, utcnow())
     except BookingError as error:
         flash(str(error), "error")
     else:
-        flash("The pre-consult instructions will be texted again shortly.", "success")
+        how = " and ".join({"sms": "texted", "email": "emailed"}[c] for c in channels)
+        flash(f"The pre-consult instructions will be {how} again shortly.", "success")
     return back_to(appt)
 
 

@@ -128,7 +128,8 @@ class LocationForm(FlaskForm):
 
 
 class TemplateForm(FlaskForm):
-    body = TextAreaField("Text", validators=[DataRequired(), Length(max=1600)])
+    # Texts are held to 1,600 characters by their own check; emails and pages may be longer.
+    body = TextAreaField("Text", validators=[DataRequired(), Length(max=8000)])
 
 
 class CheckboxesField(SelectMultipleField):

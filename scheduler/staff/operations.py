@@ -22,10 +22,12 @@ from scheduler.appointments.errors import (
 from scheduler.appointments.lifecycle import MARKS, Actor, ActorKind, change_status, transitions_for
 from scheduler.audit import audit
 from scheduler.extensions import db
+from scheduler.mail.outbox import email_address_of, queue_email
 from scheduler.models import (
     Appointment,
     AppointmentNote,
     AppointmentStatus,
+    Channel,
     MessageKind,
     OutboundMessage,
     StaffUser,
@@ -60,30 +62,47 @@ def add_note(appt: Appointment, body: str, user: StaffUser, now: datetime) -> Ap
 
 def resend_instructions(
     appt: Appointment, expected_version: int, user: StaffUser, now: datetime
-) -> None:
-    """Queue the pre-consult instructions again, for a booking still ahead.
+) -> list[Channel]:
+    """Queue the pre-consult instructions again, for a booking still ahead: by text with
+    SMS consent, by email to a patient who gave an address; returns the channels used.
 
-    The number of the copy is counted inside the write, and a second click that
-    races the first gets a clear message instead of a duplicate-key error.
+    The number of the copy is counted inside the write, per channel, and a second
+    click that races the first gets a clear message instead of a duplicate-key error.
     """
-    if not appt.patient.sms_consent:
+    channels = [Channel.SMS] if appt.patient.sms_consent else []
+    if email_address_of(appt) is not None:
+        channels.append(Channel.EMAIL)
+    if not channels:
         raise NoTextConsent(
-            "This patient did not agree to texts; read the instructions to them instead."
+            "This patient did not agree to texts and gave no email address; read the "
+            "instructions to them instead."
         )
     if appt.version != expected_version:
         raise StaleAppointment(STALE_MESSAGE)
     if not appt.is_changeable or appt.slot.starts_at <= now:
         raise MarkNotAllowed("Instructions go only to bookings that are still ahead.")
-    sent_before = db.session.scalar(
-        select(func.count(OutboundMessage.id)).where(
-            OutboundMessage.appointment_id == appt.id,
-            OutboundMessage.kind.like(f"{MessageKind.INSTRUCTIONS}%"),
+    for channel in channels:
+        sent_before = db.session.scalar(
+            select(func.count(OutboundMessage.id)).where(
+                OutboundMessage.appointment_id == appt.id,
+                OutboundMessage.channel == channel,
+                OutboundMessage.kind.like(f"{MessageKind.INSTRUCTIONS}%"),
+            )
         )
+        kind = f"{MessageKind.INSTRUCTIONS}#{(sent_before or 0) + 1}"
+        try:
+            with db.session.begin_nested():
+                if channel is Channel.SMS:
+                    queue_text_again(appt, MessageKind.INSTRUCTIONS, kind, now)
+                else:
+                    queue_email(appt, MessageKind.INSTRUCTIONS, now, stored_kind=kind)
+        except IntegrityError:
+            raise MarkNotAllowed("The instructions are already on their way.") from None
+    audit(
+        "appointment.resend_instructions",
+        "appointment",
+        appt.id,
+        appt.reference,
+        channels=[str(channel) for channel in channels],
     )
-    kind = f"{MessageKind.INSTRUCTIONS}#{(sent_before or 0) + 1}"
-    try:
-        with db.session.begin_nested():
-            queue_text_again(appt, MessageKind.INSTRUCTIONS, kind, now)
-    except IntegrityError:
-        raise MarkNotAllowed("The instructions are already on their way.") from None
-    audit("appointment.resend_instructions", "appointment", appt.id, appt.reference)
+    return channels

@@ -29,6 +29,11 @@ TEXT_NAMES = {
     "sms_opt_out_reply": "Answer to STOP",
     "sms_opt_in_reply": "Answer to START",
     "sms_waitlist_offer": "Text: waitlist offer",
+    "email_confirmation": "Email: booking confirmed (with the calendar file)",
+    "email_rescheduled": "Email: visit moved (with the calendar file)",
+    "email_instructions": "Email: pre-visit instructions",
+    "email_reminder": "Email: reminder",
+    "email_cancellation": "Email: visit cancelled",
 }
 TEXT_PURPOSES = {
     "preconsult_instructions": "What to bring and when to arrive, on the confirmation page "
@@ -49,6 +54,13 @@ TEXT_PURPOSES = {
     "sms_opt_in_reply": "When a patient texts START again.",
     "sms_waitlist_offer": "Sent to patients on a waitlist when a time in their dates opens, "
     "with the link to take it.",
+    "email_confirmation": "Emailed as soon as a visit is booked, to a patient who gave an "
+    "email address.",
+    "email_rescheduled": "Emailed when a visit moves to another time.",
+    "email_instructions": "Emailed when the pre-visit instructions text goes, with the "
+    "location's instructions in full.",
+    "email_reminder": "Emailed when the reminder text goes (the day before the visit).",
+    "email_cancellation": "Emailed when a visit is cancelled.",
 }
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 CHANNEL_NAMES = {"sms": "text", "email": "email"}

@@ -38,6 +38,12 @@
       preview.appendChild(error);
       return;
     }
+    if (result.subject) {
+      const subject = document.createElement("p");
+      subject.id = "preview-subject";
+      subject.textContent = "Subject: " + result.subject;
+      preview.appendChild(subject);
+    }
     const text = result.blocks ? pageOf(result.blocks) : document.createElement("p");
     if (!result.blocks) {
       text.className = "sms sms-out";
@@ -53,6 +59,15 @@
       ? ", " + result.segments + " segment" + (result.segments === 1 ? "" : "s") + " (" + result.encoding + ")"
       : "");
     preview.append(text, count);
+    if (result.html) {
+      const frame = document.createElement("iframe");
+      frame.id = "preview-html";
+      frame.title = "The email as HTML";
+      frame.setAttribute("sandbox", "");
+      frame.srcdoc = result.html;
+      frame.className = "email-preview";
+      preview.appendChild(frame);
+    }
   }
   body.addEventListener("input", function () {
     clearTimeout(timer);

@@ -134,8 +134,10 @@ def test_consent_sits_right_after_the_phone_with_terms_and_privacy(client: Flask
     assert re.search(r"<details>\s*<summary>Read the full text message terms</summary>", consent)
     assert "Consent is not required to book" in consent
     assert 'href="/privacy"' in consent
-    # What the email address is for, truthfully: no email goes out today.
-    assert "We do not send automatic emails" in html
+    # What the email address is for, truthfully: the emails it gets, and how to stop them.
+    hint = html[html.index('id="email-hint"') : html.index('id="email"')]
+    assert "confirmation with a calendar file" in hint and "reminder" in hint
+    assert "link to stop them" in hint and "nothing else" in hint
 
 
 def test_the_stored_consent_is_the_text_the_patient_saw(client: FlaskClient) -> None:

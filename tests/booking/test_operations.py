@@ -24,6 +24,7 @@ from tests.factories import (
     book,
     booking_request,
     cancel,
+    emails_of,
     make_appointment,
     make_location,
     make_slot,
@@ -246,3 +247,28 @@ def test_a_booking_is_a_handful_of_statements_and_no_flush(app: Flask) -> None:
         expected = ["SELECT", "SELECT", "UPDATE", "INSERT", "INSERT", "WITH", "INSERT"]
     assert statements == expected
     assert flushes == []
+
+
+def test_a_booking_with_an_email_address_adds_one_statement(app: Flask) -> None:
+    """Its emails (built whole: text, HTML, .ics) are one more INSERT; nothing is read."""
+    add_message_schedules()
+    app.extensions["staff_edits"].max_age_s = 3600
+    slot = make_slot(starts_at=NOW + timedelta(days=5))
+    warm = booking_request(make_slot(starts_at=NOW + timedelta(days=4)), email="a@example.com")
+    book(warm, now=NOW)
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        appt = book(booking_request(slot, date_of_birth=None, email="luz@example.com"), now=NOW)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert len(texts_of(appt)) == len(emails_of(appt)) == 3
+    if db.engine.dialect.name == "sqlite":
+        expected = ["BEGIN", "SELECT", "UPDATE", "INSERT", "INSERT", "INSERT", "INSERT", "INSERT"]
+    else:
+        expected = ["SELECT", "SELECT", "UPDATE", "INSERT", "INSERT", "WITH", "INSERT"]
+    assert statements == [*expected, "INSERT"]

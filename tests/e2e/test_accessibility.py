@@ -17,6 +17,7 @@ from flask import Flask, abort
 
 from scheduler.appointments.links import manage_token
 from scheduler.extensions import db
+from scheduler.mail.messages import unsubscribe_signature
 from scheduler.models import Appointment, ScheduleException
 from scheduler.waitlist.links import entry_url, offer_url
 from tests.booking.conftest import MONDAY_AFTERNOON, slot_at
@@ -64,7 +65,9 @@ def clinic(app: Flask, frozen: Any) -> dict[str, Any]:
     make_slot(boerne, starts_at=slot_at(1, time(11)), capacity=1)
     full = make_slot(boerne, starts_at=slot_at(2, time(11)), capacity=1)
     make_appointment(full)
-    booked = make_appointment(make_slot(boerne, starts_at=slot_at(4)), language="es")
+    booked = make_appointment(
+        make_slot(boerne, starts_at=slot_at(4)), language="es", email="rosa@example.com"
+    )
     quiet = make_appointment(make_slot(boerne, starts_at=slot_at(5)), sms_consent=False)
     cancelled = make_appointment(make_slot(boerne, starts_at=slot_at(6)))
     cancel(cancelled)
@@ -85,6 +88,11 @@ def clinic(app: Flask, frozen: Any) -> dict[str, Any]:
 
 def manage(appt: Appointment) -> str:
     return f"/manage/{appt.reference}/{manage_token(appt)}"
+
+
+def unsubscribe_path(appt: Appointment) -> str:
+    address = appt.patient.email or ""
+    return f"/email/unsubscribe/{appt.reference}/{unsubscribe_signature(appt.reference, address)}"
 
 
 def public_pages(clinic: dict[str, Any]) -> dict[str, str]:
@@ -111,6 +119,7 @@ def public_pages(clinic: dict[str, Any]) -> dict[str, str]:
         "waitlist from a booking": booked + "/waitlist",
         "waitlist entry": urlsplit(entry_url(clinic["waiting"])).path,
         "waitlist offer": urlsplit(offer_url(clinic["waiting"].offers[0])).path,
+        "stop emails": unsubscribe_path(clinic["booked"]),
         "not found": "/nowhere",
         "outage": "/test-outage",
     }
