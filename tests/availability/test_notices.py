@@ -114,7 +114,7 @@ def test_every_channel_is_asked_once_per_booking_and_it_is_audited(
     location: Location, email_channel: list[str]
 ) -> None:
     day = days_from_today(2)
-    texted = make_appointment(slot_at(location, day, time(14)))
+    texted = make_appointment(slot_at(location, day, time(14)), email="rosa@example.com")
     no_texts = make_appointment(slot_at(location, day, time(15)), sms_consent=False, email=None)
     closure = close(location, day, time(14), time(17), [texted.id, no_texts.id])
     with unit_of_work():
