@@ -91,6 +91,12 @@ def whole(message: EmailMessage) -> str:
     return "\n".join(parts)
 
 
+def without_random_tokens(text: str) -> str:
+    """The text without Message-IDs and signed tokens, whose random digits may spell "830"."""
+    text = re.sub(r"<[^<>\s]+@[^<>\s]+>", "<id>", text)
+    return re.sub(r"[A-Za-z0-9_.-]{20,}", "<token>", text)
+
+
 def test_the_cadence_by_email_without_sms_consent(dispatcher: Dispatcher, smtp: SmtpServer) -> None:
     """Confirmation with the .ics at once, the instructions 72 h and the reminder 24 h before;
     no texts at all without SMS consent; each email exactly once however often we dispatch."""
@@ -201,9 +207,9 @@ def test_spanish_and_the_minimum_necessary(dispatcher: Dispatcher, smtp: SmtpSer
     assert appt.reference in text
     assert "Recibe este correo porque se dio maria.garza@example.com" in text
     assert "Para no recibir más correos nuestros: https://book.example.test/email/" in text
-    content = whole(message)
+    content = without_random_tokens(whole(message).replace(ADDRESS, ""))
     for private in ("Garza-Ortíz", "Garza", "1956", "04/02", appt.patient.phone, "830"):
-        assert private not in content.replace(ADDRESS, "")
+        assert private not in content
     html = html_of(message)
     assert "Freedom Spine &amp; Pain Center" in html
     assert "<p>Hola, María José:</p>" in html
