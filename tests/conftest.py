@@ -46,6 +46,7 @@ DB_KINDS = ["sqlite", "postgresql"]
 # hour so that no slot sits exactly on the minimum notice while the clock ticks.
 CLOCK_START = datetime(2027, 4, 13, 10, 7, tzinfo=CHICAGO)  # 15:07 UTC
 CLOCK_MARK = "clock_sensitive"
+OWN_CLOCK_MARK = "own_clock"
 SERVER_ZONE = ZoneInfo("UTC")
 
 
@@ -102,7 +103,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that sets its own clock touches time: mark it, and set the clock first.
 
     First, so that nothing a fixture does (signing in, booking) happens on
-    another clock than the test's.
+    another clock than the test's. It is also marked ``own_clock``: its clock does
+    not follow ``--clock``, so it runs the same at every session instant.
     """
     for item in items:
         names = getattr(item, "fixturenames", [])
@@ -110,6 +112,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             names.insert(0, "clock")
         if "clock" in names:
             item.add_marker(CLOCK_MARK)
+            item.add_marker(OWN_CLOCK_MARK)
             names.remove("clock")
             names.insert(0, "clock")
 
