@@ -255,10 +255,15 @@ def _closure_notified(who: str, e: AuditEntry, _: Context) -> Sentence:
     return Sentence(text, outcomes)
 
 
-def _channel_order(key: str) -> tuple[int, str]:
-    """Texts first, then emails, each in its results' order."""
-    channel = key.partition("_")[0]
-    return (list(CHANNEL_NAMES).index(channel) if channel in CHANNEL_NAMES else 99, key)
+def _channel_order(key: str) -> tuple[int, int, str]:
+    """Texts first, then emails; in each, who was told first, then who was not and why."""
+    channel, _sep, result = key.partition("_")
+    channels, results = list(CHANNEL_NAMES), list(NOTICE_RESULTS)
+    return (
+        channels.index(channel) if channel in channels else len(channels),
+        results.index(result) if result in results else len(results),
+        key,
+    )
 
 
 def _extra(who: str, e: AuditEntry, _: Context) -> Sentence:
