@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
 
@@ -276,3 +276,20 @@ def test_an_offer_that_runs_out_withdraws_its_email_and_the_next_patient_is_emai
     )
     assert rows["b@example.com"].status == MessageStatus.PENDING
     assert offers_of(slot.id)[1].entry_id == second.id
+
+
+@pytest.mark.clock(datetime(2027, 4, 13, 22, 30, tzinfo=CHICAGO))
+def test_an_offer_email_made_at_night_waits_for_eight_in_the_morning(
+    app: Flask, clock: Clock, dispatcher: Dispatcher, smtp: SmtpServer
+) -> None:
+    slot, appt = freed_place(days_ahead=2)
+    join(slot.location, sms_consent=False, sms_consent_text=None, email="night@example.com")
+    cancel(appt)
+    (offer,) = offers_of(slot.id)
+    morning = datetime(2027, 4, 14, 8, 0, tzinfo=CHICAGO)
+    (email,) = emails()
+    assert offer.sent_at == morning and email.due_at == morning
+    assert dispatcher.dispatch_due(morning.astimezone(UTC) - timedelta(minutes=1)).sent == 0
+    assert not [m for m in smtp.messages if "night@example.com" in str(m["To"])]
+    dispatcher.dispatch_due(morning.astimezone(UTC))
+    assert [m for m in smtp.messages if "night@example.com" in str(m["To"])]
