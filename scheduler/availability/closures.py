@@ -24,6 +24,7 @@ from scheduler.models import (
     HOLDS_SLOT,
     Appointment,
     AppointmentStatus,
+    Channel,
     OutboundMessage,
     ScheduleException,
     Slot,
@@ -41,6 +42,7 @@ class AffectedBooking:
     appointment: Appointment
     moved_to: Appointment | None = None
     notice: OutboundMessage | None = None  # the text sent about the closure, if any
+    email_notice: OutboundMessage | None = None  # the email, if any
 
     @property
     def state(self) -> str:
@@ -71,6 +73,23 @@ class ClosureBookings:
     def to_text(self) -> list[AffectedBooking]:
         """Of those, the ones who agreed to texts."""
         return [b for b in self.to_notify if b.appointment.patient.sms_consent]
+
+    @property
+    def to_email(self) -> list[AffectedBooking]:
+        """Bookings still in the closed time, with an email address, not emailed yet."""
+        return [
+            b
+            for b in self.waiting
+            if b.email_notice is None
+            and b.appointment.status in _NOTIFIABLE
+            and (b.appointment.patient.email or "").strip()
+        ]
+
+    @property
+    def to_reach(self) -> list[AffectedBooking]:
+        """Those one click would send something to: by text, by email, or both."""
+        ids = {b.appointment.id for b in [*self.to_text, *self.to_email]}
+        return [b for b in self.waiting if b.appointment.id in ids]
 
 
 _NOTIFIABLE = frozenset({AppointmentStatus.BOOKED, AppointmentStatus.CONFIRMED})
@@ -144,7 +163,7 @@ def _add_moves_and_notices(bookings: list[AffectedBooking]) -> None:
         )
     }
     notices = {
-        m.appointment_id: m
+        (m.appointment_id, m.channel): m
         for m in db.session.scalars(
             select(OutboundMessage).where(
                 OutboundMessage.appointment_id.in_(ids), OutboundMessage.kind == NOTICE_KIND
@@ -152,8 +171,10 @@ def _add_moves_and_notices(bookings: list[AffectedBooking]) -> None:
         )
     }
     for booking in bookings:
-        booking.moved_to = moved.get(booking.appointment.id)
-        booking.notice = notices.get(booking.appointment.id)
+        appointment_id = booking.appointment.id
+        booking.moved_to = moved.get(appointment_id)
+        booking.notice = notices.get((appointment_id, Channel.SMS))
+        booking.email_notice = notices.get((appointment_id, Channel.EMAIL))
 
 
 def closures_on(location_ids: Sequence[int], day: date) -> list[ScheduleException]:

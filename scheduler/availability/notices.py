@@ -1,11 +1,13 @@
 """Telling the patients a closure affects: one action sends each a link to choose a new time.
 
 The link is the patient's own manage link. Each channel in ``CHANNELS`` gets every
-affected booking still waiting in the closed time and says what it did; the SMS
+affected booking still waiting in the closed time and says what it did. The SMS
 channel puts a text in the outbox like any other text, so consent, opt-out,
 sending hours and the per-number cap all apply (the dispatcher checks the last
-three when the text is due). Another channel (email) registers itself here with
-``register_channel``. A booking is told once per channel: a second click only
+three when the text is due). The email channel emails patients who gave an
+address, through the same outbox (sending hours, the per-address cap); an
+unsubscribed address gets a row stored suppressed, so the board and a second
+click know it was tried. A booking is told once per channel: a second click only
 reaches those added since. The caller's unit of work commits.
 """
 
@@ -21,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from scheduler.audit import audit
 from scheduler.availability.closures import NOTICE_KIND, AffectedBooking, bookings_of_closure
 from scheduler.extensions import db
+from scheduler.mail.outbox import UNSUBSCRIBED, email_address_of, queue_email, unsubscribed_at
 from scheduler.models import MessageKind, PhoneNumberState, ScheduleException
 from scheduler.sms.outbox import queue_text_again
 
@@ -30,6 +33,10 @@ ALREADY = "already"  # this booking was told already
 NO_CONSENT = "no_consent"  # the patient did not agree to this channel: call them
 OPTED_OUT = "opted_out"  # the number replied STOP: call them
 NOT_AHEAD = "not_ahead"  # the visit's time has passed
+NO_ADDRESS = "no_address"  # the patient gave no email address
+# UNSUBSCRIBED (the outbox's "unsubscribed"): the address asked for no more emails.
+# What a channel did that reached the patient.
+REACHED = frozenset({SENT, ALREADY})
 
 Channel = Callable[[AffectedBooking, datetime], str]
 
@@ -55,7 +62,31 @@ def text_reschedule_link(booking: AffectedBooking, now: datetime) -> str:
     return SENT
 
 
-CHANNELS: dict[str, Channel] = {"sms": text_reschedule_link}
+def email_reschedule_link(booking: AffectedBooking, now: datetime) -> str:
+    """Queue the closure email with the patient's manage link, if they gave an address."""
+    appt = booking.appointment
+    address = email_address_of(appt)
+    if address is None:
+        return NO_ADDRESS
+    if booking.email_notice is not None:
+        told = booking.email_notice.status_reason != UNSUBSCRIBED
+        return ALREADY if told else UNSUBSCRIBED
+    unsubscribed = unsubscribed_at(address) is not None
+    try:
+        with db.session.begin_nested():  # a colleague's click at the same moment queued it
+            queue_email(
+                appt,
+                MessageKind.CLOSURE_NOTICE,
+                now,
+                stored_kind=NOTICE_KIND,
+                status_reason=UNSUBSCRIBED if unsubscribed else None,
+            )
+    except IntegrityError:
+        return ALREADY
+    return UNSUBSCRIBED if unsubscribed else SENT
+
+
+CHANNELS: dict[str, Channel] = {"sms": text_reschedule_link, "email": email_reschedule_link}
 
 
 def register_channel(name: str, channel: Channel) -> None:
@@ -74,6 +105,19 @@ class NoticeOutcome:
     @property
     def sent_count(self) -> int:
         return sum(len(by.get(SENT, [])) for by in self.results.values())
+
+    @property
+    def unreached(self) -> list[str]:
+        """Bookings ahead that no channel reached, now or before: staff call them."""
+        seen: dict[str, bool] = {}
+        for by in self.results.values():
+            for result, refs in by.items():
+                for ref in refs:
+                    if result == NOT_AHEAD:
+                        seen[ref] = True
+                    else:
+                        seen[ref] = seen.get(ref, False) or result in REACHED
+        return [ref for ref, reached in seen.items() if not reached]
 
 
 def notify_closure(closure: ScheduleException, now: datetime) -> NoticeOutcome:

@@ -41,6 +41,8 @@ EMAIL_TEMPLATE_KEYS = (
     "email_instructions",
     "email_reminder",
     "email_cancellation",
+    "email_closure_notice",
+    "email_waitlist_offer",
 )
 # Pages of the public site whose words admins edit.
 PAGE_KEYS = ("preconsult_instructions", "privacy_notice")

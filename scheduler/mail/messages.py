@@ -44,6 +44,7 @@ from scheduler.i18n import FORMAT_LOCALES
 from scheduler.models import Appointment, Location, MessageKind
 from scheduler.sms.texts import (
     APPOINTMENT_FIELDS,
+    OFFER_FIELDS,
     TemplateError,
     clinic_values,
     instructions_url,
@@ -53,12 +54,16 @@ from scheduler.sms.texts import (
 from scheduler.urls import public_url
 
 EMAIL_FIELDS = APPOINTMENT_FIELDS | {"address"}
+# A waitlist offer is about no booking: no reference, no manage link.
+OFFER_EMAIL_FIELDS = OFFER_FIELDS | {"address"}
 EMAIL_TEMPLATE_FIELDS: dict[str, frozenset[str]] = {
     "email_confirmation": EMAIL_FIELDS,
     "email_rescheduled": EMAIL_FIELDS,
     "email_reminder": EMAIL_FIELDS,
     "email_cancellation": EMAIL_FIELDS,
     "email_instructions": EMAIL_FIELDS | {"instructions"},
+    "email_closure_notice": EMAIL_FIELDS,
+    "email_waitlist_offer": OFFER_EMAIL_FIELDS,
 }
 EMAIL_TEMPLATE_OF_KIND = {
     MessageKind.CONFIRMATION: "email_confirmation",
@@ -66,6 +71,8 @@ EMAIL_TEMPLATE_OF_KIND = {
     MessageKind.INSTRUCTIONS: "email_instructions",
     MessageKind.REMINDER: "email_reminder",
     MessageKind.CANCELLATION: "email_cancellation",
+    MessageKind.CLOSURE_NOTICE: "email_closure_notice",
+    MessageKind.WAITLIST_OFFER: "email_waitlist_offer",
 }
 # The emails that carry the visit as a calendar file.
 WITH_CALENDAR_FILE = frozenset({MessageKind.CONFIRMATION, MessageKind.RESCHEDULED})
@@ -244,19 +251,24 @@ def unsubscribe_url(reference: str, address: str) -> str:
     )
 
 
-def footer(address: str, link: str) -> str:
+def footer(address: str, link: str, given_for: str = "appointment") -> str:
+    """Why the email came (an address given for a booking, or for the waitlist) and how
+    to get no more."""
     clinic = current_app.config["CLINIC_NAME"]
-    return "\n".join(
-        [
-            _(
-                "You get this email because %(address)s was given for an appointment "
-                "at %(clinic)s.",
-                address=address,
-                clinic=clinic,
-            ),
-            _("To get no more emails from us: %(link)s", link=link),
-        ]
+    why = (
+        _(
+            "You get this email because %(address)s was given to join a waitlist at %(clinic)s.",
+            address=address,
+            clinic=clinic,
+        )
+        if given_for == "waitlist"
+        else _(
+            "You get this email because %(address)s was given for an appointment at %(clinic)s.",
+            address=address,
+            clinic=clinic,
+        )
     )
+    return "\n".join([why, _("To get no more emails from us: %(link)s", link=link)])
 
 
 # -- the message ---------------------------------------------------------------------------
@@ -273,15 +285,24 @@ def new_message_id() -> str:
 
 
 def build_email(
-    appt: Appointment, kind: MessageKind, rendered: RenderedEmail, to: str, now: datetime
+    rendered: RenderedEmail,
+    to: str,
+    now: datetime,
+    *,
+    reference: str,
+    language: str,
+    calendar_of: Appointment | None = None,
+    given_for: str = "appointment",
 ) -> EmailMessage:
-    """The whole email: headers (List-Unsubscribe, one click), text, HTML, maybe the .ics.
+    """The whole email: headers (List-Unsubscribe, one click), text, HTML, and the visit's
+    .ics when ``calendar_of`` is given.
 
+    ``reference`` (an appointment's, or a waitlist request's) is in the unsubscribe link.
     Called under the patient's locale (the footer and the calendar file are gettext).
     """
     config = current_app.config
-    link = unsubscribe_url(appt.reference, to)
-    notice = footer(to, link)
+    link = unsubscribe_url(reference, to)
+    notice = footer(to, link, given_for)
     name, address = sender()
     message = EmailMessage(policy=MAIL_POLICY)
     message["Subject"] = rendered.subject
@@ -294,18 +315,20 @@ def build_email(
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(f"{rendered.text}\n\n-- \n{notice}\n")
     message.add_alternative(html_of(rendered.subject, rendered.text, notice), subtype="html")
-    if kind in WITH_CALENDAR_FILE:
+    if calendar_of is not None:
         domain = urlsplit(config["PUBLIC_BASE_URL"]).hostname or "localhost"
-        calendar = appointment_ics(appt, config["CLINIC_NAME"], domain, now, manage_url(appt))
+        calendar = appointment_ics(
+            calendar_of, config["CLINIC_NAME"], domain, now, manage_url(calendar_of)
+        )
         message.add_attachment(
             calendar,
             maintype="text",
             subtype="calendar",
-            filename=f"{appt.reference}.ics",
+            filename=f"{calendar_of.reference}.ics",
             params={"method": "PUBLISH"},
         )
     # After the content: set_content clears every Content-* header.
-    message["Content-Language"] = appt.patient.language
+    message["Content-Language"] = language
     return message
 
 

@@ -19,6 +19,7 @@ INSERT, like its texts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -32,6 +33,7 @@ from scheduler.database import connection
 from scheduler.extensions import db
 from scheduler.mail.messages import (
     EMAIL_TEMPLATE_OF_KIND,
+    WITH_CALENDAR_FILE,
     build_email,
     email_values,
     rendered_in_language,
@@ -40,6 +42,7 @@ from scheduler.models import (
     Appointment,
     Channel,
     EmailAddressState,
+    Location,
     MessageKind,
     MessageStatus,
     OutboundMessage,
@@ -70,6 +73,42 @@ def unsubscribed_at(address: str) -> datetime | None:
     )
 
 
+@dataclass(frozen=True)
+class EmailAbout:
+    """What an email is about and whom it goes to: an appointment, or a waitlist offer
+    (which has no appointment)."""
+
+    address: str
+    language: str
+    location: Location
+    # In the unsubscribe link: the appointment's reference, or the waitlist request's.
+    reference: str
+    # The placeholders' values, in ``language``.
+    values: Mapping[str, str]
+    # Never sent at or after this (the visit, or the offered place's minimum notice).
+    send_before: datetime
+    appointment: Appointment | None = None
+    waitlist_offer_id: int | None = None
+    given_for: str = "appointment"
+
+
+def about_appointment(
+    appt: Appointment,
+    address: str,
+    extra_values: Mapping[str, str] | None = None,
+    send_before: datetime | None = None,
+) -> EmailAbout:
+    return EmailAbout(
+        address=address,
+        language=appt.patient.language,
+        location=appt.slot.location,
+        reference=appt.reference,
+        values={**email_values(appt), **(extra_values or {})},
+        send_before=send_before or appt.slot.starts_at,
+        appointment=appt,
+    )
+
+
 def queue_email(
     appt: Appointment,
     kind: MessageKind,
@@ -79,11 +118,12 @@ def queue_email(
     stored_kind: str | None = None,
     values: Mapping[str, str] | None = None,
     send_before: datetime | None = None,
+    status_reason: str | None = None,
 ) -> bool:
     """Queue one email of ``kind`` about ``appt`` to the patient's address, in the caller's
     transaction; False (nothing queued) when the patient gave no address.
 
-    The entry point for other features (waitlist offers). The email is the kind's
+    The entry point for other features (closure notices). The email is the kind's
     template (``EMAIL_TEMPLATE_OF_KIND``; a new kind adds its key there, in
     ``EMAIL_TEMPLATE_FIELDS`` and ``EMAIL_TEMPLATE_KEYS``, with default files in
     scheduler/content/) filled with the appointment's values plus ``values`` (say an
@@ -92,77 +132,89 @@ def queue_email(
     unsubscribed. ``stored_kind`` names the row when one appointment may get several of
     a kind ("offer#3"): the outbox keeps one per appointment, kind and channel, and the
     database refuses a second (IntegrityError: queue it in a savepoint if that can happen).
+    ``status_reason`` stores the row suppressed for that reason (it never goes out, and
+    says why: "unsubscribed").
     """
     address = email_address_of(appt)
     if address is None:
         return False
-    _add_emails(
-        appt,
-        [(kind, due or now)],
-        now,
-        address,
-        stored_kind,
-        extra_values=values,
-        send_before=send_before,
-    )
+    about = about_appointment(appt, address, values, send_before)
+    _add_emails(about, [(kind, due or now)], now, stored_kind, status_reason)
     return True
+
+
+def queue_offer_email(about: EmailAbout, due: datetime, now: datetime) -> None:
+    """A waitlist offer's email (``about.waitlist_offer_id``; no appointment); ``due`` is
+    inside sending hours already (the offer's ``sent_at``)."""
+    _add_emails(about, [(MessageKind.WAITLIST_OFFER, due)], now)
 
 
 def queue_appointment_emails(appt: Appointment, now: datetime, moved: bool = False) -> None:
     """The confirmation (or moved-to notice), instructions and reminder of a new booking."""
     address = email_address_of(appt)
     if address is not None:
-        _add_emails(appt, planned_messages(appt, now, moved), now, address)
+        _add_emails(about_appointment(appt, address), planned_messages(appt, now, moved), now)
 
 
 def queue_cancellation_email(appt: Appointment, now: datetime) -> None:
     cancel_pending_emails(appt.id, "appointment_cancelled", now)
     address = email_address_of(appt)
     if address is not None:
-        _add_emails(appt, [(MessageKind.CANCELLATION, now)], now, address)
+        _add_emails(about_appointment(appt, address), [(MessageKind.CANCELLATION, now)], now)
 
 
 def cancel_pending_emails(appointment_id: int, reason: str, now: datetime) -> int:
     return cancel_pending(OM.appointment_id == appointment_id, reason, now, channel=Channel.EMAIL)
 
 
+def cancel_offer_emails(offer_ids: list[int], reason: str, now: datetime) -> int:
+    """Offer emails not sent yet never go out (the offer was taken, ran out or withdrawn)."""
+    if not offer_ids:
+        return 0
+    return cancel_pending(OM.waitlist_offer_id.in_(offer_ids), reason, now, channel=Channel.EMAIL)
+
+
 def _add_emails(
-    appt: Appointment,
+    about: EmailAbout,
     planned: list[tuple[MessageKind, datetime]],
     now: datetime,
-    address: str,
     stored_kind: str | None = None,
-    extra_values: Mapping[str, str] | None = None,
-    send_before: datetime | None = None,
+    status_reason: str | None = None,
 ) -> None:
-    patient = appt.patient
-    language = patient.language
-    location = appt.slot.location
-    visit = send_before or appt.slot.starts_at
+    language = about.language
     tz = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
     hours = sending_hours()
     keys = [EMAIL_TEMPLATE_OF_KIND[kind] for kind, _ in planned]
-    templates = contents_for(keys, location, language)
-    values = {**email_values(appt), **(extra_values or {})}
+    templates = contents_for(keys, about.location, language)
+    appt = about.appointment
     rows = []
     with force_locale(language):
         for kind, due in planned:
             key = EMAIL_TEMPLATE_OF_KIND[kind]
             rendered = rendered_in_language(
-                key, templates[key], values, language, default_text(key, language)
+                key, templates[key], about.values, language, default_text(key, language)
             )
-            message = build_email(appt, kind, rendered, address, now)
-            moment = sending_time(due, tz, hours, send_before=visit)
+            message = build_email(
+                rendered,
+                about.address,
+                now,
+                reference=about.reference,
+                language=language,
+                calendar_of=appt if kind in WITH_CALENDAR_FILE else None,
+                given_for=about.given_for,
+            )
+            moment = sending_time(due, tz, hours, send_before=about.send_before)
             # An unsubscribed address is not looked up here (one statement less per
             # booking): the dispatcher never claims its emails and suppresses them.
-            reason = None if moment else "visit_before_sending_hours"
+            reason = status_reason or (None if moment else "visit_before_sending_hours")
             rows.append(
                 {
-                    "appointment_id": appt.id,
+                    "appointment_id": appt.id if appt is not None else None,
+                    "waitlist_offer_id": about.waitlist_offer_id,
                     "kind": str(stored_kind or kind),
                     "channel": Channel.EMAIL,
                     "to_phone": None,
-                    "to_email": address,
+                    "to_email": about.address,
                     "language": language,
                     "subject": rendered.subject,
                     "body": rendered.text,
@@ -170,7 +222,7 @@ def _add_emails(
                     "status": MessageStatus.SUPPRESSED if reason else MessageStatus.PENDING,
                     "status_reason": reason,
                     "due_at": moment or due,
-                    "send_before": visit,
+                    "send_before": about.send_before,
                     "created_at": now,
                     "updated_at": now,
                 }

@@ -19,32 +19,54 @@ from scheduler.i18n import use_patient_language
 from scheduler.mail.messages import unsubscribe_signature
 from scheduler.mail.outbox import unsubscribe as unsubscribe_address
 from scheduler.mail.outbox import unsubscribed_at
-from scheduler.models import Appointment, Channel, OutboundMessage, utcnow
+from scheduler.models import (
+    Appointment,
+    Channel,
+    OutboundMessage,
+    WaitlistEntry,
+    WaitlistOffer,
+    utcnow,
+)
 
 bp = Blueprint("mail", __name__)
 
 
-def _address_of_link(reference: str, token: str) -> tuple[Appointment, str]:
-    """The appointment and the address the link was made for; 404 for any other link."""
-    if len(reference) > 20 or len(token) != 32:
-        abort(404)
+def _addresses_of_reference(reference: str) -> tuple[str, set[str]] | None:
+    """The patient's language and the addresses emailed about this reference: an
+    appointment's, or a waitlist request's (its offers); None when it is neither."""
     appt = db.session.scalar(select(Appointment).where(Appointment.reference == reference))
-    if appt is None:
-        abort(404)
+    if appt is not None:
+        about = OutboundMessage.appointment_id == appt.id
+        patient, language = appt.patient, appt.patient.language
+    else:
+        entry = db.session.scalar(select(WaitlistEntry).where(WaitlistEntry.reference == reference))
+        if entry is None:
+            return None
+        offers = select(WaitlistOffer.id).where(WaitlistOffer.entry_id == entry.id)
+        about = OutboundMessage.waitlist_offer_id.in_(offers)
+        patient, language = entry.patient, entry.language
     emailed = db.session.scalars(
         select(OutboundMessage.to_email)
-        .where(
-            OutboundMessage.appointment_id == appt.id,
-            OutboundMessage.channel == Channel.EMAIL,
-        )
+        .where(about, OutboundMessage.channel == Channel.EMAIL)
         .distinct()
     ).all()
     candidates = {address for address in emailed if address}
-    if appt.patient.email:
-        candidates.add(appt.patient.email.strip().lower())
+    if patient.email:
+        candidates.add(patient.email.strip().lower())
+    return language, candidates
+
+
+def _address_of_link(reference: str, token: str) -> tuple[str, str]:
+    """The patient's language and the address the link was made for; 404 for any other."""
+    if len(reference) > 20 or len(token) != 32:
+        abort(404)
+    found = _addresses_of_reference(reference)
+    if found is None:
+        abort(404)
+    language, candidates = found
     for address in sorted(candidates):
         if hmac.compare_digest(unsubscribe_signature(reference, address), token):
-            return appt, address
+            return language, address
     abort(404)
 
 
@@ -56,8 +78,8 @@ def masked(address: str) -> str:
 
 @bp.route("/email/unsubscribe/<reference>/<token>", methods=["GET", "POST"])
 def unsubscribe(reference: str, token: str) -> str | Response:
-    appt, address = _address_of_link(reference, token)
-    use_patient_language(appt.patient.language)
+    language, address = _address_of_link(reference, token)
+    use_patient_language(language)
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     if request.method == "POST":
         with unit_of_work():

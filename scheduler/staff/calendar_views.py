@@ -15,7 +15,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response
 
-from scheduler.availability.notices import ALREADY, NO_CONSENT, OPTED_OUT
+from scheduler.availability.notices import ALREADY, SENT, NoticeOutcome
 from scheduler.availability.notices import notify_closure as send_closure_notices
 from scheduler.availability.operations import active_locations, current_booking_window
 from scheduler.database import unit_of_work
@@ -175,6 +175,28 @@ def week_page(
     )
 
 
+def _patients(count: int) -> str:
+    return f"{count} patient{'s' if count != 1 else ''}"
+
+
+def notice_summary(outcome: NoticeOutcome) -> list[str]:
+    """Who will get a text, who an email, who had them already, and whom to call."""
+    texted, emailed = outcome.references("sms", SENT), outcome.references("email", SENT)
+    parts = []
+    if texted or not emailed:
+        parts.append(f"{_patients(len(texted))} will get a text to choose a new time.")
+    if emailed:
+        parts.append(f"{_patients(len(emailed))} will get an email to choose a new time.")
+    unreached = outcome.unreached
+    if unreached:
+        parts.append(f"Call {', '.join(unreached)}: no text or email reaches them.")
+    for channel, name in (("sms", "text"), ("email", "email")):
+        before = outcome.references(channel, ALREADY)
+        if before:
+            parts.append(f"{len(before)} had the {name} already.")
+    return parts
+
+
 @bp.post("/closures/<int:closure_id>/notify")
 def notify_closure(closure_id: int) -> Response:
     """Send everyone a closure left without their visit a link to choose a new time."""
@@ -186,15 +208,6 @@ def notify_closure(closure_id: int) -> Response:
     require_location(current_user, closure.location_id)
     with unit_of_work():
         outcome = send_closure_notices(closure, utcnow())
-    sent = outcome.references("sms", "sent")
-    parts = [
-        f"{len(sent)} patient{'s' if len(sent) != 1 else ''} will get a text to choose a new time."
-    ]
-    call = outcome.references("sms", NO_CONSENT) + outcome.references("sms", OPTED_OUT)
-    if call:
-        parts.append(f"Call {', '.join(call)}: they do not get texts.")
-    if outcome.references("sms", ALREADY):
-        parts.append(f"{len(outcome.references('sms', ALREADY))} had the text already.")
-    flash(" ".join(parts), "success")
+    flash(" ".join(notice_summary(outcome)), "success")
     default = board_url(closure.day, closure.location.slug)
     return redirect(safe_next(request.form.get("return_to"), default))

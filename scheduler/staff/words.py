@@ -34,6 +34,8 @@ TEXT_NAMES = {
     "email_instructions": "Email: pre-visit instructions",
     "email_reminder": "Email: reminder",
     "email_cancellation": "Email: visit cancelled",
+    "email_closure_notice": "Email: the clinic closed at the visit's time",
+    "email_waitlist_offer": "Email: waitlist offer",
 }
 TEXT_PURPOSES = {
     "preconsult_instructions": "What to bring and when to arrive, on the confirmation page "
@@ -61,16 +63,24 @@ TEXT_PURPOSES = {
     "location's instructions in full.",
     "email_reminder": "Emailed when the reminder text goes (the day before the visit).",
     "email_cancellation": "Emailed when a visit is cancelled.",
+    "email_closure_notice": "Emailed when staff tell the patients of a closure to choose a new "
+    "time, to those who gave an email address.",
+    "email_waitlist_offer": "Emailed to patients on a waitlist who gave an email address when a "
+    "time in their dates opens, with the link to take it.",
 }
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish"}
 CHANNEL_NAMES = {"sms": "text", "email": "email"}
 NOTICE_RESULTS = {
     "sent": "told",
     "already": "told before",
-    "no_consent": "to call, no consent",
-    "opted_out": "to call, opted out",
+    "no_consent": "no consent",
+    "opted_out": "opted out",
+    "no_address": "no email address",
+    "unsubscribed": "unsubscribed",
     "not_ahead": "visit already past",
 }
+# Results that reached the patient (the others: staff call them, unless another channel did).
+NOTICE_REACHED = frozenset({"sent", "already", "not_ahead"})
 WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 DIFF_LINES = 6
 
@@ -221,7 +231,8 @@ def _closure(who: str, e: AuditEntry, _: Context) -> Sentence:
 
 
 def _closure_notified(who: str, e: AuditEntry, _: Context) -> Sentence:
-    """The patients of a closure told to choose a new time: who was, and who was not."""
+    """The patients of a closure told to choose a new time: by text, by email, and whom
+    no channel reached (staff call them)."""
     d = e.details
     reason = f" ({d['reason']})" if d.get("reason") else ""
     text = (
@@ -229,12 +240,30 @@ def _closure_notified(who: str, e: AuditEntry, _: Context) -> Sentence:
         f"{reason} to choose a new time"
     )
     outcomes = []
-    for key, refs in sorted(d.items()):
+    reached: dict[str, bool] = {}
+    for key, refs in sorted(d.items(), key=lambda item: _channel_order(item[0])):
         channel, _sep, result = key.partition("_")
-        if isinstance(refs, list) and refs:
-            said = NOTICE_RESULTS.get(result, result.replace("_", " "))
-            outcomes.append(f"{said} ({CHANNEL_NAMES.get(channel, channel)}): {', '.join(refs)}")
+        if channel not in CHANNEL_NAMES or not isinstance(refs, list) or not refs:
+            continue
+        said = NOTICE_RESULTS.get(result, result.replace("_", " "))
+        outcomes.append(f"{said} ({CHANNEL_NAMES[channel]}): {', '.join(refs)}")
+        for ref in refs:
+            reached[ref] = reached.get(ref, False) or result in NOTICE_REACHED
+    unreached = [ref for ref, was in reached.items() if not was]
+    if unreached:
+        outcomes.append(f"to call: {', '.join(unreached)}")
     return Sentence(text, outcomes)
+
+
+def _channel_order(key: str) -> tuple[int, int, str]:
+    """Texts first, then emails; in each, who was told first, then who was not and why."""
+    channel, _sep, result = key.partition("_")
+    channels, results = list(CHANNEL_NAMES), list(NOTICE_RESULTS)
+    return (
+        channels.index(channel) if channel in channels else len(channels),
+        results.index(result) if result in results else len(results),
+        key,
+    )
 
 
 def _extra(who: str, e: AuditEntry, _: Context) -> Sentence:

@@ -2,8 +2,10 @@
 
 A channel says whether the patient asked for it, why it cannot reach them
 now (no consent, opted out, over the cap), how to queue the offer's message
-in the outbox and how to withdraw messages not sent yet. A second channel
-(email) is one more entry in ``OFFER_CHANNELS``.
+in the outbox and how to withdraw messages not sent yet: texts (SMS consent,
+not opted out, under the per-number cap) and emails (an address given, not
+unsubscribed, under the per-address cap). A patient who asked for both gets both,
+and both are withdrawn together.
 """
 
 from __future__ import annotations
@@ -16,6 +18,16 @@ from zoneinfo import ZoneInfo
 from flask import current_app
 
 from scheduler.content import content_for
+from scheduler.display import public_address
+from scheduler.mail.caps import WINDOW as EMAIL_WINDOW
+from scheduler.mail.caps import emails_to_address_since
+from scheduler.mail.messages import email_date, email_time
+from scheduler.mail.outbox import (
+    EmailAbout,
+    cancel_offer_emails,
+    queue_offer_email,
+    unsubscribed_at,
+)
 from scheduler.models import WaitlistEntry, WaitlistOffer
 from scheduler.sms.caps import WINDOW, texts_to_number_since
 from scheduler.sms.outbox import cancel_offer_texts, is_opted_out, queue_offer_text
@@ -90,7 +102,68 @@ TEXT = OfferChannel(
     queue=_queue_text,
     withdraw=cancel_offer_texts,
 )
-OFFER_CHANNELS: dict[str, OfferChannel] = {TEXT.name: TEXT}
+
+
+def email_address_of_entry(entry: WaitlistEntry) -> str | None:
+    address = (entry.patient.email or "").strip().lower()
+    return address or None
+
+
+def offer_email_values(offer: WaitlistOffer) -> dict[str, str]:
+    """What an offer's email says: the text's minimum necessary, with the long date and
+    the location's address (no reference, no booking: there is none yet)."""
+    entry, slot = offer.entry, offer.slot
+    location = slot.location
+    local = slot.starts_at.astimezone(ZoneInfo(location.timezone))
+    return {
+        **clinic_values(),
+        "first_name": entry.patient.first_name,
+        "location": location.name,
+        "address": public_address(location),
+        "date": email_date(local, entry.language),
+        "time": email_time(local, entry.language),
+        "offer_url": offer_url(offer),
+        "minutes": str(current_app.config["WAITLIST_OFFER_MINUTES"]),
+    }
+
+
+def _email_refusal(entry: WaitlistEntry, now: datetime) -> str | None:
+    address = email_address_of_entry(entry)
+    if address is None:
+        return "no_email_address"
+    if unsubscribed_at(address) is not None:
+        return "unsubscribed"
+    cap = current_app.config["MAIL_MAX_PER_ADDRESS_PER_DAY"]
+    if emails_to_address_since(address, now - EMAIL_WINDOW) >= cap:
+        return "address_daily_cap"
+    return None
+
+
+def _queue_email(offer: WaitlistOffer, now: datetime) -> None:
+    entry = offer.entry
+    address = email_address_of_entry(entry)
+    assert address is not None  # the refusal said so
+    about = EmailAbout(
+        address=address,
+        language=entry.language,
+        location=offer.slot.location,
+        reference=entry.reference,
+        values=offer_email_values(offer),
+        send_before=offer.slot.starts_at - minimum_notice(),
+        waitlist_offer_id=offer.id,
+        given_for="waitlist",
+    )
+    queue_offer_email(about, offer.sent_at, now)
+
+
+EMAIL = OfferChannel(
+    name="email",
+    wanted=lambda entry: entry.by_email,
+    refusal=_email_refusal,
+    queue=_queue_email,
+    withdraw=cancel_offer_emails,
+)
+OFFER_CHANNELS: dict[str, OfferChannel] = {TEXT.name: TEXT, EMAIL.name: EMAIL}
 
 
 def channels_reaching(entry: WaitlistEntry, now: datetime) -> list[OfferChannel]:

@@ -184,11 +184,12 @@ def offer_by_hand(entry: WaitlistEntry, slot_id: int, staff: Actor, now: datetim
         raise BookingError("This patient is no longer on the waitlist.")
     goes_out = next_sending_moment(now, ZoneInfo(slot.location.timezone), sending_hours())
     if goes_out >= slot.starts_at - minimum_notice():
-        raise SlotNotBookable("This time is within the minimum notice by the time texts go out.")
+        raise SlotNotBookable("This time is within the minimum notice by the time offers go out.")
     offer = _make_offer(entry, slot, now, goes_out, staff.audit_label)
     if offer is None:
         raise BookingError(
-            "No offer can reach this patient now (no consent, opted out, or at the daily cap)."
+            "No offer can reach this patient now (no text consent or email address, "
+            "opted out or unsubscribed, or at the daily cap)."
         )
     audit_now(
         "waitlist.offer",

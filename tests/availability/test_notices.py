@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import date, time, timedelta
+from email.message import EmailMessage
 
 import pytest
 from flask import Flask
@@ -11,23 +13,36 @@ from sqlalchemy import select
 
 from scheduler.availability import notices
 from scheduler.availability.changes import change_availability
-from scheduler.availability.closures import AffectedBooking, bookings_of_closure
+from scheduler.availability.closures import bookings_of_closure
 from scheduler.availability.operations import sync_slots
 from scheduler.database import unit_of_work
 from scheduler.extensions import db
-from scheduler.models import AuditEntry, Location, ScheduleException, Slot, utcnow
+from scheduler.mail.outbox import UNSUBSCRIBED, unsubscribe
+from scheduler.models import (
+    AuditEntry,
+    Location,
+    OutboundMessage,
+    ScheduleException,
+    Slot,
+    utcnow,
+)
+from scheduler.sms.backends import ConsoleBackend
 from scheduler.sms.dispatch import Dispatcher
+from scheduler.staff.words import describe
 from tests.factories import (
     add_weekly_hours,
     cancel,
     days_from_today,
+    emails_of,
     local_instant,
     make_appointment,
     make_location,
     move,
     texts_of,
 )
+from tests.mail.conftest import smtp_settings
 from tests.sms.conftest import twilio_settings
+from tests.smtp_server import SmtpServer
 from tests.twilio_server import FakeTwilio
 
 pytestmark = pytest.mark.clock  # Tuesday 13 April 2027, 10:07 Central
@@ -40,6 +55,12 @@ def location(app: Flask) -> Location:
     with unit_of_work():
         sync_slots(location, days_from_today(0), days_from_today(14))
     return location
+
+
+def plain(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
 
 
 def slot_at(location: Location, day: date, at: time) -> Slot:
@@ -75,22 +96,6 @@ def fake_twilio() -> Iterator[FakeTwilio]:
         yield server
 
 
-@pytest.fixture
-def email_channel() -> Iterator[list[str]]:
-    """A second channel, as email will register itself."""
-    reached: list[str] = []
-
-    def email(booking: AffectedBooking, now: datetime) -> str:
-        if not booking.appointment.patient.email:
-            return notices.NO_CONSENT
-        reached.append(booking.appointment.reference)
-        return notices.SENT
-
-    notices.register_channel("email", email)
-    yield reached
-    del notices.CHANNELS["email"]
-
-
 def test_a_closure_affects_the_bookings_in_its_hours_and_those_moved_since(
     location: Location,
 ) -> None:
@@ -110,11 +115,9 @@ def test_a_closure_affects_the_bookings_in_its_hours_and_those_moved_since(
     assert moved.moved_to is not None and moved.moved_to.rescheduled_from_id == moving.id
 
 
-def test_every_channel_is_asked_once_per_booking_and_it_is_audited(
-    location: Location, email_channel: list[str]
-) -> None:
+def test_every_channel_is_asked_once_per_booking_and_it_is_audited(location: Location) -> None:
     day = days_from_today(2)
-    texted = make_appointment(slot_at(location, day, time(14)), email="rosa@example.com")
+    texted = make_appointment(slot_at(location, day, time(14)), email="Rosa@Example.com")
     no_texts = make_appointment(slot_at(location, day, time(15)), sms_consent=False, email=None)
     closure = close(location, day, time(14), time(17), [texted.id, no_texts.id])
     with unit_of_work():
@@ -122,21 +125,35 @@ def test_every_channel_is_asked_once_per_booking_and_it_is_audited(
     assert outcome.references("sms", notices.SENT) == [texted.reference]
     assert outcome.references("sms", notices.NO_CONSENT) == [no_texts.reference]
     assert outcome.references("email", notices.SENT) == [texted.reference]
-    assert outcome.references("email", notices.NO_CONSENT) == [no_texts.reference]
-    assert email_channel == [texted.reference]
+    assert outcome.references("email", notices.NO_ADDRESS) == [no_texts.reference]
+    assert outcome.unreached == [no_texts.reference]
     message = texts_of(texted)["closure_notice"]
     assert (
         message.status == "pending"
         and message.send_before == slot_at(location, day, time(14)).starts_at
     )
+    email = emails_of(texted)["closure_notice"]
+    assert (email.status, email.to_email) == ("pending", "rosa@example.com")
+    assert email.send_before == slot_at(location, day, time(14)).starts_at
+    assert f"/manage/{texted.reference}/" in email.body
+    assert emails_of(no_texts) == {}
     entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "closure.notified"))
     assert entry is not None and entry.details["sms_sent"] == [texted.reference]
+    assert entry.details["email_sent"] == [texted.reference]
+    assert entry.details["email_no_address"] == [no_texts.reference]
     assert entry.details["reason"] == "Roof repair"
-    # Again: the text is not queued twice.
+    # Again: neither the text nor the email is queued twice.
     with unit_of_work():
         again = notices.notify_closure(closure, utcnow())
     assert again.references("sms", notices.ALREADY) == [texted.reference]
-    assert again.sent_count == 1  # only the test's email channel, which keeps no record
+    assert again.references("email", notices.ALREADY) == [texted.reference]
+    assert again.sent_count == 0
+    rows = db.session.scalars(
+        select(OutboundMessage).where(
+            OutboundMessage.appointment_id == texted.id, OutboundMessage.kind == "closure_notice"
+        )
+    ).all()
+    assert sorted(row.channel for row in rows) == ["email", "sms"]
 
 
 def test_texts_asked_for_after_sending_hours_wait_for_the_morning(location: Location) -> None:
@@ -195,3 +212,116 @@ def test_two_clicks_at_once_queue_one_text(location: Location) -> None:
     with unit_of_work():
         assert notices.text_reschedule_link(stale, utcnow()) == notices.ALREADY
     assert texts_of(appt)["closure_notice"].status == "pending"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+def test_closure_emails_go_to_those_with_an_address_once_even_on_a_second_click(
+    app: Flask, location: Location, smtp: SmtpServer
+) -> None:
+    """Through the suite's SMTP server: one email each, with the manage link, in the
+    patient's language; a second click sends nobody anything."""
+    app.config.update(smtp_settings(smtp))
+    day = days_from_today(2)
+    both = make_appointment(slot_at(location, day, time(14)), email="both@example.com")
+    spanish = make_appointment(
+        slot_at(location, day, time(15)),
+        language="es",
+        sms_consent=False,
+        email="solo@example.com",
+    )
+    text_only = make_appointment(slot_at(location, day, time(16)))
+    closure = close(location, day, time(14), time(17), [both.id, spanish.id, text_only.id])
+    with Dispatcher(app, backend=ConsoleBackend(io.StringIO())) as dispatcher:
+        dispatcher.dispatch_due()  # the bookings' own emails go out first
+        before = len(smtp.messages)
+        for _ in range(2):
+            with unit_of_work():
+                notices.notify_closure(closure, utcnow())
+            dispatcher.dispatch_due()
+    sent = smtp.messages[before:]
+    assert sorted(str(m["To"]) for m in sent) == ["both@example.com", "solo@example.com"]
+    by_address = {str(m["To"]): m for m in sent}
+    english = by_address["both@example.com"]
+    assert str(english["Subject"]).startswith("Please choose a new time:")
+    body = plain(english)
+    assert f"/manage/{both.reference}/" in body and location.name in body
+    assert "Roof" not in body  # the reason staff typed stays with staff
+    assert english["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert list(english.iter_attachments()) == []
+    solo = by_address["solo@example.com"]
+    assert str(solo["Subject"]).startswith("Elija otra hora:")
+    assert f"/manage/{spanish.reference}/" in plain(solo) and "Sentimos la molestia" in plain(solo)
+    assert emails_of(both)["closure_notice"].status == "sent"
+    assert emails_of(text_only) == {}
+    assert "closure_notice" not in texts_of(spanish)
+
+
+def test_an_unsubscribed_address_gets_no_closure_email_and_staff_are_told_to_call(
+    location: Location,
+) -> None:
+    day = days_from_today(2)
+    appt = make_appointment(
+        slot_at(location, day, time(14)), sms_consent=False, email="gone@example.com"
+    )
+    closure = close(location, day, time(14), time(17), [appt.id])
+    with unit_of_work():
+        unsubscribe("gone@example.com", utcnow())
+    assert [b.appointment.id for b in bookings_of_closure(closure).to_email] == [appt.id]
+    with unit_of_work():
+        outcome = notices.notify_closure(closure, utcnow())
+    assert outcome.references("email", UNSUBSCRIBED) == [appt.reference]
+    assert outcome.unreached == [appt.reference]
+    row = emails_of(appt)["closure_notice"]
+    assert (row.status, row.status_reason) == ("suppressed", "unsubscribed")
+    # Tried once: the board offers no second try, and a second click says the same.
+    assert bookings_of_closure(closure).to_email == []
+    with unit_of_work():
+        again = notices.notify_closure(closure, utcnow())
+    assert again.references("email", UNSUBSCRIBED) == [appt.reference]
+
+
+def test_two_clicks_at_once_queue_one_email(location: Location) -> None:
+    day = days_from_today(2)
+    appt = make_appointment(slot_at(location, day, time(14)), email="ana@example.com")
+    closure = close(location, day, time(14), time(17), [appt.id])
+    [stale] = bookings_of_closure(closure).bookings
+    with unit_of_work():
+        notices.notify_closure(closure, utcnow())
+    with unit_of_work():
+        assert notices.email_reschedule_link(stale, utcnow()) == notices.ALREADY
+    assert emails_of(appt)["closure_notice"].status == "pending"
+
+
+def test_the_audit_sentence_says_who_was_texted_emailed_and_whom_to_call(
+    location: Location,
+) -> None:
+    day = days_from_today(2)
+    both = make_appointment(slot_at(location, day, time(14)), email="both@example.com")
+    email_only = make_appointment(
+        slot_at(location, day, time(15)), sms_consent=False, email="e@example.com"
+    )
+    nothing = make_appointment(slot_at(location, day, time(16)), sms_consent=False, email=None)
+    closure = close(location, day, time(14), time(17), [both.id, email_only.id, nothing.id])
+    with unit_of_work():
+        notices.notify_closure(closure, utcnow())
+    entry = db.session.scalar(select(AuditEntry).where(AuditEntry.action == "closure.notified"))
+    assert entry is not None
+    sentence = describe(entry)
+    assert sentence.text == (
+        f"The system told the patients of {location.name}'s closure on "
+        f"{day:%a %b} {day.day} (Roof repair) to choose a new time"
+    )
+    emailed = f"{both.reference}, {email_only.reference}"  # in the order of their visits
+    no_consent = f"{email_only.reference}, {nothing.reference}"
+    assert sentence.changes == [
+        f"told (text): {both.reference}",
+        f"no consent (text): {no_consent}",
+        f"told (email): {emailed}",
+        f"no email address (email): {nothing.reference}",
+        f"to call: {nothing.reference}",
+    ]

@@ -471,6 +471,66 @@ def test_closure_texts_respect_opt_out_and_spanish(
     assert "Elija otra hora" in body and f"/manage/{spanish.reference}/" in body
 
 
+def test_a_closure_emails_those_who_gave_an_address_and_the_board_says_so(
+    clinic: list[Location], staff_client: FlaskClient
+) -> None:
+    from scheduler.database import unit_of_work
+    from scheduler.mail.outbox import unsubscribe
+    from scheduler.models import utcnow
+    from tests.factories import emails_of
+
+    thursday = days_from_today(2)
+    kerrville = clinic[1]
+    both = make_appointment(
+        slot_of(kerrville, thursday, time(14)), first_name="Rosa", email="rosa@example.com"
+    )
+    email_only = make_appointment(
+        slot_of(kerrville, thursday, time(15)),
+        first_name="Luz",
+        sms_consent=False,
+        email="luz@example.com",
+    )
+    gone = make_appointment(
+        slot_of(kerrville, thursday, time(16)),
+        first_name="Noe",
+        sms_consent=False,
+        email="noe@example.com",
+    )
+    with unit_of_work():
+        unsubscribe("noe@example.com", utcnow())
+    close_afternoon(staff_client, kerrville, thursday, [both.id, email_only.id, gone.id])
+    grid = grid_of(board(staff_client, thursday, location="kerrville"))
+    assert "Text or email 3 patients a link to choose a new time" in grid
+    assert "no texts: email only" in grid
+    closure = db.session.scalar(select(ScheduleException))
+    assert closure is not None
+    response = post(staff_client, f"/staff/closures/{closure.id}/notify")
+    page = staff_client.get(response.location).get_data(as_text=True)
+    assert "1 patient will get a text to choose a new time." in page
+    assert "2 patients will get an email to choose a new time." in page
+    assert f"Call {gone.reference}: no text or email reaches them." in page
+    for appt in (both, email_only):
+        email = emails_of(appt)["closure_notice"]
+        assert email.status == "pending" and f"/manage/{appt.reference}/" in email.body
+    assert emails_of(gone)["closure_notice"].status_reason == "unsubscribed"
+    closure_box = grid_of(board(staff_client, thursday, location="kerrville"))
+    closure_box = closure_box[: closure_box.index("</section>")]
+    assert closure_box.count("emailed a link (pending)") == 2
+    assert closure_box.count("texted a link (pending)") == 1
+    assert "not emailed: unsubscribed" in closure_box
+    assert "no texts: call" in closure_box  # Noe: nothing reaches them
+    assert "a link to choose a new time</button>" not in closure_box  # nobody left
+    # A second click emails nobody twice.
+    again = post(staff_client, f"/staff/closures/{closure.id}/notify", follow_redirects=True)
+    assert "2 had the email already." in again.get_data(as_text=True)
+    count = db.session.scalar(
+        select(db.func.count(OutboundMessage.id)).where(
+            OutboundMessage.kind == "closure_notice", OutboundMessage.channel == "email"
+        )
+    )
+    assert count == 3
+
+
 def test_the_boards_and_the_notice_keep_to_the_accounts_locations(
     clinic: list[Location], staff_client: FlaskClient, scheduler_user: StaffUser
 ) -> None:

@@ -7,6 +7,8 @@ import html
 from flask import Flask
 from flask.testing import FlaskClient
 
+from scheduler.models import Location
+from tests.conftest import Clock
 from tests.factories import book, booking_request, emails_of, make_slot, seeded_clinic
 from tests.staff.conftest import post
 
@@ -110,3 +112,52 @@ def test_staff_send_the_instructions_again_by_text_and_email(
         "reminder",
         "instructions#2",
     }
+
+
+def test_the_waitlist_offer_and_closure_emails_are_edited_like_the_others(
+    clock: Clock, app: Flask, admin_client: FlaskClient
+) -> None:
+    seeded_clinic()
+    listing = admin_client.get("/staff/texts").get_data(as_text=True)
+    assert "Email: waitlist offer" in listing
+    assert "Email: the clinic closed at the visit&#39;s time" in listing
+    assert "/staff/texts/email_waitlist_offer/es" in listing
+    assert "/staff/texts/email_closure_notice/en" in listing
+    offer = admin_client.get("/staff/texts/email_waitlist_offer/en").get_data(as_text=True)
+    assert "<strong>Subject:</strong> An earlier time opened at Kerrville" in offer
+    assert "https://book.example.test/offer/" in offer and "holds for 30 minutes" in offer
+    closed = admin_client.get("/staff/texts/email_closure_notice/es").get_data(as_text=True)
+    assert "<strong>Subject:</strong> Elija otra hora: Kerrville no abre el" in closed
+    # An offer has no booking yet: no reference, no manage link in its email.
+    no_booking = post(
+        admin_client,
+        "/staff/texts/email_waitlist_offer/en",
+        {"body": "Time for you\n\n{first_name}: {reference} {manage_url}"},
+    )
+    assert no_booking.status_code == 422
+    assert "Unknown placeholder {manage_url}, {reference}" in no_booking.get_data(as_text=True)
+    saved = post(
+        admin_client,
+        "/staff/texts/email_waitlist_offer/en",
+        {"body": "A time for you, {first_name}\n\n{date} {time}: {offer_url} ({minutes} min)"},
+    )
+    assert saved.status_code == 302
+    # The offers queued from then on use it.
+    from tests.factories import cancel, make_appointment
+    from tests.waitlist.conftest import join, offer_texts
+
+    slot = make_slot(seeded_location(), days_ahead=4, capacity=1)
+    appt = make_appointment(slot)
+    join(slot.location, sms_consent=False, sms_consent_text=None, email="ana@example.com")
+    cancel(appt)
+    (email,) = offer_texts()
+    assert email.subject and email.subject.startswith("A time for you, Wait")
+    assert "/offer/" in email.body and "(30 min)" in email.body
+
+
+def seeded_location() -> Location:
+    from scheduler.extensions import db
+
+    location = db.session.scalar(db.select(Location).order_by(Location.position))
+    assert location is not None
+    return location

@@ -93,10 +93,14 @@ def test_no_offer_to_an_opted_out_number_or_without_consent(app: Flask, clock: C
     no_consent = join(location, sms_consent=False, email="ana@example.com")
     fine = join(location)
     cancel(appt)
-    assert [o.entry_id for o in offers_of(slot.id)] == [fine.id]
-    assert [t.to_phone for t in offer_texts()] == [fine.patient.phone]
+    # Without text consent, the offer goes by email only (tests/waitlist/test_offer_emails.py).
+    assert [o.entry_id for o in offers_of(slot.id)] == [no_consent.id, fine.id]
+    texts = [t for t in offer_texts() if t.channel == "sms"]
+    assert [t.to_phone for t in texts] == [fine.patient.phone]
     assert opted.patient.phone not in {t.to_phone for t in offer_texts()}
-    assert no_consent.id not in {o.entry_id for o in offers_of(slot.id)}
+    assert no_consent.patient.phone not in {t.to_phone for t in offer_texts()}
+    emails = [t for t in offer_texts() if t.channel == "email"]
+    assert [t.to_email for t in emails] == ["ana@example.com"]
 
 
 def test_no_offer_to_a_number_at_its_daily_text_cap(app: Flask, clock: Clock) -> None:
