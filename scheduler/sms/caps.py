@@ -8,9 +8,10 @@ appointment's thread); replies to incoming texts count and are capped too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from itertools import groupby
+from operator import attrgetter
 from typing import Any
 
 from flask import current_app
@@ -45,30 +46,52 @@ def texts_to_number_since(phone: str, since: datetime, besides: Sequence[int] = 
 
 
 def hold_back_over_cap(claimed: Sequence[Any], clock: datetime) -> list[Any]:
-    """Of texts just claimed (rows with ``id`` and ``to_phone``), those the cap lets go out.
+    """Of texts just claimed (rows with ``id`` and ``to_phone``), those the cap lets go out;
+    the others are suppressed in the same transaction (the caller commits)."""
+    return hold_back_over(
+        claimed,
+        clock,
+        cap=current_app.config["SMS_MAX_PER_NUMBER_PER_DAY"],
+        reason=CAP_REASON,
+        recipient=attrgetter("to_phone"),
+        lock_namespace=LOCK_TEXTS_TO_PHONE,
+        sent_since=texts_to_number_since,
+    )
 
-    The others are suppressed in the same transaction (the caller commits).
-    Each number is counted under its own lock, so dispatchers claiming at once
-    cannot both send the last allowed text.
+
+def hold_back_over(
+    claimed: Sequence[Any],
+    clock: datetime,
+    *,
+    cap: int,
+    reason: str,
+    recipient: Callable[[Any], str],
+    lock_namespace: int,
+    sent_since: Callable[..., int],
+) -> list[Any]:
+    """Of messages just claimed, those a per-recipient cap over ``WINDOW`` lets go out, in
+    id order; the others are suppressed with ``reason`` in the caller's transaction.
+
+    Each recipient is counted under its own lock, so dispatchers claiming at once cannot
+    both send the last allowed message (texts per number, emails per address).
     """
-    cap = current_app.config["SMS_MAX_PER_NUMBER_PER_DAY"]
     ids = [row.id for row in claimed]
     allowed: list[Any] = []
     over: list[int] = []
-    ordered = sorted(claimed, key=lambda row: (row.to_phone, row.id))
-    for phone, rows in groupby(ordered, key=lambda row: row.to_phone):
-        texts = list(rows)
-        lock_for_transaction(LOCK_TEXTS_TO_PHONE, phone)
-        room = max(cap - texts_to_number_since(phone, clock - WINDOW, besides=ids), 0)
-        allowed += texts[:room]
-        over += [row.id for row in texts[room:]]
+    ordered = sorted(claimed, key=lambda row: (recipient(row), row.id))
+    for address, rows in groupby(ordered, key=recipient):
+        batch = list(rows)
+        lock_for_transaction(lock_namespace, address)
+        room = max(cap - sent_since(address, clock - WINDOW, besides=ids), 0)
+        allowed += batch[:room]
+        over += [row.id for row in batch[room:]]
     if over:
         db.session.execute(
             update(OM)
             .where(OM.id.in_(over))
             .values(
                 status=MessageStatus.SUPPRESSED,
-                status_reason=CAP_REASON,
+                status_reason=reason,
                 claimed_by=None,
                 lease_until=None,
                 attempts=OM.attempts - 1,

@@ -19,7 +19,6 @@ from flask import current_app
 
 from scheduler.content import content_for
 from scheduler.display import public_address
-from scheduler.mail.caps import WINDOW as EMAIL_WINDOW
 from scheduler.mail.caps import emails_to_address_since
 from scheduler.mail.messages import email_date, email_time
 from scheduler.mail.outbox import (
@@ -134,7 +133,7 @@ def _email_refusal(entry: WaitlistEntry, now: datetime) -> str | None:
     if unsubscribed_at(address) is not None:
         return "unsubscribed"
     cap = current_app.config["MAIL_MAX_PER_ADDRESS_PER_DAY"]
-    if emails_to_address_since(address, now - EMAIL_WINDOW) >= cap:
+    if emails_to_address_since(address, now - WINDOW) >= cap:
         return "address_daily_cap"
     return None
 
