@@ -3,6 +3,7 @@ own page on the list (leave it there), and an offer's page (take the place)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -19,7 +20,7 @@ from scheduler.database import unit_of_work
 from scheduler.display import clinic_today, phone_display, time_of_day
 from scheduler.extensions import booking_limit
 from scheduler.i18n import page_language, use_patient_language
-from scheduler.models import WaitlistOffer, WaitlistStatus, utcnow
+from scheduler.models import WaitlistEntry, WaitlistOffer, WaitlistStatus, utcnow
 from scheduler.sms.outbox import sending_hours
 from scheduler.waitlist.entries import (
     AlreadyWaiting,
@@ -63,6 +64,21 @@ def too_many_message() -> str:
     )
 
 
+def joined_or_problem(join: Callable[[], WaitlistEntry]) -> tuple[BaseResponse | None, str | None]:
+    """Join in one transaction: the way to the new request's page, or what to tell the patient."""
+    try:
+        with unit_of_work():
+            entry = join()
+    except AlreadyWaiting:
+        return None, already_waiting_message()
+    except TooManyRequests:
+        return None, too_many_message()
+    except BookingError:
+        return None, _("We could not do that just now. Please try again, or call us.")
+    page = url_for("waitlist.entry", reference=entry.reference, token=entry_token(entry), joined=1)
+    return redirect(page, code=303), None
+
+
 @bp.route("/book/<slug>/waitlist", methods=["GET", "POST"])
 @booking_limit
 def join(slug: str) -> str | BaseResponse | tuple[str, int]:
@@ -73,30 +89,16 @@ def join(slug: str) -> str | BaseResponse | tuple[str, int]:
         form.earliest.data = clinic_today()
     problem = None
     if form.validate_on_submit():
-        try:
-            with unit_of_work():
-                entry = join_waitlist(
-                    form.to_waitlist_request(location.id, "online_form"),
-                    location,
-                    PATIENT_WEB,
-                    utcnow(),
-                )
-        except AlreadyWaiting:
-            problem = already_waiting_message()
-        except TooManyRequests:
-            problem = too_many_message()
-        except BookingError:
-            problem = _("We could not do that just now. Please try again, or call us.")
-        else:
-            return redirect(
-                url_for(
-                    "waitlist.entry",
-                    reference=entry.reference,
-                    token=entry_token(entry),
-                    joined=1,
-                ),
-                code=303,
+        joined, problem = joined_or_problem(
+            lambda: join_waitlist(
+                form.to_waitlist_request(location.id, "online_form"),
+                location,
+                PATIENT_WEB,
+                utcnow(),
             )
+        )
+        if joined is not None:
+            return joined
     elif request.method == "POST":
         request_globals.booking_field_errors = True
     page = render_template(
@@ -149,25 +151,11 @@ def join_from_booking(reference: str, token: str) -> str | BaseResponse | tuple[
                 "address. Please call us to join the waitlist."
             )
         else:
-            try:
-                with unit_of_work():
-                    entry = join_waitlist(request_, location, PATIENT_WEB, utcnow())
-            except AlreadyWaiting:
-                problem = already_waiting_message()
-            except TooManyRequests:
-                problem = too_many_message()
-            except BookingError:
-                problem = _("We could not do that just now. Please try again, or call us.")
-            else:
-                return redirect(
-                    url_for(
-                        "waitlist.entry",
-                        reference=entry.reference,
-                        token=entry_token(entry),
-                        joined=1,
-                    ),
-                    code=303,
-                )
+            joined, problem = joined_or_problem(
+                lambda: join_waitlist(request_, location, PATIENT_WEB, utcnow())
+            )
+            if joined is not None:
+                return joined
     elif request.method == "POST":
         request_globals.booking_field_errors = True
     page = render_template(
