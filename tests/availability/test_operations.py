@@ -172,6 +172,7 @@ def test_rolling_forward_survives_cancelled_appointments_on_closed_days(app: Fla
     assert open_slots(location, slot.starts_at, slot.ends_at) == []
 
 
+@pytest.mark.clock(datetime(2027, 1, 1, 12, tzinfo=UTC))  # before WEEK: its slots are bookable
 def test_kept_slots_say_the_closures_reason_or_that_the_hours_changed(app: Flask) -> None:
     """Staff read why a kept slot is blocked: the reason they typed for the closure."""
     location = make_location()
