@@ -45,29 +45,22 @@ def context_for(entries: list[AuditEntry]) -> Context:
     """Where the slots and texts named in these entries are, in two queries."""
     slot_ids = {e.target_id for e in entries if e.target_type == "slot" and e.target_id}
     text_ids = {e.target_id for e in entries if e.target_type == "content_block" and e.target_id}
-    slot_places = (
-        dict(
-            db.session.execute(
-                select(Slot.id, Location.name)
-                .join(Location, Location.id == Slot.location_id)
-                .where(Slot.id.in_(slot_ids))
-            ).all()
-        )
-        if slot_ids
-        else {}
+    return Context(
+        slot_places=_location_names(Slot, slot_ids),
+        text_places=_location_names(ContentBlock, text_ids),
     )
-    text_places = (
-        dict(
-            db.session.execute(
-                select(ContentBlock.id, Location.name)
-                .join(Location, Location.id == ContentBlock.location_id)
-                .where(ContentBlock.id.in_(text_ids))
-            ).all()
-        )
-        if text_ids
-        else {}
+
+
+def _location_names(model: type[Slot] | type[ContentBlock], ids: set[int]) -> dict[int, str]:
+    """The name of the location of each of these rows (none asked: no query)."""
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        select(model.id, Location.name)
+        .join(Location, Location.id == model.location_id)
+        .where(model.id.in_(ids))
     )
-    return Context(slot_places=slot_places, text_places=text_places)
+    return {row_id: name for row_id, name in rows}
 
 
 @bp.get("/audit")
